@@ -1,0 +1,3 @@
+"""Billing service: application, domain services and adapters."""
+
+__version__ = "0.1.0"

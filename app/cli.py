@@ -1,0 +1,149 @@
+"""The ``billing`` command: serve, migrate, token, export-schema."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+import time
+from collections.abc import Iterator, Sequence
+
+from app.auth import Role, mint_token
+from app.settings import Settings, SettingsError, load_settings
+
+__all__ = ["main"]
+
+log = logging.getLogger("billing")
+
+
+@contextlib.contextmanager
+def embedded_runtime(settings: Settings) -> Iterator[Settings]:
+    """Start what the settings leave unconfigured: an embedded PostgreSQL when DATABASE_URL is
+    unset, a local Stripe emulator when STRIPE_API_KEY is unset. Both stop on exit. The chosen
+    URLs are exported to the environment so uvicorn worker processes see them too."""
+    from app.stripe_emulator import EMULATOR_API_KEY, StripeEmulator
+    from db.embedded import EmbeddedPostgres
+
+    postgres = emulator = None
+    try:
+        if not settings.database_url:
+            postgres = EmbeddedPostgres(settings.home / "postgres")
+            url = postgres.start()
+            settings = settings.with_overrides(database_url=url)
+            os.environ["DATABASE_URL"] = url
+            log.info("using embedded PostgreSQL (data in %s)", settings.home / "postgres")
+        if not settings.stripe_api_key:
+            emulator = StripeEmulator()
+            base = emulator.start()
+            settings = settings.with_overrides(stripe_api_key=EMULATOR_API_KEY, stripe_api_base=base)
+            os.environ["STRIPE_API_KEY"] = EMULATOR_API_KEY
+            os.environ["STRIPE_API_BASE"] = base
+            log.info("using the localstripe emulator at %s", base)
+        yield settings
+    finally:
+        if emulator is not None:
+            emulator.stop()
+        if postgres is not None:
+            postgres.stop()
+
+
+def _migrate(settings: Settings) -> None:
+    from db.migrate import apply_migrations
+
+    assert settings.database_url is not None
+    applied = asyncio.run(apply_migrations(settings.database_url))
+    for migration in applied:
+        log.info("applied migration %04d_%s", migration.version, migration.name)
+    if not applied:
+        log.info("database schema is up to date")
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> None:
+    import uvicorn
+
+    started = time.monotonic()
+    with embedded_runtime(settings) as runtime:
+        if not args.no_migrate:
+            _migrate(runtime)
+        host, port = args.host or runtime.host, args.port if args.port is not None else runtime.port
+        log.info(
+            "billing ready to start in %.2fs: GraphiQL at http://%s:%d/graphql",
+            time.monotonic() - started,
+            host,
+            port,
+        )
+        uvicorn.run(
+            "app.main:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=args.workers or runtime.workers,
+            log_level=runtime.log_level,
+            lifespan="on",
+        )
+
+
+def _token(settings: Settings, args: argparse.Namespace) -> None:
+    role = Role(args.role)
+    subject = args.sub or f"dev-{role.value}"
+    if role is Role.CUSTOMER and not args.sub:
+        raise SettingsError("A customer token needs --sub with the customer's id (cus_…).")
+    print(mint_token(settings, org=args.org, role=role, subject=subject, ttl_seconds=args.ttl))
+
+
+def _export_schema() -> None:
+    from schema import schema
+
+    sys.stdout.write(schema.as_str().rstrip("\n") + "\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="billing", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the API (embedded defaults when unconfigured)")
+    serve.add_argument("--host", help="bind address (default HOST or 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default PORT or 8000)")
+    serve.add_argument("--workers", type=int, help="worker processes (default WEB_CONCURRENCY or 1)")
+    serve.add_argument("--no-migrate", action="store_true", help="do not apply migrations first")
+
+    commands.add_parser("migrate", help="apply pending database migrations and exit")
+
+    token = commands.add_parser("token", help="mint a development token (HS256, JWT_SECRET)")
+    token.add_argument("--role", required=True, choices=[r.value for r in Role])
+    token.add_argument("--org", required=True, help="organization (tenant) id, e.g. acme")
+    token.add_argument("--sub", help="subject; for --role customer, the customer id")
+    token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (default 3600)")
+
+    commands.add_parser("export-schema", help="print the GraphQL schema (SDL)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "export-schema":
+        _export_schema()
+        return 0
+    try:
+        settings = load_settings()
+        if args.command == "serve":
+            _serve(settings, args)
+        elif args.command == "migrate":
+            with embedded_runtime(settings.with_overrides(stripe_api_key="sk_unused")) as runtime:
+                _migrate(runtime)
+        elif args.command == "token":
+            _token(settings, args)
+    except SettingsError as exc:
+        print(f"billing: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,62 @@
+"""Adapts the strawberry schema to Starlette: authentication and the per-request Context."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.types.unset import UnsetType
+
+from app.auth import Principal, decode_token
+from app.context import Context
+from app.errors import Unauthenticated
+from app.services import Services
+
+__all__ = ["BillingGraphQL"]
+
+
+def _bearer(value: str | None) -> str | None:
+    if not value:
+        return None
+    scheme, _, token = value.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else value
+
+
+class BillingGraphQL(GraphQL[Context, None]):
+    def __init__(self, schema: Any, *, graphiql: bool) -> None:
+        super().__init__(
+            schema,
+            graphql_ide="graphiql" if graphiql else None,
+            allow_queries_via_get=False,
+            subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
+        )
+
+    async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
+        services: Services = request.app.state.services
+        principal, error = self._authenticate(services, _bearer(request.headers.get("authorization")))
+        return Context(services, principal=principal, auth_error=error, request=request)
+
+    async def on_ws_connect(self, context: Context) -> UnsetType | None | dict[str, object]:
+        """graphql-transport-ws clients send ``{"authorization": "Bearer …"}`` in connection_init."""
+        params = context.connection_params if isinstance(context.connection_params, dict) else {}
+        token = _bearer(str(params.get("authorization") or params.get("Authorization") or ""))
+        if token:
+            context.principal, context.auth_error = self._authenticate(context.services, token)
+        if context.principal is None:
+            raise ConnectionRejectionError({"code": "UNAUTHENTICATED"})
+        return None
+
+    @staticmethod
+    def _authenticate(
+        services: Services, token: str | None
+    ) -> tuple[Principal | None, Unauthenticated | None]:
+        if token is None:
+            return None, None
+        try:
+            return decode_token(services.settings, token), None
+        except Unauthenticated as exc:
+            return None, exc

@@ -1,0 +1,47 @@
+"""Opaque, prefixed, time-sortable identifiers (``plan_01jd…``).
+
+48 bits of milliseconds followed by 80 random bits, in lower-case Crockford base32, so ids sort
+by creation time as plain strings and a stray id in a log says what it is.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+
+__all__ = ["PREFIXES", "has_prefix", "new_id"]
+
+PREFIXES = {
+    "plan": "plan",
+    "customer": "cus",
+    "subscription": "sub",
+    "payment": "pay",
+    "invoice": "inv",
+    "invoice_line": "il",
+    "refund": "re",
+    "usage": "use",
+    "credit_note": "cn",
+    "coupon": "coup",
+    "tax_rate": "txr",
+    "event": "evt",
+}
+
+_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
+_BODY = re.compile(r"^[0-9a-hjkmnp-tv-z]{26}$")
+
+
+def new_id(prefix: str, *, at_ms: int | None = None) -> str:
+    ms = time.time_ns() // 1_000_000 if at_ms is None else at_ms
+    value = (ms << 80) | int.from_bytes(os.urandom(10), "big")
+    chars = []
+    for _ in range(26):
+        value, index = divmod(value, 32)
+        chars.append(_ALPHABET[index])
+    return f"{prefix}_{''.join(reversed(chars))}"
+
+
+def has_prefix(value: str, prefix: str) -> bool:
+    """True when ``value`` is shaped like an id we issue with ``prefix``."""
+    head, sep, body = value.partition("_")
+    return sep == "_" and head == prefix and bool(_BODY.match(body))

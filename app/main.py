@@ -1,0 +1,86 @@
+"""The composition root: builds the Starlette application and owns every resource."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route, WebSocketRoute
+
+from app.graphql_view import BillingGraphQL
+from app.services import Services
+from app.settings import Settings, SettingsError, load_settings
+from app.stripe_gateway import StripeGateway
+from db import migrate
+from db.connection import Database
+from schema import schema
+
+__all__ = ["create_app"]
+
+log = logging.getLogger(__name__)
+
+
+async def health(request: Request) -> JSONResponse:
+    """Liveness: the process answers."""
+    return JSONResponse({"status": "ok"})
+
+
+async def ready(request: Request) -> JSONResponse:
+    """Readiness: the database answers and every migration this release knows is applied."""
+    services: Services = request.app.state.services
+    try:
+        rows = await services.db.fetch_all("SELECT version, checksum FROM schema_migrations")
+        pending = await migrate.status([(r["version"], r["checksum"]) for r in rows])
+    except migrate.MigrationError as exc:
+        return JSONResponse({"status": "not_ready", "reason": str(exc)}, status_code=503)
+    except Exception as exc:  # noqa: BLE001 - any failure to reach the database means not ready
+        log.warning("readiness check failed: %s", type(exc).__name__)
+        return JSONResponse({"status": "not_ready", "reason": "database unreachable"}, 503)
+    if pending:
+        names = [f"{m.version:04d}_{m.name}" for m in pending]
+        return JSONResponse({"status": "not_ready", "reason": "migrations pending", "pending": names}, 503)
+    return JSONResponse({"status": "ready"})
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or load_settings()
+    if not settings.database_url:
+        raise SettingsError(
+            "DATABASE_URL is not set; `billing serve` starts an embedded PostgreSQL when it is not."
+        )
+    if not settings.stripe_api_key:
+        raise SettingsError(
+            "STRIPE_API_KEY is not set; `billing serve` starts a local Stripe emulator when it is not."
+        )
+    database_url, stripe_key = settings.database_url, settings.stripe_api_key
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        db = Database(database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max)
+        await db.connect()
+        stripe = StripeGateway(
+            stripe_key,
+            api_base=settings.stripe_api_base,
+            max_network_retries=settings.stripe_max_network_retries,
+        )
+        app.state.services = Services.build(settings, db, stripe)
+        try:
+            yield
+        finally:
+            await stripe.close()
+            await db.disconnect()
+
+    graphql = BillingGraphQL(schema, graphiql=not settings.production)
+    return Starlette(
+        routes=[
+            Route("/health", health),
+            Route("/ready", ready),
+            Route("/graphql", graphql, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", graphql),
+        ],
+        lifespan=lifespan,
+    )

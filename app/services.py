@@ -1,0 +1,24 @@
+"""The process-wide services, built once by the lifespan and shared by every request."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from app.plans import PlanService
+from app.settings import Settings
+from app.stripe_gateway import StripeGateway
+from db.connection import Database
+
+__all__ = ["Services"]
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    stripe: StripeGateway
+    plans: PlanService
+
+    @classmethod
+    def build(cls, settings: Settings, db: Database, stripe: StripeGateway) -> Services:
+        return cls(settings=settings, db=db, stripe=stripe, plans=PlanService(db, stripe))

@@ -1,0 +1,162 @@
+"""Settings from environment variables, validated once at start with clear messages."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+__all__ = ["Settings", "SettingsError", "load_settings"]
+
+_ENVIRONMENTS = ("development", "test", "production")
+
+
+class SettingsError(ValueError):
+    """A setting is missing or invalid; the message names the variable and what it accepts."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: str = "development"
+    home: Path = Path(".billing")
+    database_url: str | None = None
+    db_pool_min: int = 2
+    db_pool_max: int = 10
+    stripe_api_key: str | None = None
+    stripe_api_base: str | None = None
+    stripe_webhook_secret: str | None = None
+    stripe_max_network_retries: int = 2
+    jwt_secret: str | None = None
+    jwt_public_key: str | None = None
+    jwt_algorithm: str = "HS256"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    log_level: str = "info"
+
+    @property
+    def production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def stripe_mode(self) -> str:
+        """``emulator`` (localstripe or another base URL), ``test`` or ``live`` (real Stripe)."""
+        if self.stripe_api_base:
+            return "emulator"
+        if self.stripe_api_key and self.stripe_api_key.startswith(("sk_live_", "rk_live_")):
+            return "live"
+        return "test"
+
+    def with_overrides(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be an integer, got {raw!r}.") from None
+    if not low <= value <= high:
+        raise SettingsError(f"{name} must be between {low} and {high}, got {value}.")
+    return value
+
+
+def _secret(env: Mapping[str, str], name: str) -> str | None:
+    """A secret from ``NAME`` or from the file named by ``NAME_FILE`` (for mounted secrets)."""
+    path = env.get(f"{name}_FILE")
+    if path:
+        try:
+            return Path(path).read_text().strip() or None
+        except OSError as exc:
+            raise SettingsError(f"{name}_FILE={path!r} cannot be read: {exc.strerror}.") from None
+    return env.get(name) or None
+
+
+def _development_jwt_secret(home: Path) -> str:
+    """A per-installation random secret kept in BILLING_HOME, so `billing token` and
+    `billing serve` agree without a secret written in the code."""
+    path = home / "jwt_secret"
+    if path.exists():
+        return path.read_text().strip()
+    home.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(48)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(value)
+    return value
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if environ is None else environ
+    mode = env.get("BILLING_ENV", "development").strip().lower()
+    if mode not in _ENVIRONMENTS:
+        raise SettingsError(f"BILLING_ENV must be one of {', '.join(_ENVIRONMENTS)}, got {mode!r}.")
+    home = Path(env.get("BILLING_HOME") or ".billing").expanduser().resolve()
+
+    database_url = env.get("DATABASE_URL") or None
+    if database_url and not database_url.startswith(("postgresql://", "postgres://")):
+        raise SettingsError("DATABASE_URL must start with postgresql:// (or postgres://).")
+
+    stripe_key = _secret(env, "STRIPE_API_KEY")
+    if stripe_key and not stripe_key.startswith(("sk_", "rk_")):
+        raise SettingsError("STRIPE_API_KEY must be a Stripe secret or restricted key (sk_/rk_).")
+    stripe_base = env.get("STRIPE_API_BASE") or None
+    if stripe_base and not stripe_base.startswith(("http://", "https://")):
+        raise SettingsError("STRIPE_API_BASE must be an http(s) URL.")
+
+    algorithm = env.get("JWT_ALGORITHM", "HS256").upper()
+    if algorithm not in ("HS256", "RS256"):
+        raise SettingsError("JWT_ALGORITHM must be HS256 or RS256.")
+    jwt_secret = _secret(env, "JWT_SECRET")
+    jwt_public_key = _secret(env, "JWT_PUBLIC_KEY")
+    if algorithm == "RS256" and not jwt_public_key:
+        raise SettingsError("JWT_ALGORITHM=RS256 needs JWT_PUBLIC_KEY or JWT_PUBLIC_KEY_FILE.")
+    if jwt_secret is not None and len(jwt_secret) < 32:
+        raise SettingsError("JWT_SECRET must be at least 32 characters long.")
+
+    if mode == "production":
+        missing = [
+            name
+            for name, value in (
+                ("DATABASE_URL", database_url),
+                ("STRIPE_API_KEY", stripe_key),
+                ("STRIPE_WEBHOOK_SECRET", _secret(env, "STRIPE_WEBHOOK_SECRET")),
+            )
+            if not value
+        ]
+        if algorithm == "HS256" and not jwt_secret:
+            missing.append("JWT_SECRET")
+        if missing:
+            raise SettingsError(
+                "BILLING_ENV=production refuses development defaults; set "
+                + ", ".join(missing)
+                + "."
+            )
+        if stripe_base:
+            raise SettingsError("STRIPE_API_BASE (an emulator) is not allowed in production.")
+    elif algorithm == "HS256" and not jwt_secret:
+        jwt_secret = _development_jwt_secret(home)
+
+    return Settings(
+        env=mode,
+        home=home,
+        database_url=database_url,
+        db_pool_min=_int(env, "DB_POOL_MIN", 2, 1, 100),
+        db_pool_max=_int(env, "DB_POOL_MAX", 10, 1, 500),
+        stripe_api_key=stripe_key,
+        stripe_api_base=stripe_base,
+        stripe_webhook_secret=_secret(env, "STRIPE_WEBHOOK_SECRET"),
+        stripe_max_network_retries=_int(env, "STRIPE_MAX_NETWORK_RETRIES", 2, 0, 10),
+        jwt_secret=jwt_secret,
+        jwt_public_key=jwt_public_key,
+        jwt_algorithm=algorithm,
+        host=env.get("HOST", "127.0.0.1"),
+        port=_int(env, "PORT", 8000, 0, 65535),
+        workers=_int(env, "WEB_CONCURRENCY", 1, 1, 64),
+        log_level=env.get("LOG_LEVEL", "info").lower(),
+    )

@@ -1,0 +1,1 @@
+"""Persistence: connection, tables, repositories, migrations and the embedded server."""

@@ -1,0 +1,90 @@
+"""The one database handle the service uses.
+
+A thin wrapper over ``databases.Database`` so the rest of the code depends on our interface, not
+on that library (its last release is from 2024), and so tests can count SQL statements.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextvars import ContextVar
+from typing import Any
+
+from databases import Database as _Databases
+from sqlalchemy.sql import ClauseElement
+
+__all__ = ["Database", "Row", "StatementLog", "count_statements"]
+
+Row = Mapping[str, Any]
+Query = ClauseElement | str
+
+
+class StatementLog:
+    """The statements run while a ``count_statements`` block was open (all tasks it spawns)."""
+
+    def __init__(self) -> None:
+        self.statements: list[str] = []
+
+    @property
+    def count(self) -> int:
+        return len(self.statements)
+
+
+_log: ContextVar[StatementLog | None] = ContextVar("billing_statement_log", default=None)
+
+
+@contextlib.contextmanager
+def count_statements() -> Iterator[StatementLog]:
+    log = StatementLog()
+    token = _log.set(log)
+    try:
+        yield log
+    finally:
+        _log.reset(token)
+
+
+def _record(query: Query) -> None:
+    log = _log.get()
+    if log is not None:
+        log.statements.append(str(query)[:200])
+
+
+class Database:
+    def __init__(self, url: str, *, min_size: int = 2, max_size: int = 10) -> None:
+        self.url = url
+        self._db = _Databases(url, min_size=min_size, max_size=max_size)
+
+    async def connect(self) -> None:
+        await self._db.connect()
+
+    async def disconnect(self) -> None:
+        await self._db.disconnect()
+
+    @property
+    def is_connected(self) -> bool:
+        return bool(self._db.is_connected)
+
+    async def fetch_all(
+        self, query: Query, values: Mapping[str, Any] | None = None
+    ) -> Sequence[Row]:
+        _record(query)
+        return await self._db.fetch_all(query, values)  # type: ignore[no-any-return]
+
+    async def fetch_one(self, query: Query, values: Mapping[str, Any] | None = None) -> Row | None:
+        _record(query)
+        return await self._db.fetch_one(query, values)  # type: ignore[no-any-return]
+
+    async def fetch_val(self, query: Query, values: Mapping[str, Any] | None = None) -> Any:
+        _record(query)
+        return await self._db.fetch_val(query, values)
+
+    async def execute(self, query: Query, values: Mapping[str, Any] | None = None) -> Any:
+        _record(query)
+        return await self._db.execute(query, values)
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[None]:
+        """A transaction on this task's connection; nested calls become savepoints."""
+        async with self._db.transaction():
+            yield

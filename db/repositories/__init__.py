@@ -1,0 +1,1 @@
+"""Repositories: the only code that writes SQL. Batch methods serve the dataloaders."""

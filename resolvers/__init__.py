@@ -1,0 +1,1 @@
+"""Thin async functions per domain: read the Context, call services and loaders."""

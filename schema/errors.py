@@ -1,0 +1,52 @@
+"""``UserError`` for mutation payloads, and the error masking allow-list."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from typing import TypeVar
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.exceptions import StrawberryGraphQLError
+
+from app.errors import DomainError, PublicError, ValidationFailed
+from schema.enums import ErrorCodeEnum
+
+__all__ = ["UserError", "attempt", "should_mask_error"]
+
+T = TypeVar("T")
+
+
+@strawberry.type(description="A problem the caller can fix, reported in a mutation payload.")
+class UserError:
+    field: list[str] | None = strawberry.field(
+        description="Path to the offending input field, e.g. `[\"input\", \"price\", \"amount\"]`."
+    )
+    message: str = strawberry.field(description="Human-readable explanation.")
+    code: ErrorCodeEnum = strawberry.field(description="Machine-readable reason.")
+
+    @classmethod
+    def from_domain(cls, error: DomainError) -> UserError:
+        return cls(
+            field=list(error.field) if error.field else None,
+            message=error.message,
+            code=error.code,
+        )
+
+
+async def attempt(action: Awaitable[T]) -> tuple[T | None, list[UserError]]:
+    """Run a mutation's service call; turn domain errors into payload errors."""
+    try:
+        return await action, []
+    except DomainError as exc:
+        return None, [UserError.from_domain(exc)]
+    except ValidationFailed as exc:
+        return None, [UserError.from_domain(e) for e in exc.errors]
+
+
+def should_mask_error(error: GraphQLError) -> bool:
+    """Mask everything except GraphQL's own errors (syntax, validation) and our public ones."""
+    original = error.original_error
+    if original is None:
+        return False
+    return not isinstance(original, PublicError | StrawberryGraphQLError)

@@ -1,0 +1,85 @@
+"""Relay connections with keyset cursors."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, Protocol, TypeVar
+
+import strawberry
+
+from app.errors import PublicError
+
+__all__ = ["AFTER", "FIRST", "Connection", "Edge", "PageInfo", "decode_cursor", "page_size", "to_connection"]
+
+T = TypeVar("T")
+DEFAULT_PAGE_SIZE = 20
+MAX_PAGE_SIZE = 100
+FIRST = f"Page size, 1-{MAX_PAGE_SIZE} (default {DEFAULT_PAGE_SIZE})."
+AFTER = "Return the nodes after this cursor (`pageInfo.endCursor` of the previous page)."
+
+
+class HasId(Protocol):
+    id: str
+
+
+def encode_cursor(key: str) -> str:
+    return base64.urlsafe_b64encode(f"k:{key}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> str | None:
+    if cursor is None:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raw = ""
+    if not raw.startswith("k:") or len(raw) > 200:
+        raise PublicError("The `after` cursor is not one this API issued.")
+    return raw[2:]
+
+
+def page_size(first: int | None) -> int:
+    size = DEFAULT_PAGE_SIZE if first is None else first
+    if not 1 <= size <= MAX_PAGE_SIZE:
+        raise PublicError(f"`first` must be between 1 and {MAX_PAGE_SIZE}.")
+    return size
+
+
+@strawberry.type(description="Where a page ends and whether more follow.")
+class PageInfo:
+    has_next_page: bool = strawberry.field(description="True when another page follows.")
+    end_cursor: str | None = strawberry.field(
+        description="Pass as `after` to get the next page; null on an empty page."
+    )
+
+
+@strawberry.type(description="One node of a connection with its cursor.")
+class Edge(Generic[T]):
+    cursor: str = strawberry.field(description="Opaque position of this node.")
+    node: T = strawberry.field(description="The object.")
+
+
+@strawberry.type(description="A page of objects in a stable order (keyset pagination).")
+class Connection(Generic[T]):
+    edges: list[Edge[T]] = strawberry.field(description="The objects of this page.")
+    page_info: PageInfo = strawberry.field(description="Pagination state.")
+    count: strawberry.Private[Callable[[], Awaitable[int]]]
+
+    @strawberry.field(description="Number of objects matching the filter (all pages).")
+    async def total_count(self) -> int:
+        return await self.count()
+
+
+def to_connection(
+    nodes: Sequence[T], has_next: bool, count: Callable[[], Awaitable[int]]
+) -> Connection[T]:
+    edges = [Edge(cursor=encode_cursor(node.id), node=node) for node in nodes]  # type: ignore[attr-defined]
+    return Connection(
+        edges=edges,
+        page_info=PageInfo(
+            has_next_page=has_next, end_cursor=edges[-1].cursor if edges else None
+        ),
+        count=count,
+    )

@@ -1,0 +1,182 @@
+"""Fixtures: a PostgreSQL (DATABASE_URL's server, else an embedded one) with a fresh database
+for this run, the localstripe emulator, and the app running in-process."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from starlette.applications import Starlette
+
+from app.main import create_app
+from app.settings import Settings
+from app.stripe_emulator import EMULATOR_API_KEY, StripeEmulator
+from db.embedded import EmbeddedPostgres
+from db.migrate import apply_migrations
+from tests.support import GraphQLClient, new_org, token, with_database
+
+JWT_SECRET = "test-secret-" + "x" * 40
+
+
+@pytest.fixture(scope="session")
+def server_url() -> Iterator[str]:
+    """A PostgreSQL server: DATABASE_URL's when set, otherwise an embedded one for this run."""
+    configured = os.environ.get("DATABASE_URL")
+    if configured:
+        yield configured
+        return
+    with tempfile.TemporaryDirectory(prefix="billing-test-pg-") as folder:
+        server = EmbeddedPostgres(Path(folder) / "data")
+        url = server.start()
+        try:
+            yield url
+        finally:
+            server.stop()
+
+
+async def create_database(server: str) -> str:
+    name = f"billing_test_{uuid.uuid4().hex[:12]}"
+    conn = await asyncpg.connect(server)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return with_database(server, name)
+
+
+async def drop_database(server: str, url: str) -> None:
+    name = url.rsplit("/", 1)[1].split("?")[0]
+    conn = await asyncpg.connect(server)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+async def database_factory(server_url: str) -> AsyncIterator[Callable[[], Any]]:
+    """Makes fresh, empty databases on the test server; drops them at the end."""
+    made: list[str] = []
+
+    async def make() -> str:
+        url = await create_database(server_url)
+        made.append(url)
+        return url
+
+    yield make
+    for url in made:
+        await drop_database(server_url, url)
+
+
+@pytest.fixture(scope="session")
+async def database_url(database_factory: Callable[[], Any]) -> str:
+    url: str = await database_factory()
+    await apply_migrations(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def stripe_emulator() -> Iterator[StripeEmulator]:
+    emulator = StripeEmulator()
+    emulator.start()
+    yield emulator
+    emulator.stop()
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str, stripe_emulator: StripeEmulator) -> Settings:
+    return Settings(
+        env="test",
+        home=Path(tempfile.gettempdir()),
+        database_url=database_url,
+        db_pool_min=1,
+        db_pool_max=10,
+        stripe_api_key=EMULATOR_API_KEY,
+        stripe_api_base=stripe_emulator.base_url,
+        stripe_max_network_retries=0,
+        jwt_secret=JWT_SECRET,
+    )
+
+
+async def running(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://billing.test") as http:
+            yield http
+
+
+@pytest.fixture(scope="session")
+async def http(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    async for client in running(create_app(settings)):
+        yield client
+
+
+@pytest.fixture(scope="session")
+def app_services(http: httpx.AsyncClient) -> Any:
+    transport = http._transport
+    assert isinstance(transport, httpx.ASGITransport)
+    return transport.app.state.services  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def org() -> str:
+    """A fresh organization per test: tenants isolate tests from each other."""
+    return new_org()
+
+
+@pytest.fixture
+def admin(http: httpx.AsyncClient, settings: Settings, org: str) -> GraphQLClient:
+    return GraphQLClient(http, token(settings, org, "admin"))
+
+
+@pytest.fixture
+def gql(http: httpx.AsyncClient) -> GraphQLClient:
+    """An anonymous client; use ``.as_(token)`` for others."""
+    return GraphQLClient(http)
+
+
+PLAN_FIELDS = """
+  id code name description tier interval intervalCount trialDays features
+  creditsIncluded maxUsers maxStorageBytes active stripeProductId stripePriceId
+  price { amount currency decimal } createdAt archivedAt
+"""
+
+CREATE_PLAN = f"""
+mutation($input: PlanCreateInput!) {{
+  planCreate(input: $input) {{
+    plan {{ {PLAN_FIELDS} }}
+    errors {{ field message code }}
+  }}
+}}
+"""
+
+
+@pytest.fixture
+def plan_factory(admin: GraphQLClient) -> Callable[..., Any]:
+    """Create a plan through the API; returns the plan dict. Overrides replace input fields."""
+    counter = iter(range(1_000_000))
+
+    async def make(**overrides: Any) -> dict[str, Any]:
+        n = next(counter)
+        plan_input: dict[str, Any] = {
+            "code": f"plan-{n}",
+            "name": f"Plan {n}",
+            "tier": "PRO",
+            "price": {"amount": 1999, "currency": "USD"},
+            "interval": "MONTH",
+        }
+        plan_input.update(overrides)
+        data = await admin.data(CREATE_PLAN, {"input": plan_input})
+        payload = data["planCreate"]
+        assert payload["errors"] == [], payload["errors"]
+        plan: dict[str, Any] = payload["plan"]
+        return plan
+
+    return make
