@@ -38,7 +38,9 @@ def embedded_runtime(settings: Settings) -> Iterator[Settings]:
         if not settings.stripe_api_key:
             emulator = StripeEmulator()
             base = emulator.start()
-            settings = settings.with_overrides(stripe_api_key=EMULATOR_API_KEY, stripe_api_base=base)
+            settings = settings.with_overrides(
+                stripe_api_key=EMULATOR_API_KEY, stripe_api_base=base
+            )
             os.environ["STRIPE_API_KEY"] = EMULATOR_API_KEY
             os.environ["STRIPE_API_BASE"] = base
             log.info("using the localstripe emulator at %s", base)
@@ -107,7 +109,9 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the API (embedded defaults when unconfigured)")
     serve.add_argument("--host", help="bind address (default HOST or 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default PORT or 8000)")
-    serve.add_argument("--workers", type=int, help="worker processes (default WEB_CONCURRENCY or 1)")
+    serve.add_argument(
+        "--workers", type=int, help="worker processes (default WEB_CONCURRENCY or 1)"
+    )
     serve.add_argument("--no-migrate", action="store_true", help="do not apply migrations first")
 
     commands.add_parser("migrate", help="apply pending database migrations and exit")
@@ -124,7 +128,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     if args.command == "export-schema":
         _export_schema()
         return 0

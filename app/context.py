@@ -46,7 +46,9 @@ class Context:
 
     def require_principal(self) -> Principal:
         if self.principal is None:
-            raise self.auth_error or Unauthenticated("Authentication required: send a bearer token.")
+            raise self.auth_error or Unauthenticated(
+                "Authentication required: send a bearer token."
+            )
         return self.principal
 
     def require_role(self, *roles: Role) -> Principal:

@@ -37,11 +37,14 @@ class BillingGraphQL(GraphQL[Context, None]):
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
         services: Services = request.app.state.services
-        principal, error = self._authenticate(services, _bearer(request.headers.get("authorization")))
+        principal, error = self._authenticate(
+            services, _bearer(request.headers.get("authorization"))
+        )
         return Context(services, principal=principal, auth_error=error, request=request)
 
-    async def on_ws_connect(self, context: Context) -> UnsetType | None | dict[str, object]:
-        """graphql-transport-ws clients send ``{"authorization": "Bearer …"}`` in connection_init."""
+    async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
+        """graphql-transport-ws clients authenticate in connection_init's payload:
+        ``{"authorization": "Bearer <token>"}``."""
         params = context.connection_params if isinstance(context.connection_params, dict) else {}
         token = _bearer(str(params.get("authorization") or params.get("Authorization") or ""))
         if token:

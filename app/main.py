@@ -37,12 +37,14 @@ async def ready(request: Request) -> JSONResponse:
         pending = await migrate.status([(r["version"], r["checksum"]) for r in rows])
     except migrate.MigrationError as exc:
         return JSONResponse({"status": "not_ready", "reason": str(exc)}, status_code=503)
-    except Exception as exc:  # noqa: BLE001 - any failure to reach the database means not ready
+    except Exception as exc:  # noqa: BLE001 - any failure to reach the database is not-ready
         log.warning("readiness check failed: %s", type(exc).__name__)
         return JSONResponse({"status": "not_ready", "reason": "database unreachable"}, 503)
     if pending:
         names = [f"{m.version:04d}_{m.name}" for m in pending]
-        return JSONResponse({"status": "not_ready", "reason": "migrations pending", "pending": names}, 503)
+        return JSONResponse(
+            {"status": "not_ready", "reason": "migrations pending", "pending": names}, 503
+        )
     return JSONResponse({"status": "ready"})
 
 
@@ -54,7 +56,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         )
     if not settings.stripe_api_key:
         raise SettingsError(
-            "STRIPE_API_KEY is not set; `billing serve` starts a local Stripe emulator when it is not."
+            "STRIPE_API_KEY is not set; `billing serve` starts a Stripe emulator when it is not."
         )
     database_url, stripe_key = settings.database_url, settings.stripe_api_key
 

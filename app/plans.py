@@ -140,7 +140,9 @@ def _problems(values: Mapping[str, Any], path: tuple[str, ...]) -> list[DomainEr
         bad("description", "Description must be at most 2000 characters.")
     if "amount" in values and values["amount"] < 0:
         errors.append(
-            DomainError(ErrorCode.INVALID, "Price must not be negative.", field=(*path, "price", "amount"))
+            DomainError(
+                ErrorCode.INVALID, "Price must not be negative.", field=(*path, "price", "amount")
+            )
         )
     if "interval_count" in values:
         count = values["interval_count"]
@@ -184,10 +186,10 @@ class PlanService:
         rows = await self._plans.by_ids(org, ids)
         return [None if row is None else Plan.from_row(row) for row in rows]
 
-    async def list(
+    async def page(
         self, org: str, filters: Mapping[str, Any], *, first: int, after: str | None
     ) -> tuple[list[Plan], bool]:
-        page: Page = await self._plans.list(org, filters, first=first, after=after)
+        page: Page = await self._plans.page(org, filters, first=first, after=after)
         return [Plan.from_row(row) for row in page.rows], page.has_next
 
     async def count(self, org: str, filters: Mapping[str, Any]) -> int:
@@ -282,11 +284,9 @@ class PlanService:
             if not values:
                 return Plan.from_row(current)
             row = await self._plans.update(org, plan_id, values)
-            if "name" in values and values["name"] != current["name"]:
-                if current["stripe_product_id"]:
-                    await self._stripe.update_product(
-                        current["stripe_product_id"], name=values["name"]
-                    )
+            renamed = "name" in values and values["name"] != current["name"]
+            if renamed and current["stripe_product_id"]:
+                await self._stripe.update_product(current["stripe_product_id"], name=values["name"])
         assert row is not None
         return Plan.from_row(row)
 
@@ -305,4 +305,3 @@ class PlanService:
                 await self._stripe.deactivate_price(current["stripe_price_id"])
         assert row is not None
         return Plan.from_row(row)
-

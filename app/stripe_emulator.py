@@ -41,7 +41,15 @@ class StripeEmulator:
 
     def start(self, timeout: float = 20.0) -> str:
         self._process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            [sys.executable, "-m", "app.stripe_emulator", "--host", self.host, "--port", str(self.port)],
+            [
+                sys.executable,
+                "-m",
+                "app.stripe_emulator",
+                "--host",
+                self.host,
+                "--port",
+                str(self.port),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             env={**os.environ, "PYTHONWARNINGS": "ignore"},
@@ -50,7 +58,10 @@ class StripeEmulator:
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
                 raise RuntimeError(f"localstripe exited with code {self._process.returncode}")
-            with contextlib.suppress(OSError), socket.create_connection((self.host, self.port), 0.2):
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection((self.host, self.port), 0.2),
+            ):
                 return self.base_url
             time.sleep(0.05)
         self.stop()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+
 import stripe
 
 from app.errors import DomainError, ErrorCode
@@ -49,7 +50,7 @@ class StripeGateway:
         )
 
     async def close(self) -> None:
-        await self._http.close_async()
+        await self._http.close_async()  # type: ignore[no-untyped-call]
 
     async def create_product(
         self,
@@ -76,7 +77,7 @@ class StripeGateway:
                         "product": product.id,
                         "amount": amount,
                         "currency": currency.lower(),
-                        "interval": interval,  # type: ignore[typeddict-item]
+                        "interval": interval,
                         "interval_count": interval_count,
                         "metadata": metadata,
                     },

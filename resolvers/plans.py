@@ -22,7 +22,7 @@ async def list_page(
     ctx: Context, filters: Mapping[str, Any], *, first: int, after: str | None
 ) -> tuple[list[Plan], bool, Callable[[], Awaitable[int]]]:
     org = ctx.org
-    nodes, has_next = await ctx.services.plans.list(org, filters, first=first, after=after)
+    nodes, has_next = await ctx.services.plans.page(org, filters, first=first, after=after)
     for node in nodes:
         ctx.loaders.plan_by_id.prime(node.id, node)
     return nodes, has_next, lambda: ctx.services.plans.count(org, filters)

@@ -11,7 +11,6 @@ from strawberry.extensions import (
     QueryDepthLimiter,
     ValidationCache,
 )
-
 from strawberry.schema.config import StrawberryConfig
 
 from schema.errors import should_mask_error
@@ -39,7 +38,7 @@ def build_schema() -> strawberry.Schema:
         query=Query,
         mutation=Mutation,
         subscription=Live,
-        config=StrawberryConfig(scalar_map=SCALARS),
+        config=StrawberryConfig(scalar_map=dict(SCALARS)),
         extensions=[
             lambda: QueryDepthLimiter(max_depth=10),
             lambda: MaxAliasesLimiter(max_alias_count=30),

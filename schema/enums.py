@@ -10,23 +10,25 @@ import strawberry
 from app.errors import ErrorCode
 from app.plans import IntervalUnit, Tier
 
-__all__ = ["BillingInterval", "ErrorCodeEnum", "PlanTier"]
+__all__ = ["ErrorCode", "IntervalUnit", "Tier"]
+
+# The domain enums themselves are registered (GraphQL names PlanTier, BillingInterval, ErrorCode),
+# so resolvers return domain values and the schema annotates with the domain classes.
 
 E = TypeVar("E", bound=enum.Enum)
 
 
-def expose(cls: type[E], name: str, description: str, values: dict[E, str]) -> type[E]:
+def expose(cls: type[E], name: str, description: str, values: dict[E, str]) -> None:
     """Register a domain enum with strawberry (names are the member names) and describe it."""
     missing = set(cls) - set(values)
     if missing:
         raise TypeError(f"{name}: undocumented values {sorted(m.name for m in missing)}")
-    exposed = strawberry.enum(cls, name=name, description=description)
-    for value in exposed.__strawberry_definition__.values:  # type: ignore[attr-defined]
+    strawberry.enum(cls, name=name, description=description)
+    for value in cls.__strawberry_definition__.values:  # type: ignore[attr-defined]
         value.description = values[cls[value.name]]
-    return exposed
 
 
-PlanTier = expose(
+expose(
     Tier,
     "PlanTier",
     "The commercial tier of a plan, for grouping and statistics.",
@@ -39,10 +41,10 @@ PlanTier = expose(
     },
 )
 
-BillingInterval = expose(
+expose(
     IntervalUnit,
     "BillingInterval",
-    "How often a plan bills; combined with `intervalCount` (quarterly = MONTH × 3).",
+    "How often a plan bills; combined with `intervalCount` (quarterly = MONTH x 3).",
     {
         IntervalUnit.DAY: "Every `intervalCount` days.",
         IntervalUnit.WEEK: "Every `intervalCount` weeks.",
@@ -52,7 +54,7 @@ BillingInterval = expose(
     },
 )
 
-ErrorCodeEnum = expose(
+expose(
     ErrorCode,
     "ErrorCode",
     "Machine-readable reason of a `UserError`.",

@@ -10,7 +10,7 @@ from graphql import GraphQLError
 from strawberry.exceptions import StrawberryGraphQLError
 
 from app.errors import DomainError, PublicError, ValidationFailed
-from schema.enums import ErrorCodeEnum
+from schema.enums import ErrorCode
 
 __all__ = ["UserError", "attempt", "should_mask_error"]
 
@@ -20,10 +20,10 @@ T = TypeVar("T")
 @strawberry.type(description="A problem the caller can fix, reported in a mutation payload.")
 class UserError:
     field: list[str] | None = strawberry.field(
-        description="Path to the offending input field, e.g. `[\"input\", \"price\", \"amount\"]`."
+        description='Path to the offending input field, e.g. `["input", "price", "amount"]`.'
     )
     message: str = strawberry.field(description="Human-readable explanation.")
-    code: ErrorCodeEnum = strawberry.field(description="Machine-readable reason.")
+    code: ErrorCode = strawberry.field(description="Machine-readable reason.")
 
     @classmethod
     def from_domain(cls, error: DomainError) -> UserError:

@@ -11,7 +11,16 @@ import strawberry
 
 from app.errors import PublicError
 
-__all__ = ["AFTER", "FIRST", "Connection", "Edge", "PageInfo", "decode_cursor", "page_size", "to_connection"]
+__all__ = [
+    "AFTER",
+    "FIRST",
+    "Connection",
+    "Edge",
+    "PageInfo",
+    "decode_cursor",
+    "page_size",
+    "to_connection",
+]
 
 T = TypeVar("T")
 DEFAULT_PAGE_SIZE = 20
@@ -78,8 +87,6 @@ def to_connection(
     edges = [Edge(cursor=encode_cursor(node.id), node=node) for node in nodes]  # type: ignore[attr-defined]
     return Connection(
         edges=edges,
-        page_info=PageInfo(
-            has_next_page=has_next, end_cursor=edges[-1].cursor if edges else None
-        ),
+        page_info=PageInfo(has_next_page=has_next, end_cursor=edges[-1].cursor if edges else None),
         count=count,
     )

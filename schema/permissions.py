@@ -12,7 +12,7 @@ from strawberry.permission import BasePermission
 
 from app.auth import Role
 
-__all__ = ["AdminOnly", "AdminOrService", "AnyRole", "Public", "RULES"]
+__all__ = ["RULES", "AdminOnly", "AdminOrService", "AnyRole", "Public"]
 
 
 class _RoleRule(BasePermission):

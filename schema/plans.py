@@ -11,7 +11,7 @@ from strawberry.scalars import JSON
 from app.context import Context
 from app.plans import UPDATABLE, PlanDraft
 from resolvers import plans as resolve
-from schema.enums import BillingInterval, PlanTier
+from schema.enums import IntervalUnit, Tier
 from schema.errors import UserError, attempt
 from schema.money import Money, MoneyInput
 from schema.pagination import AFTER, FIRST, Connection, decode_cursor, page_size, to_connection
@@ -19,6 +19,8 @@ from schema.permissions import AdminOnly, AnyRole
 from schema.scalars import BigInt
 
 __all__ = ["Plan", "PlanMutations", "PlanQueries"]
+
+INPUT = "The operation's input; see the input type for each field."
 
 Info = strawberry.Info[Context, None]
 
@@ -29,9 +31,9 @@ class Plan:
     code: str = strawberry.field(description="Your unique code for the plan (per organization).")
     name: str = strawberry.field(description="Display name.")
     description: str = strawberry.field(description="Longer description; may be empty.")
-    tier: PlanTier = strawberry.field(description="Commercial tier.")
+    tier: Tier = strawberry.field(description="Commercial tier.")
     price: Money = strawberry.field(description="Price per billing period (per unit).")
-    interval: BillingInterval = strawberry.field(description="Billing period unit.")
+    interval: IntervalUnit = strawberry.field(description="Billing period unit.")
     interval_count: int = strawberry.field(description="Number of units per billing period.")
     trial_days: int = strawberry.field(description="Free trial length for new subscriptions.")
     features: JSON = strawberry.field(description="Free-form feature flags (a JSON object).")
@@ -52,7 +54,7 @@ class Plan:
 
 @strawberry.input(description="Filters for `plans`; omitted fields do not filter.")
 class PlanFilter:
-    tier: PlanTier | None = strawberry.field(default=None, description="Only this tier.")
+    tier: Tier | None = strawberry.field(default=None, description="Only this tier.")
     active: bool | None = strawberry.field(
         default=None, description="Only active (true) or archived (false) plans."
     )
@@ -67,9 +69,9 @@ class PlanCreateInput:
         description="Unique per organization: 1-64 letters, digits, `.`, `_`, `-`."
     )
     name: str = strawberry.field(description="Display name, 1-200 characters.")
-    tier: PlanTier = strawberry.field(description="Commercial tier.")
+    tier: Tier = strawberry.field(description="Commercial tier.")
     price: MoneyInput = strawberry.field(description="Price per period in minor units, ≥ 0.")
-    interval: BillingInterval = strawberry.field(description="Billing period unit.")
+    interval: IntervalUnit = strawberry.field(description="Billing period unit.")
     interval_count: int = strawberry.field(
         default=1, description="Units per period, 1-365 (YEAR: 1-3; ONE_TIME: 1)."
     )
@@ -111,7 +113,7 @@ class PlanUpdateInput:
     description: str | None = strawberry.field(
         default=strawberry.UNSET, description="New description."
     )
-    tier: PlanTier | None = strawberry.field(default=strawberry.UNSET, description="New tier.")
+    tier: Tier | None = strawberry.field(default=strawberry.UNSET, description="New tier.")
     trial_days: int | None = strawberry.field(
         default=strawberry.UNSET, description="New trial length for future subscriptions."
     )
@@ -152,8 +154,14 @@ class PlanPayload:
 
 @strawberry.type
 class PlanQueries:
-    @strawberry.field(description="One plan by id; null if it does not exist.", permission_classes=[AnyRole])
-    async def plan(self, info: Info, id: strawberry.ID) -> Plan | None:
+    @strawberry.field(
+        description="One plan by id; null if it does not exist.", permission_classes=[AnyRole]
+    )
+    async def plan(
+        self,
+        info: Info,
+        id: Annotated[strawberry.ID, strawberry.argument(description="A `plan_…` id.")],
+    ) -> Plan | None:
         return await resolve.get(info.context, id)  # type: ignore[return-value]
 
     @strawberry.field(
@@ -187,7 +195,9 @@ class PlanMutations:
         "creates nothing. Admin only.",
         permission_classes=[AdminOnly],
     )
-    async def plan_create(self, info: Info, input: PlanCreateInput) -> PlanPayload:
+    async def plan_create(
+        self, info: Info, input: Annotated[PlanCreateInput, strawberry.argument(description=INPUT)]
+    ) -> PlanPayload:
         plan, errors = await attempt(resolve.create(info.context, input.to_draft()))
         return PlanPayload(plan=plan, errors=errors)  # type: ignore[arg-type]
 
@@ -196,7 +206,9 @@ class PlanMutations:
         "Stripe. Admin only.",
         permission_classes=[AdminOnly],
     )
-    async def plan_update(self, info: Info, input: PlanUpdateInput) -> PlanPayload:
+    async def plan_update(
+        self, info: Info, input: Annotated[PlanUpdateInput, strawberry.argument(description=INPUT)]
+    ) -> PlanPayload:
         plan, errors = await attempt(resolve.update(info.context, input.id, input.changes()))
         return PlanPayload(plan=plan, errors=errors)  # type: ignore[arg-type]
 
@@ -205,6 +217,8 @@ class PlanMutations:
         "Admin only.",
         permission_classes=[AdminOnly],
     )
-    async def plan_archive(self, info: Info, input: PlanArchiveInput) -> PlanPayload:
+    async def plan_archive(
+        self, info: Info, input: Annotated[PlanArchiveInput, strawberry.argument(description=INPUT)]
+    ) -> PlanPayload:
         plan, errors = await attempt(resolve.archive(info.context, input.id))
         return PlanPayload(plan=plan, errors=errors)  # type: ignore[arg-type]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import NewType
 
 import strawberry
+from strawberry.types.scalar import ScalarDefinition
 
 __all__ = ["SCALARS", "BigInt"]
 
@@ -27,7 +28,7 @@ def _parse_bigint(value: object) -> int:
 
 BigInt = NewType("BigInt", int)
 
-SCALARS = {
+SCALARS: dict[object, ScalarDefinition] = {
     BigInt: strawberry.scalar(
         name="BigInt",
         description=(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator
 from datetime import UTC, datetime
+from typing import Annotated
 
 import strawberry
 
@@ -51,7 +52,11 @@ class Live:
         permission_classes=[AnyRole],
     )
     async def heartbeat(
-        self, info: Info, interval_seconds: int = 15
+        self,
+        info: Info,
+        interval_seconds: Annotated[
+            int, strawberry.argument(description="Seconds between beats, clamped to 1-60.")
+        ] = 15,
     ) -> AsyncGenerator[datetime, None]:
         interval = min(max(interval_seconds, 1), 60)
         while True:

@@ -22,7 +22,9 @@ def new_org() -> str:
     return f"t{uuid.uuid4().hex[:16]}"
 
 
-def token(settings: Settings, org: str, role: str = "admin", sub: str | None = None, ttl: int = 600) -> str:
+def token(
+    settings: Settings, org: str, role: str = "admin", sub: str | None = None, ttl: int = 600
+) -> str:
     return mint_token(
         settings, org=org, role=Role(role), subject=sub or f"test-{role}", ttl_seconds=ttl
     )

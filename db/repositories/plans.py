@@ -29,7 +29,7 @@ class PlanRepository:
         by_id = {row["id"]: row for row in rows}
         return [by_id.get(i) for i in ids]
 
-    async def list(self, org: str, filters: PlanFilter, *, first: int, after: str | None) -> Page:
+    async def page(self, org: str, filters: PlanFilter, *, first: int, after: str | None) -> Page:
         query = sa.select(plans).where(*self._conditions(org, filters))
         if after is not None:
             query = query.where(plans.c.id > after)
@@ -60,9 +60,7 @@ class PlanRepository:
         return await self._db.fetch_one(query)
 
     async def archive(self, org: str, plan_id: str) -> Row | None:
-        return await self.update(
-            org, plan_id, {"active": False, "archived_at": sa.func.now()}
-        )
+        return await self.update(org, plan_id, {"active": False, "archived_at": sa.func.now()})
 
     async def lock(self, org: str, plan_id: str) -> Row | None:
         query = (

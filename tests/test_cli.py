@@ -1,0 +1,210 @@
+"""The `billing` command as a user runs it: serve on embedded defaults, token, migrate."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import pytest
+import websockets
+
+from app.stripe_emulator import free_port
+from tests.conftest import CREATE_PLAN
+
+BILLING = [sys.executable, "-m", "app.cli"]
+
+
+def clean_env(home: Path, **extra: str) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"DATABASE_URL", "STRIPE_API_KEY", "STRIPE_API_BASE", "JWT_SECRET"}
+    }
+    env.update({"BILLING_HOME": str(home), "BILLING_ENV": "development", **extra})
+    return env
+
+
+def cli(home: Path, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*BILLING, *args], env=clean_env(home, **extra), capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """`billing serve` on embedded defaults; yields its URL, home and cold-start time."""
+    port = free_port()
+    started = time.monotonic()
+    log_path = tmp_path / "serve.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [*BILLING, "serve", "--port", str(port)],
+            env=clean_env(tmp_path),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    cold_start = None
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
+                cold_start = time.monotonic() - started
+                break
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    if cold_start is None:
+        process.kill()
+        process.wait(10)
+        pytest.fail(f"billing serve did not become ready:\n{log_path.read_text()}")
+    info = {"url": url, "home": tmp_path, "cold_start": cold_start, "process": process}
+    try:
+        yield info
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+
+
+def postgres_processes(data_dir: Path) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(attrs=["name", "cmdline"]):
+        cmdline = proc.info.get("cmdline") or []
+        if proc.info.get("name") == "postgres" and any(str(data_dir) in part for part in cmdline):
+            found.append(proc)
+    return found
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.mark.embedded_only
+@pytest.mark.slow
+async def test_serve_on_embedded_defaults_then_stop_cleanly(served: dict[str, Any]) -> None:
+    home: Path = served["home"]
+    url: str = served["url"]
+    print(f"\ncold start of `billing serve` on embedded defaults: {served['cold_start']:.2f}s")
+
+    assert postgres_processes(home / "postgres"), "embedded PostgreSQL is not running"
+    async with httpx.AsyncClient() as plain:
+        graphiql = await plain.get(f"{url}/graphql", headers={"accept": "text/html"})
+    assert graphiql.status_code == 200
+    assert "graphiql" in graphiql.text.lower()
+
+    minted = cli(home, "token", "--role", "admin", "--org", "acme")
+    assert minted.returncode == 0, minted.stderr
+    bearer = minted.stdout.strip()
+    async with httpx.AsyncClient(base_url=url, headers={"authorization": f"Bearer {bearer}"}) as c:
+        response = await c.post(
+            "/graphql",
+            json={
+                "query": CREATE_PLAN,
+                "variables": {
+                    "input": {
+                        "code": "starter",
+                        "name": "Starter",
+                        "tier": "BASIC",
+                        "price": {"amount": 900, "currency": "EUR"},
+                        "interval": "MONTH",
+                    }
+                },
+            },
+        )
+        payload = response.json()["data"]["planCreate"]
+        assert payload["errors"] == []
+        assert payload["plan"]["stripePriceId"].startswith("plan_")
+
+    ws_url = url.replace("http", "ws") + "/graphql"
+    async with websockets.connect(ws_url, subprotocols=["graphql-transport-ws"]) as ws:  # type: ignore[list-item]
+        await ws.send(
+            json.dumps(
+                {"type": "connection_init", "payload": {"authorization": f"Bearer {bearer}"}}
+            )
+        )
+        assert json.loads(await ws.recv())["type"] == "connection_ack"
+        await ws.send(
+            json.dumps(
+                {
+                    "id": "1",
+                    "type": "subscribe",
+                    "payload": {"query": "subscription { heartbeat(intervalSeconds: 1) }"},
+                }
+            )
+        )
+        message = json.loads(await ws.recv())
+        assert message["type"] == "next"
+        assert message["payload"]["data"]["heartbeat"]
+
+    process: subprocess.Popen[str] = served["process"]
+    children = psutil.Process(process.pid).children(recursive=True)
+    process.send_signal(signal.SIGINT)
+    process.wait(30)
+    assert not postgres_processes(home / "postgres"), "embedded PostgreSQL was left running"
+    for child in children:
+        assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE
+
+
+@pytest.mark.embedded_only
+@pytest.mark.slow
+async def test_websocket_without_a_token_is_refused(served: dict[str, Any]) -> None:
+    ws_url = served["url"].replace("http", "ws") + "/graphql"
+    async with websockets.connect(ws_url, subprotocols=["graphql-transport-ws"]) as ws:  # type: ignore[list-item]
+        await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
+        with pytest.raises(websockets.ConnectionClosed) as info:
+            await ws.recv()
+        assert info.value.rcvd is not None
+        assert info.value.rcvd.code == 4403
+
+
+def test_token_command_mints_a_verifiable_token(tmp_path: Path) -> None:
+    from app.auth import decode_token
+    from app.settings import load_settings
+
+    result = cli(
+        tmp_path, "token", "--role", "customer", "--org", "acme", "--sub", "cus_1", "--ttl", "60"
+    )
+    assert result.returncode == 0, result.stderr
+    principal = decode_token(load_settings(clean_env(tmp_path)), result.stdout.strip())
+    assert (principal.org, principal.subject, principal.role.value) == ("acme", "cus_1", "customer")
+
+    refused = cli(tmp_path, "token", "--role", "customer", "--org", "acme")
+    assert refused.returncode == 2
+    assert "needs --sub" in refused.stderr
+
+
+def test_bad_configuration_exits_with_a_clear_message(tmp_path: Path) -> None:
+    result = cli(tmp_path, "migrate", BILLING_ENV="production")
+    assert result.returncode == 2
+    assert "BILLING_ENV=production refuses development defaults" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+async def test_migrate_command_against_database_url(
+    database_factory: Callable[[], Any], tmp_path: Path
+) -> None:
+    url = await database_factory()
+    first = cli(tmp_path, "migrate", DATABASE_URL=url)
+    assert first.returncode == 0, first.stderr
+    assert "applied migration 0001_organizations_and_plans" in first.stderr
+    second = cli(tmp_path, "migrate", DATABASE_URL=url)
+    assert "database schema is up to date" in second.stderr
+
+
+def test_export_schema_prints_the_committed_schema(tmp_path: Path) -> None:
+    result = cli(tmp_path, "export-schema")
+    committed = (Path(__file__).resolve().parents[1] / "schema.graphql").read_text()
+    assert result.stdout == committed
