@@ -11,6 +11,7 @@ from typing import Any
 from aiodataloader import DataLoader
 
 from app.auth import Principal, Role
+from app.customers import Customer
 from app.errors import Forbidden, Unauthenticated
 from app.plans import Plan
 from app.services import Services
@@ -23,9 +24,13 @@ class Loaders:
 
     def __init__(self, services: Services, org: str) -> None:
         async def plans(ids: list[str]) -> list[Plan | None]:
-            return await services.plans.by_ids(org, ids)
+            return await services.plans.read.by_ids(org, ids)
+
+        async def customers(ids: list[str]) -> list[Customer | None]:
+            return await services.customers.read.by_ids(org, ids)
 
         self.plan_by_id: DataLoader[str, Plan | None] = DataLoader(plans)
+        self.customer_by_id: DataLoader[str, Customer | None] = DataLoader(customers)
 
 
 class Context:
@@ -56,6 +61,12 @@ class Context:
         if principal.role not in roles:
             raise Forbidden(f"This operation needs the {' or '.join(r.value for r in roles)} role.")
         return principal
+
+    def can_see_customer(self, customer_id: str) -> bool:
+        """Admins and services see every customer of their organization; a customer token
+        sees only itself."""
+        principal = self.require_principal()
+        return principal.customer_id in (None, customer_id)
 
     @property
     def org(self) -> str:

@@ -12,10 +12,10 @@ from typing import Any
 
 from app.errors import DomainError, ErrorCode, NotFound, ValidationFailed
 from app.ids import new_id
+from app.listing import Listing
 from app.money import MAX_AMOUNT, Money
 from app.stripe_gateway import StripeGateway
 from db.connection import Database, Row
-from db.pagination import Page
 from db.repositories.plans import PlanRepository
 
 __all__ = ["IntervalUnit", "Plan", "PlanDraft", "PlanService", "Tier"]
@@ -181,19 +181,7 @@ class PlanService:
         self._db = db
         self._stripe = stripe
         self._plans = PlanRepository(db)
-
-    async def by_ids(self, org: str, ids: list[str]) -> list[Plan | None]:
-        rows = await self._plans.by_ids(org, ids)
-        return [None if row is None else Plan.from_row(row) for row in rows]
-
-    async def page(
-        self, org: str, filters: Mapping[str, Any], *, first: int, after: str | None
-    ) -> tuple[list[Plan], bool]:
-        page: Page = await self._plans.page(org, filters, first=first, after=after)
-        return [Plan.from_row(row) for row in page.rows], page.has_next
-
-    async def count(self, org: str, filters: Mapping[str, Any]) -> int:
-        return await self._plans.count(org, filters)
+        self.read = Listing(self._plans, Plan.from_row)
 
     async def create(self, org: str, draft: PlanDraft) -> Plan:
         """Insert the plan and create its Stripe product in one transaction: a Stripe failure

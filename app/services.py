@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from app.customers import CustomerService
 from app.plans import PlanService
 from app.settings import Settings
 from app.stripe_gateway import StripeGateway
@@ -18,7 +19,14 @@ class Services:
     db: Database
     stripe: StripeGateway
     plans: PlanService
+    customers: CustomerService
 
     @classmethod
     def build(cls, settings: Settings, db: Database, stripe: StripeGateway) -> Services:
-        return cls(settings=settings, db=db, stripe=stripe, plans=PlanService(db, stripe))
+        return cls(
+            settings=settings,
+            db=db,
+            stripe=stripe,
+            plans=PlanService(db, stripe),
+            customers=CustomerService(db, stripe),
+        )

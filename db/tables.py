@@ -8,7 +8,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 
-__all__ = ["metadata", "organizations", "plans"]
+__all__ = ["customers", "metadata", "organizations", "plans"]
 
 metadata = sa.MetaData()
 
@@ -52,4 +52,22 @@ plans = sa.Table(
     sa.Column("stripe_price_id", sa.Text),
     *_timestamps(),
     sa.Column("archived_at", sa.DateTime(timezone=True)),
+)
+
+customers = sa.Table(
+    "customers",
+    metadata,
+    sa.Column("organization_id", sa.Text, primary_key=True),
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("external_ref", sa.Text),
+    sa.Column("email", sa.Text, nullable=False),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("address", JSONB),
+    sa.Column("preferred_currency", sa.CHAR(3)),
+    sa.Column("tax_ids", JSONB, nullable=False),
+    sa.Column("tax_exempt", sa.Text, nullable=False),
+    sa.Column("metadata", JSONB, nullable=False),
+    sa.Column("stripe_customer_id", sa.Text),
+    sa.Column("default_payment_method_id", sa.Text),
+    *_timestamps(),
 )

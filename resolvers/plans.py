@@ -22,10 +22,10 @@ async def list_page(
     ctx: Context, filters: Mapping[str, Any], *, first: int, after: str | None
 ) -> tuple[list[Plan], bool, Callable[[], Awaitable[int]]]:
     org = ctx.org
-    nodes, has_next = await ctx.services.plans.page(org, filters, first=first, after=after)
+    nodes, has_next = await ctx.services.plans.read.page(org, filters, first=first, after=after)
     for node in nodes:
         ctx.loaders.plan_by_id.prime(node.id, node)
-    return nodes, has_next, lambda: ctx.services.plans.count(org, filters)
+    return nodes, has_next, lambda: ctx.services.plans.read.count(org, filters)
 
 
 async def create(ctx: Context, draft: PlanDraft) -> Plan:

@@ -13,6 +13,7 @@ from strawberry.extensions import (
 )
 from strawberry.schema.config import StrawberryConfig
 
+from schema.customers import CustomerMutations, CustomerQueries
 from schema.errors import should_mask_error
 from schema.plans import PlanMutations, PlanQueries
 from schema.scalars import SCALARS
@@ -22,14 +23,14 @@ __all__ = ["Mutation", "Query", "build_schema", "schema"]
 
 
 @strawberry.type(description="Read operations. Every list is a keyset-paginated connection.")
-class Query(ServiceQueries, PlanQueries):
+class Query(ServiceQueries, PlanQueries, CustomerQueries):
     pass
 
 
 @strawberry.type(
     description="Write operations: noun-first names, one `input`, a payload with `errors`."
 )
-class Mutation(PlanMutations):
+class Mutation(PlanMutations, CustomerMutations):
     pass
 
 

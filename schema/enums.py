@@ -7,10 +7,11 @@ from typing import TypeVar
 
 import strawberry
 
+from app.customers import TaxExempt
 from app.errors import ErrorCode
 from app.plans import IntervalUnit, Tier
 
-__all__ = ["ErrorCode", "IntervalUnit", "Tier"]
+__all__ = ["ErrorCode", "IntervalUnit", "TaxExempt", "Tier"]
 
 # The domain enums themselves are registered (GraphQL names PlanTier, BillingInterval, ErrorCode),
 # so resolvers return domain values and the schema annotates with the domain classes.
@@ -71,5 +72,16 @@ expose(
         ErrorCode.IDEMPOTENCY_KEY_REUSED: "The idempotency key was used with a different input.",
         ErrorCode.IDEMPOTENCY_KEY_IN_USE: "A request with this idempotency key is in flight.",
         ErrorCode.AMOUNT_EXCEEDS_REFUNDABLE: "The refund exceeds what is still refundable.",
+    },
+)
+
+expose(
+    TaxExempt,
+    "TaxExempt",
+    "A customer's tax status.",
+    {
+        TaxExempt.NONE: "Taxed normally by the rates of its billing address.",
+        TaxExempt.EXEMPT: "Exempt: no tax is charged.",
+        TaxExempt.REVERSE: "Reverse charge: the customer accounts for the tax; invoices say so.",
     },
 )

@@ -8,9 +8,9 @@ from typing import Annotated
 import strawberry
 from strawberry.scalars import JSON
 
-from app.context import Context
 from app.plans import UPDATABLE, PlanDraft
 from resolvers import plans as resolve
+from schema.base import INPUT, Info
 from schema.enums import IntervalUnit, Tier
 from schema.errors import UserError, attempt
 from schema.money import Money, MoneyInput
@@ -19,10 +19,6 @@ from schema.permissions import AdminOnly, AnyRole
 from schema.scalars import BigInt
 
 __all__ = ["Plan", "PlanMutations", "PlanQueries"]
-
-INPUT = "The operation's input; see the input type for each field."
-
-Info = strawberry.Info[Context, None]
 
 
 @strawberry.type(description="A product offering that customers subscribe to, with its price.")

@@ -10,12 +10,10 @@ from typing import Annotated
 import strawberry
 
 from app import __version__
-from app.context import Context
+from schema.base import Info
 from schema.permissions import AnyRole, Public
 
 __all__ = ["Live", "ServiceQueries"]
-
-Info = strawberry.Info[Context, None]
 
 CAPABILITIES = ("plans",)
 

@@ -180,3 +180,37 @@ def plan_factory(admin: GraphQLClient) -> Callable[..., Any]:
         return plan
 
     return make
+
+
+CUSTOMER_FIELDS = """
+  id externalRef email name preferredCurrency taxExempt metadata stripeCustomerId
+  defaultPaymentMethodId address { country line1 line2 city region postalCode }
+  taxIds { type value }
+"""
+
+CREATE_CUSTOMER = f"""
+mutation($input: CustomerCreateInput!) {{
+  customerCreate(input: $input) {{
+    customer {{ {CUSTOMER_FIELDS} }}
+    errors {{ field message code }}
+  }}
+}}
+"""
+
+
+@pytest.fixture
+def customer_factory(admin: GraphQLClient) -> Callable[..., Any]:
+    """Create a customer through the API; returns the customer dict."""
+    counter = iter(range(1_000_000))
+
+    async def make(**overrides: Any) -> dict[str, Any]:
+        n = next(counter)
+        customer_input: dict[str, Any] = {"email": f"c{n}@example.com", "name": f"Customer {n}"}
+        customer_input.update(overrides)
+        data = await admin.data(CREATE_CUSTOMER, {"input": customer_input})
+        payload = data["customerCreate"]
+        assert payload["errors"] == [], payload["errors"]
+        customer: dict[str, Any] = payload["customer"]
+        return customer
+
+    return make
