@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from starlette.requests import Request
@@ -27,12 +28,14 @@ def _bearer(value: str | None) -> str | None:
 
 
 class BillingGraphQL(GraphQL[Context, None]):
-    def __init__(self, schema: Any, *, graphiql: bool) -> None:
+    def __init__(self, schema: Any, *, graphiql: bool, init_timeout_seconds: int = 10) -> None:
         super().__init__(
             schema,
             graphql_ide="graphiql" if graphiql else None,
             allow_queries_via_get=False,
+            multipart_uploads_enabled=False,
             subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
+            connection_init_wait_timeout=timedelta(seconds=init_timeout_seconds),
         )
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:

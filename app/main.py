@@ -7,17 +7,20 @@ import logging
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 
+from app.body_limit import BodySizeLimit
 from app.graphql_view import BillingGraphQL
+from app.rate_limit import RateLimit
 from app.services import Services
 from app.settings import Settings, SettingsError, load_settings
 from app.stripe_gateway import StripeGateway
 from db import migrate
 from db.connection import Database
-from schema import schema
+from schema import Limits, build_schema
 
 __all__ = ["create_app"]
 
@@ -76,8 +79,23 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await stripe.close()
             await db.disconnect()
 
-    graphql = BillingGraphQL(schema, graphiql=not settings.production)
+    limits = Limits(
+        max_depth=settings.graphql_max_depth,
+        max_aliases=settings.graphql_max_aliases,
+        max_tokens=settings.graphql_max_tokens,
+        max_cost=settings.graphql_max_cost,
+        max_mutations=settings.graphql_max_mutations,
+    )
+    graphql = BillingGraphQL(
+        build_schema(limits, production=settings.production),
+        graphiql=not settings.production,
+        init_timeout_seconds=settings.ws_init_timeout_seconds,
+    )
     return Starlette(
+        middleware=[
+            Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes),
+            Middleware(RateLimit),
+        ],
         routes=[
             Route("/health", health),
             Route("/ready", ready),

@@ -35,6 +35,15 @@ class Settings:
     port: int = 8000
     workers: int = 1
     log_level: str = "info"
+    graphql_max_depth: int = 10
+    graphql_max_aliases: int = 30
+    graphql_max_tokens: int = 2000
+    graphql_max_cost: int = 25_000
+    graphql_max_mutations: int = 5
+    max_body_bytes: int = 262_144
+    rate_limit_per_minute: int = 600
+    rate_limit_anonymous_per_minute: int = 60
+    ws_init_timeout_seconds: int = 10
 
     @property
     def production(self) -> bool:
@@ -159,4 +168,15 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         port=_int(env, "PORT", 8000, 0, 65535),
         workers=_int(env, "WEB_CONCURRENCY", 1, 1, 64),
         log_level=env.get("LOG_LEVEL", "info").lower(),
+        graphql_max_depth=_int(env, "GRAPHQL_MAX_DEPTH", 10, 2, 50),
+        graphql_max_aliases=_int(env, "GRAPHQL_MAX_ALIASES", 30, 1, 1000),
+        graphql_max_tokens=_int(env, "GRAPHQL_MAX_TOKENS", 2000, 100, 100_000),
+        graphql_max_cost=_int(env, "GRAPHQL_MAX_COST", 25_000, 10, 10_000_000),
+        graphql_max_mutations=_int(env, "GRAPHQL_MAX_MUTATIONS", 5, 1, 50),
+        max_body_bytes=_int(env, "MAX_BODY_BYTES", 262_144, 1024, 64 * 2**20),
+        rate_limit_per_minute=_int(env, "RATE_LIMIT_PER_MINUTE", 600, 0, 1_000_000),
+        rate_limit_anonymous_per_minute=_int(
+            env, "RATE_LIMIT_ANONYMOUS_PER_MINUTE", 60, 0, 1_000_000
+        ),
+        ws_init_timeout_seconds=_int(env, "WS_INIT_TIMEOUT_SECONDS", 10, 1, 300),
     )

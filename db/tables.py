@@ -8,7 +8,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 
-__all__ = ["customers", "metadata", "organizations", "plans"]
+__all__ = ["customers", "metadata", "organizations", "plans", "rate_limit_windows"]
 
 metadata = sa.MetaData()
 
@@ -70,4 +70,13 @@ customers = sa.Table(
     sa.Column("stripe_customer_id", sa.Text),
     sa.Column("default_payment_method_id", sa.Text),
     *_timestamps(),
+)
+
+rate_limit_windows = sa.Table(
+    "rate_limit_windows",
+    metadata,
+    sa.Column("organization_id", sa.Text, primary_key=True),
+    sa.Column("bucket", sa.Text, primary_key=True),
+    sa.Column("window_start", sa.DateTime(timezone=True), primary_key=True),
+    sa.Column("hits", sa.Integer, nullable=False),
 )

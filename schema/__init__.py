@@ -1,5 +1,5 @@
 """The GraphQL schema (code-first, strawberry). ``schema.graphql`` is exported from here."""
 
-from schema.build import build_schema, schema
+from schema.build import Limits, build_schema, schema
 
-__all__ = ["build_schema", "schema"]
+__all__ = ["Limits", "build_schema", "schema"]

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+import traceback
+from dataclasses import dataclass
+
 import strawberry
+from graphql import GraphQLError
+from graphql.validation import ASTValidationRule, NoSchemaIntrospectionCustomRule
 from strawberry.extensions import (
+    AddValidationRules,
     MaskErrors,
     MaxAliasesLimiter,
     MaxTokensLimiter,
@@ -12,14 +19,19 @@ from strawberry.extensions import (
     ValidationCache,
 )
 from strawberry.schema.config import StrawberryConfig
+from strawberry.types import ExecutionContext
 
+from app.errors import PublicError
 from schema.customers import CustomerMutations, CustomerQueries
 from schema.errors import should_mask_error
+from schema.limits import QueryCostLimiter, max_mutations_rule
 from schema.plans import PlanMutations, PlanQueries
 from schema.scalars import SCALARS
 from schema.service import Live, ServiceQueries
 
-__all__ = ["Mutation", "Query", "build_schema", "schema"]
+__all__ = ["Limits", "Mutation", "Query", "build_schema", "schema"]
+
+log = logging.getLogger("billing.graphql")
 
 
 @strawberry.type(description="Read operations. Every list is a keyset-paginated connection.")
@@ -34,16 +46,59 @@ class Mutation(PlanMutations, CustomerMutations):
     pass
 
 
-def build_schema() -> strawberry.Schema:
-    return strawberry.Schema(
+class BillingSchema(strawberry.Schema):
+    """Logs errors without tracebacks or messages of unexpected errors: those can carry SQL,
+    parameters or keys. The log line names the exception type and where it was raised."""
+
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        for error in errors:
+            original = error.original_error
+            if original is None or isinstance(original, PublicError):
+                log.debug("client error: %s", error.message)
+                continue
+            frame = (
+                traceback.extract_tb(original.__traceback__)[-1:] if original.__traceback__ else []
+            )
+            where = f"{frame[0].filename}:{frame[0].lineno}" if frame else "unknown"
+            log.error(
+                "unexpected %s in %s at %s",
+                type(original).__name__,
+                ".".join(str(p) for p in error.path or []),
+                where,
+            )
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-document limits, checked before execution (defaults documented in docs/security.md)."""
+
+    max_depth: int = 10
+    max_aliases: int = 30
+    max_tokens: int = 2000
+    max_cost: int = 25_000
+    max_mutations: int = 5
+
+
+def build_schema(limits: Limits | None = None, *, production: bool = False) -> strawberry.Schema:
+    """The schema with its protective extensions. Production also hides introspection and
+    "did you mean" suggestions, which map the API for an attacker."""
+    limits = limits or Limits()
+    rules: list[type[ASTValidationRule]] = [max_mutations_rule(limits.max_mutations)]
+    if production:
+        rules.append(NoSchemaIntrospectionCustomRule)
+    return BillingSchema(
         query=Query,
         mutation=Mutation,
         subscription=Live,
-        config=StrawberryConfig(scalar_map=dict(SCALARS)),
+        config=StrawberryConfig(scalar_map=dict(SCALARS), disable_field_suggestions=production),
         extensions=[
-            lambda: QueryDepthLimiter(max_depth=10),
-            lambda: MaxAliasesLimiter(max_alias_count=30),
-            lambda: MaxTokensLimiter(max_token_count=2000),
+            lambda: QueryDepthLimiter(max_depth=limits.max_depth),
+            lambda: MaxAliasesLimiter(max_alias_count=limits.max_aliases),
+            lambda: MaxTokensLimiter(max_token_count=limits.max_tokens),
+            lambda: AddValidationRules(rules),
+            lambda: QueryCostLimiter(limits.max_cost),
             lambda: ParserCache(maxsize=512),
             lambda: ValidationCache(maxsize=512),
             lambda: MaskErrors(should_mask_error=should_mask_error),

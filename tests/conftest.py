@@ -102,6 +102,10 @@ def settings(database_url: str, stripe_emulator: StripeEmulator) -> Settings:
         stripe_api_base=stripe_emulator.base_url,
         stripe_max_network_retries=0,
         jwt_secret=JWT_SECRET,
+        # Off here (0 = unlimited) so statement counts and timing stay about the operation;
+        # tests/security/test_limits.py turns them on.
+        rate_limit_per_minute=0,
+        rate_limit_anonymous_per_minute=0,
     )
 
 
