@@ -14,6 +14,7 @@ from starlette.routing import Route, WebSocketRoute
 
 from app.body_limit import BodySizeLimit
 from app.graphql_view import BillingGraphQL
+from app.pubsub import EventBroker
 from app.rate_limit import RateLimit
 from app.services import Services
 from app.settings import Settings, SettingsError, load_settings
@@ -72,10 +73,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
             api_base=settings.stripe_api_base,
             max_network_retries=settings.stripe_max_network_retries,
         )
-        app.state.services = Services.build(settings, db, stripe)
+        events = EventBroker(database_url)
+        await events.start()
+        app.state.services = Services.build(settings, db, stripe, events)
         try:
             yield
         finally:
+            await events.stop()
             await stripe.close()
             await db.disconnect()
 
