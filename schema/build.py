@@ -21,9 +21,8 @@ from strawberry.extensions import (
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
-from app.errors import PublicError
 from schema.customers import CustomerMutations, CustomerQueries
-from schema.errors import should_mask_error
+from schema.errors import is_unexpected, should_mask_error
 from schema.limits import QueryCostLimiter, max_mutations_rule
 from schema.plans import PlanMutations, PlanQueries
 from schema.scalars import SCALARS
@@ -55,7 +54,7 @@ class BillingSchema(strawberry.Schema):
     ) -> None:
         for error in errors:
             original = error.original_error
-            if original is None or isinstance(original, PublicError):
+            if original is None or not is_unexpected(error):
                 log.debug("client error: %s", error.message)
                 continue
             frame = (

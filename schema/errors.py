@@ -12,7 +12,7 @@ from strawberry.exceptions import StrawberryGraphQLError
 from app.errors import DomainError, PublicError, ValidationFailed
 from schema.enums import ErrorCode
 
-__all__ = ["UserError", "attempt", "should_mask_error"]
+__all__ = ["UserError", "attempt", "is_unexpected", "should_mask_error"]
 
 T = TypeVar("T")
 
@@ -44,9 +44,15 @@ async def attempt(action: Awaitable[T]) -> tuple[T | None, list[UserError]]:
         return None, [UserError.from_domain(e) for e in exc.errors]
 
 
-def should_mask_error(error: GraphQLError) -> bool:
-    """Mask everything except GraphQL's own errors (syntax, validation) and our public ones."""
+def is_unexpected(error: GraphQLError) -> bool:
+    """True for an exception that escaped a resolver. Errors without a path are about the
+    request itself (syntax, validation, variable coercion such as a BigInt out of range) and
+    are meant for the caller; so are our public errors."""
     original = error.original_error
-    if original is None:
+    if original is None or error.path is None:
         return False
     return not isinstance(original, PublicError | StrawberryGraphQLError)
+
+
+def should_mask_error(error: GraphQLError) -> bool:
+    return is_unexpected(error)
