@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Any
 
+from cross_web import HTTPException
 from starlette.requests import Request
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
@@ -37,6 +39,18 @@ class BillingGraphQL(GraphQL[Context, None]):
             subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
             connection_init_wait_timeout=timedelta(seconds=init_timeout_seconds),
         )
+
+    def decode_json(self, data: str | bytes) -> object:
+        """JSON in UTF-8 only (json.loads would guess UTF-16/32 from a BOM and fail with a
+        UnicodeDecodeError), and no NUL characters: PostgreSQL text cannot store them."""
+        if isinstance(data, bytes):
+            try:
+                data = data.decode("utf-8")
+            except UnicodeDecodeError:
+                raise HTTPException(400, "The request body is not valid UTF-8.") from None
+        if "\x00" in data or "\\u0000" in data.lower():
+            raise HTTPException(400, "The request contains a NUL character, which is not allowed.")
+        return json.loads(data)
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
         services: Services = request.app.state.services
