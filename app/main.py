@@ -6,6 +6,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
+from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -14,6 +15,7 @@ from starlette.routing import Route, WebSocketRoute
 
 from app.body_limit import BodySizeLimit
 from app.graphql_view import BillingGraphQL
+from app.metrics import Metrics, metrics_endpoint
 from app.pubsub import EventBroker
 from app.rate_limit import RateLimit
 from app.services import Services
@@ -95,14 +97,17 @@ def create_app(settings: Settings | None = None) -> Starlette:
         graphiql=not settings.production,
         init_timeout_seconds=settings.ws_init_timeout_seconds,
     )
+    registry = CollectorRegistry()
     return Starlette(
         middleware=[
+            Middleware(Metrics, registry=registry),
             Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes),
             Middleware(RateLimit),
         ],
         routes=[
             Route("/health", health),
             Route("/ready", ready),
+            Route("/metrics", metrics_endpoint(registry)),
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
         ],
