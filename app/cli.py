@@ -1,4 +1,4 @@
-"""The ``billing`` command: serve, migrate, token, export-schema."""
+"""The ``billing`` command: serve, worker, migrate, token, export-schema."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -88,6 +89,36 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
         )
 
 
+def _worker(settings: Settings, args: argparse.Namespace) -> None:
+    if not settings.stripe_api_key:
+        raise SettingsError(
+            "billing worker needs STRIPE_API_KEY (and STRIPE_API_BASE for an emulator) shared "
+            "with the API processes; on embedded defaults run `billing serve --with-worker`."
+        )
+    from app.services import Services
+    from app.worker import BillingWorker
+
+    async def run(runtime: Settings) -> None:
+        async with Services.open(runtime) as services:
+            worker = BillingWorker(
+                services.subscriptions,
+                idle_seconds=runtime.worker_idle_seconds,
+                batch=args.batch,
+            )
+            if args.once:
+                while await worker.run_once() > 0:
+                    pass
+                log.info("billing worker handled %d subscriptions", worker.handled)
+                return
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, worker.stop)
+            await worker.run()
+
+    with embedded_runtime(settings) as runtime:
+        asyncio.run(run(runtime))
+
+
 def _token(settings: Settings, args: argparse.Namespace) -> None:
     role = Role(args.role)
     subject = args.sub or f"dev-{role.value}"
@@ -113,6 +144,15 @@ def _parser() -> argparse.ArgumentParser:
         "--workers", type=int, help="worker processes (default WEB_CONCURRENCY or 1)"
     )
     serve.add_argument("--no-migrate", action="store_true", help="do not apply migrations first")
+    serve.add_argument(
+        "--with-worker",
+        action="store_true",
+        help="also run the billing worker inside each server process",
+    )
+
+    worker = commands.add_parser("worker", help="run the billing worker (renewals, dunning)")
+    worker.add_argument("--once", action="store_true", help="do what is due now, then exit")
+    worker.add_argument("--batch", type=int, default=100, help="subscriptions per round")
 
     commands.add_parser("migrate", help="apply pending database migrations and exit")
 
@@ -137,7 +177,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings()
         if args.command == "serve":
+            if args.with_worker:
+                os.environ["BILLING_EMBEDDED_WORKER"] = "true"
+                settings = settings.with_overrides(embedded_worker=True)
             _serve(settings, args)
+        elif args.command == "worker":
+            _worker(settings, args)
         elif args.command == "migrate":
             with embedded_runtime(settings.with_overrides(stripe_api_key="sk_unused")) as runtime:
                 _migrate(runtime)

@@ -11,12 +11,22 @@ from typing import Any
 from aiodataloader import DataLoader
 
 from app.auth import Principal, Role
+from app.coupons import CouponRecord
+from app.credit_notes import CreditNote, CreditNoteLine
 from app.customers import Customer
 from app.errors import Forbidden, Unauthenticated
+from app.invoices import Invoice, InvoiceLine
+from app.money import Money
+from app.payments import Payment
 from app.plans import Plan
+from app.refunds import Refund
 from app.services import Services
+from app.subscriptions import Subscription
 
-__all__ = ["Context", "Loaders"]
+__all__ = ["Context", "InvoicePageKey", "Loaders"]
+
+InvoicePageKey = tuple[str, int, str | None, tuple[str, ...] | None]
+"""(customer id, first, after, statuses) of one customer's page of invoices."""
 
 
 class Loaders:
@@ -29,8 +39,119 @@ class Loaders:
         async def customers(ids: list[str]) -> list[Customer | None]:
             return await services.customers.read.by_ids(org, ids)
 
+        async def payments(ids: list[str]) -> list[Payment | None]:
+            return await services.payments.read.by_ids(org, ids)
+
+        async def refunds(ids: list[str]) -> list[Refund | None]:
+            return await services.refunds.read.by_ids(org, ids)
+
+        async def refunds_of_payments(payment_ids: list[str]) -> list[list[Refund]]:
+            return await services.refunds.by_payment_ids(org, payment_ids)
+
+        async def payment_pages(
+            keys: list[tuple[str, int, str | None]],
+        ) -> list[tuple[list[Payment], bool]]:
+            """Keys are (customer id, first, after); one statement per distinct page shape."""
+            shapes: dict[tuple[int, str | None], list[str]] = {}
+            for customer_id, first, after in keys:
+                shapes.setdefault((first, after), []).append(customer_id)
+            found: dict[tuple[str, int, str | None], tuple[list[Payment], bool]] = {}
+            for (first, after), customer_ids in shapes.items():
+                pages = await services.payments.pages_by_customer(
+                    org, customer_ids, first=first, after=after
+                )
+                for customer_id, page in zip(customer_ids, pages, strict=True):
+                    found[(customer_id, first, after)] = page
+            return [found[key] for key in keys]
+
         self.plan_by_id: DataLoader[str, Plan | None] = DataLoader(plans)
         self.customer_by_id: DataLoader[str, Customer | None] = DataLoader(customers)
+        self.payment_by_id: DataLoader[str, Payment | None] = DataLoader(payments)
+        self.refund_by_id: DataLoader[str, Refund | None] = DataLoader(refunds)
+        self.refunds_by_payment_id: DataLoader[str, list[Refund]] = DataLoader(refunds_of_payments)
+        self.payments_by_customer_id: DataLoader[
+            tuple[str, int, str | None], tuple[list[Payment], bool]
+        ] = DataLoader(payment_pages)
+
+        async def invoices(ids: list[str]) -> list[Invoice | None]:
+            return await services.invoices.read.by_ids(org, ids)
+
+        async def invoice_lines(invoice_ids: list[str]) -> list[list[InvoiceLine]]:
+            return await services.invoices.lines_of(org, invoice_ids)
+
+        async def invoice_pages(keys: list[InvoicePageKey]) -> list[tuple[list[Invoice], bool]]:
+            """One statement per distinct (first, after, statuses) among the keys."""
+            shapes: dict[tuple[int, str | None, tuple[str, ...] | None], list[str]] = {}
+            for customer_id, first, after, statuses in keys:
+                shapes.setdefault((first, after, statuses), []).append(customer_id)
+            found: dict[InvoicePageKey, tuple[list[Invoice], bool]] = {}
+            for (first, after, statuses), customer_ids in shapes.items():
+                pages = await services.invoices.pages_by_customer(
+                    org, customer_ids, first=first, after=after, statuses=statuses
+                )
+                for customer_id, page in zip(customer_ids, pages, strict=True):
+                    found[(customer_id, first, after, statuses)] = page
+            return [found[key] for key in keys]
+
+        async def invoice_counts(keys: list[tuple[str, tuple[str, ...] | None]]) -> list[int]:
+            by_statuses: dict[tuple[str, ...] | None, list[str]] = {}
+            for customer_id, statuses in keys:
+                by_statuses.setdefault(statuses, []).append(customer_id)
+            found: dict[tuple[str, tuple[str, ...] | None], int] = {}
+            for statuses, customer_ids in by_statuses.items():
+                counts = await services.invoices.counts_by_customer(org, customer_ids, statuses)
+                found.update(((c, statuses), n) for c, n in zip(customer_ids, counts, strict=True))
+            return [found[key] for key in keys]
+
+        async def credit_notes(ids: list[str]) -> list[CreditNote | None]:
+            return await services.credit_notes.read.by_ids(org, ids)
+
+        async def credit_notes_of_invoices(invoice_ids: list[str]) -> list[list[CreditNote]]:
+            return await services.credit_notes.of_invoices(org, invoice_ids)
+
+        async def credit_note_lines(ids: list[str]) -> list[list[CreditNoteLine]]:
+            return await services.credit_notes.lines_of(org, ids)
+
+        async def coupons(ids: list[str]) -> list[CouponRecord | None]:
+            return await services.coupons.read.by_ids(org, ids)
+
+        async def balances(customer_ids: list[str]) -> list[list[Money]]:
+            return await services.balances.of_customers(org, customer_ids)
+
+        self.invoice_by_id: DataLoader[str, Invoice | None] = DataLoader(invoices)
+        self.lines_by_invoice_id: DataLoader[str, list[InvoiceLine]] = DataLoader(invoice_lines)
+        self.invoices_by_customer_id: DataLoader[InvoicePageKey, tuple[list[Invoice], bool]] = (
+            DataLoader(invoice_pages)
+        )
+        self.invoice_count_by_customer_id: DataLoader[tuple[str, tuple[str, ...] | None], int] = (
+            DataLoader(invoice_counts)
+        )
+        self.credit_note_by_id: DataLoader[str, CreditNote | None] = DataLoader(credit_notes)
+        self.credit_notes_by_invoice_id: DataLoader[str, list[CreditNote]] = DataLoader(
+            credit_notes_of_invoices
+        )
+        self.lines_by_credit_note_id: DataLoader[str, list[CreditNoteLine]] = DataLoader(
+            credit_note_lines
+        )
+        self.coupon_by_id: DataLoader[str, CouponRecord | None] = DataLoader(coupons)
+        self.balances_by_customer_id: DataLoader[str, list[Money]] = DataLoader(balances)
+
+        async def subscriptions(ids: list[str]) -> list[Subscription | None]:
+            return await services.subscriptions.read.by_ids(org, ids)
+
+        async def subscriptions_of_customers(ids: list[str]) -> list[list[Subscription]]:
+            return await services.subscriptions.of_customers(org, ids)
+
+        async def invoices_of_subscriptions(ids: list[str]) -> list[list[Invoice]]:
+            return await services.invoices.of_subscriptions(org, ids)
+
+        self.subscription_by_id: DataLoader[str, Subscription | None] = DataLoader(subscriptions)
+        self.subscriptions_by_customer_id: DataLoader[str, list[Subscription]] = DataLoader(
+            subscriptions_of_customers
+        )
+        self.invoices_by_subscription_id: DataLoader[str, list[Invoice]] = DataLoader(
+            invoices_of_subscriptions
+        )
 
 
 class Context:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -14,15 +15,14 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 
 from app.body_limit import BodySizeLimit
+from app.document_routes import credit_note_pdf_route, invoice_pdf_route
 from app.graphql_view import BillingGraphQL
 from app.metrics import Metrics, metrics_endpoint
-from app.pubsub import EventBroker
 from app.rate_limit import RateLimit
-from app.services import Services
-from app.settings import Settings, SettingsError, load_settings
-from app.stripe_gateway import StripeGateway
+from app.services import Services, require_backends
+from app.settings import Settings, load_settings
+from app.worker import BillingWorker
 from db import migrate
-from db.connection import Database
 from schema import Limits, build_schema
 
 __all__ = ["create_app"]
@@ -56,34 +56,24 @@ async def ready(request: Request) -> JSONResponse:
 
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or load_settings()
-    if not settings.database_url:
-        raise SettingsError(
-            "DATABASE_URL is not set; `billing serve` starts an embedded PostgreSQL when it is not."
-        )
-    if not settings.stripe_api_key:
-        raise SettingsError(
-            "STRIPE_API_KEY is not set; `billing serve` starts a Stripe emulator when it is not."
-        )
-    database_url, stripe_key = settings.database_url, settings.stripe_api_key
+    require_backends(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        db = Database(database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max)
-        await db.connect()
-        stripe = StripeGateway(
-            stripe_key,
-            api_base=settings.stripe_api_base,
-            max_network_retries=settings.stripe_max_network_retries,
-        )
-        events = EventBroker(database_url)
-        await events.start()
-        app.state.services = Services.build(settings, db, stripe, events)
-        try:
-            yield
-        finally:
-            await events.stop()
-            await stripe.close()
-            await db.disconnect()
+        async with Services.open(settings) as services:
+            app.state.services = services
+            worker = None
+            if settings.embedded_worker:
+                worker = BillingWorker(
+                    services.subscriptions, idle_seconds=settings.worker_idle_seconds
+                )
+                task = asyncio.create_task(worker.run(), name="billing-worker")
+            try:
+                yield
+            finally:
+                if worker is not None:
+                    worker.stop()
+                    await task
 
     limits = Limits(
         max_depth=settings.graphql_max_depth,
@@ -110,6 +100,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/metrics", metrics_endpoint(registry)),
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
+            Route("/invoices/{document_id}.pdf", invoice_pdf_route),
+            Route("/credit-notes/{document_id}.pdf", credit_note_pdf_route),
         ],
         lifespan=lifespan,
     )

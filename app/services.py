@@ -2,16 +2,48 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import timedelta
 
+from app.balances import CreditBalances
+from app.clock import Clock
+from app.coupons import CouponService
+from app.credit_notes import CreditNoteService
 from app.customers import CustomerService
+from app.idempotency import IdempotencyKeys
+from app.invoice_billing import InvoiceBilling
+from app.invoice_numbering import InvoiceSettingsService
+from app.invoices import InvoiceService
+from app.organizations import OrganizationService
+from app.payments import PaymentService
 from app.plans import PlanService
 from app.pubsub import EventBroker
-from app.settings import Settings
+from app.refunds import RefundService
+from app.settings import Settings, SettingsError
 from app.stripe_gateway import StripeGateway
+from app.subscription_billing import InvoicedBilling
+from app.subscription_service import DunningPolicy, SubscriptionService
+from app.subscriptions import Status
+from app.tax_rates import TaxRateService
 from db.connection import Database
 
-__all__ = ["Services"]
+__all__ = ["Services", "require_backends"]
+
+
+def require_backends(settings: Settings) -> tuple[str, str]:
+    """The database URL and Stripe key, which must be set by now (`billing serve` and
+    `billing worker` start embedded ones when they are not configured)."""
+    if not settings.database_url:
+        raise SettingsError(
+            "DATABASE_URL is not set; `billing serve` starts an embedded PostgreSQL when it is not."
+        )
+    if not settings.stripe_api_key:
+        raise SettingsError(
+            "STRIPE_API_KEY is not set; `billing serve` starts a Stripe emulator when it is not."
+        )
+    return settings.database_url, settings.stripe_api_key
 
 
 @dataclass
@@ -22,16 +54,100 @@ class Services:
     events: EventBroker
     plans: PlanService
     customers: CustomerService
+    idempotency: IdempotencyKeys
+    organizations: OrganizationService
+    payments: PaymentService
+    refunds: RefundService
+    tax_rates: TaxRateService
+    coupons: CouponService
+    balances: CreditBalances
+    invoice_settings: InvoiceSettingsService
+    invoices: InvoiceService
+    credit_notes: CreditNoteService
+    invoice_billing: InvoiceBilling
+    clock: Clock
+    subscriptions: SubscriptionService
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def open(cls, settings: Settings) -> AsyncIterator[Services]:
+        """Connect the database pool, the Stripe client and the event listener, build the
+        services, and close them all on exit (the app's lifespan and the worker use this)."""
+        database_url, stripe_key = require_backends(settings)
+        db = Database(database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max)
+        await db.connect()
+        stripe = StripeGateway(
+            stripe_key,
+            api_base=settings.stripe_api_base,
+            max_network_retries=settings.stripe_max_network_retries,
+        )
+        events = EventBroker(database_url)
+        try:
+            await events.start()
+            yield cls.build(settings, db, stripe, events)
+        finally:
+            await events.stop()
+            await stripe.close()
+            await db.disconnect()
 
     @classmethod
     def build(
         cls, settings: Settings, db: Database, stripe: StripeGateway, events: EventBroker
     ) -> Services:
+        keys = IdempotencyKeys(db, lease=timedelta(seconds=settings.idempotency_lease_seconds))
+        organizations = OrganizationService(db)
+        customers = CustomerService(db, stripe)
+        tax_rates, coupons = TaxRateService(db), CouponService(db)
+        balances, invoice_settings = CreditBalances(db), InvoiceSettingsService(db)
+        payments = PaymentService(db, stripe, keys)
+        invoices = InvoiceService(
+            db,
+            customers=customers,
+            tax_rates=tax_rates,
+            coupons=coupons,
+            balances=balances,
+            settings=invoice_settings,
+            idempotency=keys,
+        )
+        plans = PlanService(db, stripe)
+        invoice_billing = InvoiceBilling(db, invoices=invoices, payments=payments, idempotency=keys)
+        clock = Clock(db, test_clocks=settings.test_clocks)
+        subscriptions = SubscriptionService(
+            db,
+            clock=clock,
+            plans=plans,
+            billing=InvoicedBilling(invoice_billing),
+            keys=keys,
+            dunning=DunningPolicy(
+                retry_days=settings.dunning_retry_days,
+                final=Status(settings.dunning_final_state),
+            ),
+            lease=timedelta(seconds=settings.worker_lease_seconds),
+        )
         return cls(
             settings=settings,
             db=db,
             stripe=stripe,
             events=events,
-            plans=PlanService(db, stripe),
-            customers=CustomerService(db, stripe),
+            plans=plans,
+            customers=customers,
+            idempotency=keys,
+            organizations=organizations,
+            payments=payments,
+            refunds=RefundService(db, stripe, keys, organizations),
+            tax_rates=tax_rates,
+            coupons=coupons,
+            balances=balances,
+            invoice_settings=invoice_settings,
+            invoices=invoices,
+            credit_notes=CreditNoteService(
+                db,
+                customers=customers,
+                balances=balances,
+                settings=invoice_settings,
+                idempotency=keys,
+            ),
+            invoice_billing=invoice_billing,
+            clock=clock,
+            subscriptions=subscriptions,
         )

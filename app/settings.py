@@ -44,6 +44,17 @@ class Settings:
     rate_limit_per_minute: int = 600
     rate_limit_anonymous_per_minute: int = 60
     ws_init_timeout_seconds: int = 10
+    dunning_retry_days: tuple[int, ...] = (3, 5, 7)
+    dunning_final_state: str = "canceled"
+    worker_lease_seconds: int = 300
+    worker_idle_seconds: int = 5
+    embedded_worker: bool = False
+    idempotency_lease_seconds: int = 300
+
+    @property
+    def test_clocks(self) -> bool:
+        """Per-organization test clocks (`testClockAdvance`) exist outside production only."""
+        return not self.production
 
     @property
     def production(self) -> bool:
@@ -72,6 +83,26 @@ def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -
         raise SettingsError(f"{name} must be an integer, got {raw!r}.") from None
     if not low <= value <= high:
         raise SettingsError(f"{name} must be between {low} and {high}, got {value}.")
+    return value
+
+
+def _days(env: Mapping[str, str], name: str, default: tuple[int, ...]) -> tuple[int, ...]:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        days = tuple(int(part) for part in raw.split(","))
+    except ValueError:
+        raise SettingsError(f"{name} must be comma-separated whole days, e.g. 3,5,7.") from None
+    if not 1 <= len(days) <= 10 or any(not 1 <= d <= 60 for d in days):
+        raise SettingsError(f"{name} must list 1-10 delays of 1-60 days each.")
+    return days
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = env.get(name, default).strip().lower()
+    if value not in choices:
+        raise SettingsError(f"{name} must be one of {', '.join(choices)}, got {value!r}.")
     return value
 
 
@@ -179,4 +210,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             env, "RATE_LIMIT_ANONYMOUS_PER_MINUTE", 60, 0, 1_000_000
         ),
         ws_init_timeout_seconds=_int(env, "WS_INIT_TIMEOUT_SECONDS", 10, 1, 300),
+        dunning_retry_days=_days(env, "DUNNING_RETRY_DAYS", (3, 5, 7)),
+        dunning_final_state=_choice(env, "DUNNING_FINAL_STATE", "canceled", ("canceled", "unpaid")),
+        worker_lease_seconds=_int(env, "WORKER_LEASE_SECONDS", 300, 1, 86_400),
+        worker_idle_seconds=_int(env, "WORKER_IDLE_SECONDS", 5, 1, 3600),
+        idempotency_lease_seconds=_int(env, "IDEMPOTENCY_LEASE_SECONDS", 300, 1, 3600),
+        embedded_worker=_choice(env, "BILLING_EMBEDDED_WORKER", "false", ("true", "false"))
+        == "true",
     )

@@ -8,12 +8,22 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import stripe
 
 from app.errors import DomainError, ErrorCode
 
-__all__ = ["AttachedCard", "StripeGateway", "StripeProduct"]
+__all__ = [
+    "AttachedCard",
+    "CardDeclined",
+    "ProviderRefused",
+    "ProviderUnreachable",
+    "StripeGateway",
+    "StripeIntent",
+    "StripeProduct",
+    "StripeRefund",
+]
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +39,115 @@ class AttachedCard:
     payment_method_id: str
     brand: str | None
     last4: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class StripeIntent:
+    """What we record of a PaymentIntent, read from Stripe's answer."""
+
+    id: str
+    status: str
+    amount: int
+    currency: str
+    client_secret: str | None
+    payment_method: str | None
+    amount_received: int | None
+    amount_capturable: int | None
+    next_action: dict[str, Any] | None
+    error_code: str | None
+    error_message: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class StripeRefund:
+    id: str
+    status: str
+    amount: int
+    failure_reason: str | None
+
+
+class CardDeclined(DomainError):
+    """Stripe answered: the card was declined (``decline_code`` is Stripe's reason)."""
+
+    def __init__(self, decline_code: str, message: str) -> None:
+        super().__init__(
+            ErrorCode.CARD_DECLINED,
+            f"The card was declined ({decline_code}).",
+            details={"decline_code": decline_code},
+        )
+        self.decline_code = decline_code
+        self.provider_message = message
+
+
+class ProviderRefused(DomainError):
+    """Stripe answered and refused the request (4xx): it did nothing."""
+
+    def __init__(self, action: str, code: str | None) -> None:
+        super().__init__(
+            ErrorCode.PAYMENT_PROVIDER_ERROR,
+            f"The payment provider refused to {action}; nothing was changed.",
+            details={"provider_code": code or "refused"},
+        )
+        self.provider_code = code
+
+
+class ProviderUnreachable(DomainError):
+    """No definite answer (network failure, timeout, 5xx, 409): the request may or may not have
+    taken effect at Stripe, so the caller must read Stripe's state before acting again."""
+
+    def __init__(self, action: str) -> None:
+        super().__init__(
+            ErrorCode.PAYMENT_PROVIDER_ERROR,
+            f"The payment provider did not confirm that it could {action}. Retry with the same "
+            "idempotency key: the retry reads the provider's state before acting.",
+        )
+
+
+def _payment_error(exc: stripe.StripeError, action: str) -> DomainError:
+    """Classify a failed money call by what it tells us about Stripe's state."""
+    log.warning("stripe %s failed: %s (%s)", action, type(exc).__name__, exc.code or "no code")
+    if isinstance(exc, stripe.CardError):
+        error = exc.error
+        reason = (error.decline_code if error else None) or exc.code or "card_declined"
+        message = (error.message if error else None) or "The card was declined."
+        return CardDeclined(str(reason), str(message))
+    status = exc.http_status
+    if isinstance(exc, stripe.APIConnectionError) or status is None or status >= 500:
+        return ProviderUnreachable(action)
+    if status == 409:  # an identical request is still being processed at Stripe
+        return ProviderUnreachable(action)
+    return ProviderRefused(action, exc.code)
+
+
+def _intent(obj: Any) -> StripeIntent:
+    data: dict[str, Any] = obj.to_dict()
+    method = data.get("payment_method")
+    if isinstance(method, dict):
+        method = method.get("id")
+    error = data.get("last_payment_error") or {}
+    return StripeIntent(
+        id=data["id"],
+        status=data["status"],
+        amount=int(data["amount"]),
+        currency=str(data["currency"]).upper(),
+        client_secret=data.get("client_secret"),
+        payment_method=method,
+        amount_received=data.get("amount_received"),
+        amount_capturable=data.get("amount_capturable"),
+        next_action=data.get("next_action") or None,
+        error_code=error.get("decline_code") or error.get("code"),
+        error_message=error.get("message"),
+    )
+
+
+def _refund(obj: Any) -> StripeRefund:
+    data: dict[str, Any] = obj.to_dict()
+    return StripeRefund(
+        id=data["id"],
+        status=data.get("status") or "pending",
+        amount=int(data["amount"]),
+        failure_reason=data.get("failure_reason"),
+    )
 
 
 def _provider_error(exc: stripe.StripeError, action: str) -> DomainError:
@@ -170,3 +289,125 @@ class StripeGateway:
             raise _provider_error(exc, "attach the payment method") from exc
         card = method.card
         return AttachedCard(method.id, card.brand if card else None, card.last4 if card else None)
+
+    async def create_payment_intent(
+        self,
+        *,
+        idempotency_key: str,
+        amount: int,
+        currency: str,
+        customer: str,
+        payment_method: str | None,
+        manual_capture: bool,
+        metadata: dict[str, str],
+    ) -> StripeIntent:
+        params: dict[str, Any] = {
+            "amount": amount,
+            "currency": currency.lower(),
+            "customer": customer,
+            "capture_method": "manual" if manual_capture else "automatic",
+            "metadata": metadata,
+        }
+        if payment_method:
+            params["payment_method"] = payment_method
+        try:
+            intent = await self._client.v1.payment_intents.create_async(
+                params=params,  # type: ignore[arg-type]
+                options={"idempotency_key": idempotency_key},
+            )
+        except stripe.StripeError as exc:
+            raise _payment_error(exc, "create the payment") from exc
+        return _intent(intent)
+
+    async def set_payment_method(
+        self, intent_id: str, payment_method: str, *, idempotency_key: str
+    ) -> StripeIntent:
+        try:
+            intent = await self._client.v1.payment_intents.update_async(
+                intent_id,
+                params={"payment_method": payment_method},
+                options={"idempotency_key": idempotency_key},
+            )
+        except stripe.StripeError as exc:
+            raise _payment_error(exc, "set the payment method") from exc
+        return _intent(intent)
+
+    async def confirm_payment_intent(self, intent_id: str, *, idempotency_key: str) -> StripeIntent:
+        """Raises ``CardDeclined`` when Stripe declines the charge."""
+        try:
+            intent = await self._client.v1.payment_intents.confirm_async(
+                intent_id, options={"idempotency_key": idempotency_key}
+            )
+        except stripe.StripeError as exc:
+            raise _payment_error(exc, "confirm the payment") from exc
+        return _intent(intent)
+
+    async def capture_payment_intent(
+        self, intent_id: str, *, amount: int | None, idempotency_key: str
+    ) -> StripeIntent:
+        try:
+            intent = await self._client.v1.payment_intents.capture_async(
+                intent_id,
+                params={"amount_to_capture": amount} if amount is not None else None,
+                options={"idempotency_key": idempotency_key},
+            )
+        except stripe.StripeError as exc:
+            raise _payment_error(exc, "capture the payment") from exc
+        return _intent(intent)
+
+    async def cancel_payment_intent(self, intent_id: str, *, idempotency_key: str) -> StripeIntent:
+        try:
+            intent = await self._client.v1.payment_intents.cancel_async(
+                intent_id, options={"idempotency_key": idempotency_key}
+            )
+        except stripe.StripeError as exc:
+            raise _payment_error(exc, "cancel the payment") from exc
+        return _intent(intent)
+
+    async def retrieve_payment_intent(self, intent_id: str) -> StripeIntent:
+        try:
+            intent = await self._client.v1.payment_intents.retrieve_async(intent_id)
+        except stripe.StripeError as exc:
+            raise _payment_error(exc, "read the payment") from exc
+        return _intent(intent)
+
+    async def create_refund(
+        self,
+        *,
+        idempotency_key: str,
+        payment_intent: str,
+        amount: int,
+        metadata: dict[str, str],
+    ) -> StripeRefund:
+        try:
+            refund = await self._client.v1.refunds.create_async(
+                params={"payment_intent": payment_intent, "amount": amount, "metadata": metadata},
+                options={"idempotency_key": idempotency_key},
+            )
+        except stripe.StripeError as exc:
+            raise _payment_error(exc, "create the refund") from exc
+        return _refund(refund)
+
+    async def retrieve_refund(self, refund_id: str) -> StripeRefund:
+        try:
+            refund = await self._client.v1.refunds.retrieve_async(refund_id)
+        except stripe.StripeError as exc:
+            raise _payment_error(exc, "read the refund") from exc
+        return _refund(refund)
+
+    async def find_refund(self, payment_intent: str, *, refund_id: str) -> StripeRefund | None:
+        """The Stripe refund created for our ``refund_id`` (found by its metadata), if any: how
+        a retry learns whether an interrupted attempt reached Stripe."""
+        params: dict[str, Any] = {"payment_intent": payment_intent, "limit": 100}
+        try:
+            while True:
+                page = await self._client.v1.refunds.list_async(params=params)  # type: ignore[arg-type]
+                for refund in page.data:
+                    metadata: dict[str, Any] = refund.to_dict().get("metadata") or {}
+                    if metadata.get("refund_id") == refund_id:
+                        return _refund(refund)
+                if not page.has_more or not page.data:
+                    return None
+                params["starting_after"] = page.data[-1].id
+        except stripe.StripeError as exc:
+            raise _payment_error(exc, "read the refunds") from exc

@@ -21,12 +21,20 @@ from strawberry.extensions import (
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
+from schema.coupons import CouponMutations, CouponQueries
+from schema.credit_notes import CreditNoteMutations, CreditNoteQueries
 from schema.customers import CustomerMutations, CustomerQueries
 from schema.errors import is_unexpected, should_mask_error
+from schema.invoices import InvoiceMutations, InvoiceQueries
 from schema.limits import QueryCostLimiter, max_mutations_rule
+from schema.organizations import OrganizationMutations, OrganizationQueries
+from schema.payments import PaymentMutations, PaymentQueries
 from schema.plans import PlanMutations, PlanQueries
+from schema.refunds import RefundMutations, RefundQueries
 from schema.scalars import SCALARS
 from schema.service import Live, ServiceQueries
+from schema.subscriptions import SubscriptionMutations, SubscriptionQueries
+from schema.tax_rates import TaxRateMutations, TaxRateQueries
 
 __all__ = ["Limits", "Mutation", "Query", "build_schema", "schema"]
 
@@ -34,14 +42,37 @@ log = logging.getLogger("billing.graphql")
 
 
 @strawberry.type(description="Read operations. Every list is a keyset-paginated connection.")
-class Query(ServiceQueries, PlanQueries, CustomerQueries):
+class Query(
+    ServiceQueries,
+    PlanQueries,
+    CustomerQueries,
+    PaymentQueries,
+    RefundQueries,
+    OrganizationQueries,
+    InvoiceQueries,
+    CreditNoteQueries,
+    TaxRateQueries,
+    CouponQueries,
+    SubscriptionQueries,
+):
     pass
 
 
 @strawberry.type(
     description="Write operations: noun-first names, one `input`, a payload with `errors`."
 )
-class Mutation(PlanMutations, CustomerMutations):
+class Mutation(
+    PlanMutations,
+    CustomerMutations,
+    PaymentMutations,
+    RefundMutations,
+    OrganizationMutations,
+    InvoiceMutations,
+    CreditNoteMutations,
+    TaxRateMutations,
+    CouponMutations,
+    SubscriptionMutations,
+):
     pass
 
 

@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 from strawberry.scalars import JSON
 
 from app.customers import UPDATABLE, Address, CustomerDraft, TaxId
+from app.invoices import InvoiceStatus
 from resolvers import customers as resolve
 from schema.base import INPUT, Info
 from schema.enums import TaxExempt
 from schema.errors import UserError, attempt
+from schema.invoices import Invoice, customer_balances, customer_invoices
+from schema.money import Money
 from schema.pagination import AFTER, FIRST, Connection, decode_cursor, page_size, to_connection
+from schema.payments import PaymentConnection, customer_payments
 from schema.permissions import AdminOrService, AnyRole
+
+if TYPE_CHECKING:
+    from schema.subscriptions import Subscription
 
 __all__ = ["Customer", "CustomerMutations", "CustomerQueries"]
 
@@ -54,6 +61,47 @@ class Customer:
     )
     created_at: datetime = strawberry.field(description="Creation time (UTC).")
     updated_at: datetime = strawberry.field(description="Last change (UTC).")
+
+    @strawberry.field(
+        description="This customer's payments, oldest first (one statement for all the "
+        "customers of a page)."
+    )
+    async def payments(
+        self,
+        info: Info,
+        first: Annotated[int | None, strawberry.argument(description=FIRST)] = None,
+        after: Annotated[str | None, strawberry.argument(description=AFTER)] = None,
+    ) -> PaymentConnection:
+        return await customer_payments(info, self.id, first, after)
+
+    @strawberry.field(description="This customer's subscriptions, oldest first.")
+    async def subscriptions(
+        self, info: Info
+    ) -> list[Annotated[Subscription, strawberry.lazy("schema.subscriptions")]]:
+        return await info.context.loaders.subscriptions_by_customer_id.load(self.id)  # type: ignore[return-value]
+
+    @strawberry.field(
+        description="This customer's invoices, oldest first (one statement for all the "
+        "customers of a page)."
+    )
+    async def invoices(
+        self,
+        info: Info,
+        first: Annotated[int | None, strawberry.argument(description=FIRST)] = None,
+        after: Annotated[str | None, strawberry.argument(description=AFTER)] = None,
+        status: Annotated[
+            list[InvoiceStatus] | None,
+            strawberry.argument(description="Only invoices in one of these statuses."),
+        ] = None,
+    ) -> Connection[Invoice]:
+        return await customer_invoices(info, self.id, first, after, status)
+
+    @strawberry.field(
+        description="Credit the customer has to spend, one amount per currency (from credit "
+        "notes); its next invoices in that currency use it first."
+    )
+    async def credit_balances(self, info: Info) -> list[Money]:
+        return await customer_balances(info, self.id)
 
 
 @strawberry.input(description="A postal address.")

@@ -9,9 +9,23 @@ import strawberry
 
 from app.customers import TaxExempt
 from app.errors import ErrorCode
+from app.payments import CaptureMethod, PaymentStatus
 from app.plans import IntervalUnit, Tier
+from app.refunds import RefundReason, RefundStatus
+from app.subscriptions import ProrationBehavior, Status
 
-__all__ = ["ErrorCode", "IntervalUnit", "TaxExempt", "Tier"]
+__all__ = [
+    "CaptureMethod",
+    "ErrorCode",
+    "IntervalUnit",
+    "PaymentStatus",
+    "ProrationBehavior",
+    "RefundReason",
+    "RefundStatus",
+    "Status",
+    "TaxExempt",
+    "Tier",
+]
 
 # The domain enums themselves are registered (GraphQL names PlanTier, BillingInterval, ErrorCode),
 # so resolvers return domain values and the schema annotates with the domain classes.
@@ -72,6 +86,12 @@ expose(
         ErrorCode.IDEMPOTENCY_KEY_REUSED: "The idempotency key was used with a different input.",
         ErrorCode.IDEMPOTENCY_KEY_IN_USE: "A request with this idempotency key is in flight.",
         ErrorCode.AMOUNT_EXCEEDS_REFUNDABLE: "The refund exceeds what is still refundable.",
+        ErrorCode.OPERATION_IN_PROGRESS: (
+            "Another change to this payment or refund is in flight; retry in a moment."
+        ),
+        ErrorCode.AMOUNT_EXCEEDS_CREDITABLE: (
+            "The credit note exceeds what the invoice can still be credited."
+        ),
     },
 )
 
@@ -83,5 +103,100 @@ expose(
         TaxExempt.NONE: "Taxed normally by the rates of its billing address.",
         TaxExempt.EXEMPT: "Exempt: no tax is charged.",
         TaxExempt.REVERSE: "Reverse charge: the customer accounts for the tax; invoices say so.",
+    },
+)
+
+expose(
+    PaymentStatus,
+    "PaymentStatus",
+    "Where a payment stands; mirrors its Stripe PaymentIntent (only Stripe's word moves it).",
+    {
+        PaymentStatus.REQUIRES_PAYMENT_METHOD: "Waiting for a payment method.",
+        PaymentStatus.REQUIRES_CONFIRMATION: "Has a payment method; `paymentIntentConfirm` next.",
+        PaymentStatus.REQUIRES_ACTION: (
+            "The customer must authenticate (3-D Secure): hand `nextAction` and `clientSecret` "
+            "to Stripe.js, then call `paymentRefresh`."
+        ),
+        PaymentStatus.PROCESSING: "Stripe is processing it (e.g. bank debits); refresh later.",
+        PaymentStatus.REQUIRES_CAPTURE: (
+            "Authorized (manual capture): `paymentCapture` or `paymentCancel` next."
+        ),
+        PaymentStatus.SUCCEEDED: "Charged: Stripe reported success. Final; may be refunded.",
+        PaymentStatus.CANCELED: "Canceled; nothing was charged (an authorization is released).",
+        PaymentStatus.FAILED: (
+            "The last attempt failed (declined card or failed authentication); see "
+            "`failureCode`. Create a new payment to try again."
+        ),
+    },
+)
+
+expose(
+    CaptureMethod,
+    "CaptureMethod",
+    "When the money is taken.",
+    {
+        CaptureMethod.AUTOMATIC: "Charged when confirmed.",
+        CaptureMethod.MANUAL: (
+            "Only authorized when confirmed (`REQUIRES_CAPTURE`); charged by `paymentCapture`."
+        ),
+    },
+)
+
+expose(
+    RefundStatus,
+    "RefundStatus",
+    "Where a refund stands; once sent to Stripe it follows Stripe's status.",
+    {
+        RefundStatus.PENDING_APPROVAL: (
+            "Above the organization's approval threshold (or asked for by a customer): waits "
+            "for `refundApprove` or `refundReject` by an admin. Its amount is reserved."
+        ),
+        RefundStatus.PENDING: "Sent (or being sent) to Stripe; not final yet.",
+        RefundStatus.SUCCEEDED: "Stripe reported the refund succeeded.",
+        RefundStatus.FAILED: (
+            "Stripe refused or failed the refund; its amount is refundable again. See "
+            "`failureReason`."
+        ),
+        RefundStatus.CANCELED: "Canceled at Stripe; its amount is refundable again.",
+        RefundStatus.REJECTED: "Rejected by an admin; never sent to Stripe.",
+    },
+)
+
+expose(
+    RefundReason,
+    "RefundReason",
+    "Why money is returned (kept with the refund and sent to Stripe as metadata).",
+    {
+        RefundReason.DUPLICATE: "The customer was charged twice.",
+        RefundReason.FRAUDULENT: "The payment was fraudulent.",
+        RefundReason.REQUESTED_BY_CUSTOMER: "The customer asked for it.",
+        RefundReason.OTHER: "Another reason; say which in `note`.",
+    },
+)
+
+expose(
+    Status,
+    "SubscriptionStatus",
+    "Where a subscription is in its lifecycle.",
+    {
+        Status.TRIALING: "In its free trial; billed when the trial ends.",
+        Status.ACTIVE: "Paid up; renews at the end of each period.",
+        Status.PAST_DUE: "The latest invoice failed; dunning retries are scheduled.",
+        Status.CANCELED: "Ended (by request, at period end, or after dunning). Final.",
+        Status.UNPAID: "Dunning gave up; kept (not canceled) by configuration.",
+        Status.INCOMPLETE: "The first charge failed; expires after 23 hours unless paid.",
+        Status.INCOMPLETE_EXPIRED: "The first charge was never paid. Final.",
+        Status.PAUSED: "Billing paused: periods pass without invoices.",
+    },
+)
+
+expose(
+    ProrationBehavior,
+    "ProrationBehavior",
+    "How a mid-period plan change is billed.",
+    {
+        ProrationBehavior.CREATE_PRORATIONS: "Credit and charge lines go on the next invoice.",
+        ProrationBehavior.ALWAYS_INVOICE: "Credit and charge lines are invoiced and charged now.",
+        ProrationBehavior.NONE: "No proration; the new price applies from the next period.",
     },
 )

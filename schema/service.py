@@ -15,7 +15,16 @@ from schema.permissions import AnyRole, Public
 
 __all__ = ["Live", "ServiceQueries"]
 
-CAPABILITIES = ("plans",)
+CAPABILITIES = (
+    "plans",
+    "customers",
+    "payments",
+    "refunds",
+    "invoices",
+    "credit_notes",
+    "tax_rates",
+    "coupons",
+)
 
 
 @strawberry.type(description="What this deployment is and what it can do.")

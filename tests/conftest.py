@@ -218,3 +218,127 @@ def customer_factory(admin: GraphQLClient) -> Callable[..., Any]:
         return customer
 
     return make
+
+
+PAYMENT_FIELDS = """
+  id customerId status captureMethod description orderId metadata paymentMethodId
+  stripePaymentIntentId clientSecret nextAction failureCode failureMessage
+  amount { amount currency decimal } amountCapturable { amount } amountCaptured { amount }
+  amountRefunded { amount } amountRefundable { amount }
+  breakdown { subtotal { amount } tax { amount } shipping { amount } discount { amount } }
+  createdAt updatedAt
+"""
+
+CREATE_PAYMENT = f"""
+mutation($input: PaymentIntentCreateInput!) {{
+  paymentIntentCreate(input: $input) {{
+    payment {{ {PAYMENT_FIELDS} }}
+    errors {{ field message code }}
+  }}
+}}
+"""
+
+CONFIRM_PAYMENT = f"""
+mutation($input: PaymentIntentConfirmInput!) {{
+  paymentIntentConfirm(input: $input) {{
+    payment {{ {PAYMENT_FIELDS} }}
+    errors {{ field message code }}
+  }}
+}}
+"""
+
+
+@pytest.fixture
+def payment_factory(
+    admin: GraphQLClient, customer_factory: Callable[..., Any]
+) -> Callable[..., Any]:
+    """Create a payment through the API (for a new customer unless ``customer`` is given),
+    charged to the card pm_card_visa; ``confirm=True`` also confirms it. Returns the payment."""
+
+    async def make(
+        *, confirm: bool = False, customer: dict[str, Any] | None = None, **overrides: Any
+    ) -> dict[str, Any]:
+        owner = customer or await customer_factory()
+        payment_input: dict[str, Any] = {
+            "customerId": owner["id"],
+            "amount": {"amount": 10000, "currency": "USD"},
+            "paymentMethodId": "pm_card_visa",
+            "idempotencyKey": f"create-{uuid.uuid4()}",
+        }
+        payment_input.update(overrides)
+        created = (await admin.data(CREATE_PAYMENT, {"input": payment_input}))[
+            "paymentIntentCreate"
+        ]
+        assert created["errors"] == [], created["errors"]
+        payment: dict[str, Any] = created["payment"]
+        if confirm:
+            key = f"confirm-{uuid.uuid4()}"
+            confirmed = (
+                await admin.data(
+                    CONFIRM_PAYMENT, {"input": {"paymentId": payment["id"], "idempotencyKey": key}}
+                )
+            )["paymentIntentConfirm"]
+            assert confirmed["errors"] == [], confirmed["errors"]
+            payment = confirmed["payment"]
+        return payment
+
+    return make
+
+
+INVOICE_FIELDS = """
+  id number status customerId subscriptionId currency memo dueDate periodStart periodEnd
+  subtotal { amount currency decimal } discountTotal { amount } taxableAmount { amount }
+  taxTotal { amount } taxInclusive total { amount currency decimal } balanceApplied { amount }
+  creditToBalance { amount } amountCredited { amount } creditApplied { amount }
+  amountDue { amount decimal } amountPaid { amount } amountRemaining { amount }
+  paymentAttempts paymentInProgress statusReason pdfUrl
+  tax { name percentage inclusive reverseCharge } lastPaymentError { code message }
+  coupon { id code } finalizedAt paidAt voidedAt markedUncollectibleAt
+  lines {
+    id kind description quantity taxable taxRate informational periodStart periodEnd
+    unitAmount { amount } amount { amount currency decimal } discountAmount { amount }
+  }
+"""
+
+INVOICE_PAYLOAD = f"{{ invoice {{ {INVOICE_FIELDS} }} errors {{ field message code }} }}"
+
+CREATE_INVOICE = (
+    f"mutation($input: InvoiceCreateInput!) {{ invoiceCreate(input: $input) {INVOICE_PAYLOAD} }}"
+)
+FINALIZE_INVOICE = (
+    "mutation($input: InvoiceFinalizeInput!) "
+    f"{{ invoiceFinalize(input: $input) {INVOICE_PAYLOAD} }}"
+)
+
+
+@pytest.fixture
+def invoice_factory(
+    admin: GraphQLClient, customer_factory: Callable[..., Any]
+) -> Callable[..., Any]:
+    """Create a draft through the API (for a new customer unless ``customer`` is given; one
+    line of 10.00 USD unless ``lines`` is given); ``finalize=True`` also finalizes it. Returns
+    the invoice."""
+
+    async def make(
+        *, customer: dict[str, Any] | None = None, finalize: bool = False, **overrides: Any
+    ) -> dict[str, Any]:
+        owner = customer or await customer_factory()
+        invoice_input: dict[str, Any] = {
+            "customerId": owner["id"],
+            "currency": "USD",
+            "lines": [{"description": "Consulting", "unitAmount": 1000}],
+            "idempotencyKey": f"invoice-{uuid.uuid4()}",
+        }
+        invoice_input.update(overrides)
+        created = (await admin.data(CREATE_INVOICE, {"input": invoice_input}))["invoiceCreate"]
+        assert created["errors"] == [], created["errors"]
+        invoice: dict[str, Any] = created["invoice"]
+        if finalize:
+            done = (await admin.data(FINALIZE_INVOICE, {"input": {"invoiceId": invoice["id"]}}))[
+                "invoiceFinalize"
+            ]
+            assert done["errors"] == [], done["errors"]
+            invoice = done["invoice"]
+        return invoice
+
+    return make

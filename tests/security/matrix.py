@@ -7,11 +7,20 @@ caller). Keep entries short: a document, its variables from the `World`, and the
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.conftest import CREATE_CUSTOMER, CREATE_PLAN
+from tests.conftest import (
+    CONFIRM_PAYMENT,
+    CREATE_CUSTOMER,
+    CREATE_INVOICE,
+    CREATE_PAYMENT,
+    CREATE_PLAN,
+    FINALIZE_INVOICE,
+)
+from tests.support import GraphQLClient
 
 ADMIN, SERVICE, OWNER = "admin", "service", "customer"
 EVERYONE = frozenset({ADMIN, SERVICE, OWNER})
@@ -38,6 +47,8 @@ class World:
 
 
 Variables = Callable[[World], dict[str, Any]]
+# Makes the data a case needs (kept in ``World.extra``), with a client per role of organization A.
+Prepare = Callable[[World, dict[str, GraphQLClient]], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -52,6 +63,7 @@ class Case:
     # The response a right caller gets must contain this value (from the World), if given.
     expect: Callable[[World], str] | None = None
     subscription: bool = False
+    prepare: Prepare | None = None
 
 
 PLAN_ID = "query($id: ID!) { plan(id: $id) { id name } }"
@@ -115,3 +127,571 @@ CASES: dict[str, Case] = {
     ),
     "Live.heartbeat": Case("subscription { heartbeat(intervalSeconds: 1) }", subscription=True),
 }
+
+
+async def _payment(
+    world: World, clients: dict[str, GraphQLClient], name: str, *, confirm: bool, **extra: Any
+) -> None:
+    """A payment of the owner, stored as ``world.extra[name]``."""
+    admin = clients[ADMIN]
+    variables = {
+        "input": {
+            "customerId": world.owner["id"],
+            "amount": {"amount": 5000, "currency": "USD"},
+            "paymentMethodId": "pm_card_visa",
+            "idempotencyKey": str(uuid.uuid4()),
+            **extra,
+        }
+    }
+    payment = (await admin.data(CREATE_PAYMENT, variables))["paymentIntentCreate"]["payment"]
+    if confirm:
+        key = str(uuid.uuid4())
+        await admin.data(
+            CONFIRM_PAYMENT, {"input": {"paymentId": payment["id"], "idempotencyKey": key}}
+        )
+    world.extra[name] = payment["id"]
+
+
+REFUND_CREATE = (
+    "mutation($input: RefundCreateInput!) { refundCreate(input: $input) "
+    "{ refund { id status } errors { code } } }"
+)
+
+
+async def _paid(world: World, clients: dict[str, GraphQLClient]) -> None:
+    await _payment(world, clients, "payment", confirm=True)
+
+
+async def _unconfirmed(world: World, clients: dict[str, GraphQLClient]) -> None:
+    await _payment(world, clients, "unconfirmed", confirm=False)
+
+
+async def _authorized(world: World, clients: dict[str, GraphQLClient]) -> None:
+    await _payment(world, clients, "authorized", confirm=True, captureMethod="MANUAL")
+
+
+async def _refunded(world: World, clients: dict[str, GraphQLClient], *, by: str = ADMIN) -> None:
+    """A refund of the owner's paid payment: sent to Stripe when an admin asks, held for
+    approval when the owner does."""
+    await _paid(world, clients)
+    variables = {
+        "input": {
+            "paymentId": world.extra["payment"],
+            "amount": {"amount": 1000, "currency": "USD"},
+            "reason": "REQUESTED_BY_CUSTOMER",
+            "idempotencyKey": str(uuid.uuid4()),
+        }
+    }
+    made = (await clients[by].data(REFUND_CREATE, variables))["refundCreate"]["refund"]
+    world.extra["refund"] = made["id"]
+
+
+async def _held(world: World, clients: dict[str, GraphQLClient]) -> None:
+    await _refunded(world, clients, by=OWNER)
+
+
+def _key(world: World) -> str:
+    return f"matrix-{world.org}"
+
+
+def _mutation(name: str, input_type: str, out: str) -> str:
+    return f"mutation($input: {input_type}!) {{ {name}(input: $input) {out} }}"
+
+
+PAYMENT_OUT = "{ payment { id } errors { code } }"
+REFUND_OUT = "{ refund { id } errors { code } }"
+
+CASES.update(
+    {
+        "Query.payment": Case(
+            "query($id: ID!) { payment(id: $id) { id customerId } }",
+            lambda w: {"id": w.extra["payment"]},
+            prepare=_paid,
+            expect=lambda w: w.extra["payment"],
+        ),
+        "Query.payments": Case(
+            "{ payments { edges { node { id customer { email } } } summary { count } } }",
+            prepare=_paid,
+            expect=lambda w: w.extra["payment"],
+        ),
+        "Query.refund": Case(
+            "query($id: ID!) { refund(id: $id) { id paymentId } }",
+            lambda w: {"id": w.extra["refund"]},
+            prepare=_refunded,
+            expect=lambda w: w.extra["refund"],
+        ),
+        "Query.refunds": Case(
+            "{ refunds { edges { node { id payment { id } } } } }",
+            prepare=_refunded,
+            expect=lambda w: w.extra["refund"],
+        ),
+        "Query.organization": Case(
+            "{ organization { id refundApprovalThresholds { amount currency } } }",
+            allowed=frozenset({ADMIN}),
+        ),
+        "Mutation.paymentIntentCreate": Case(
+            _mutation("paymentIntentCreate", "PaymentIntentCreateInput", PAYMENT_OUT),
+            lambda w: {
+                "input": {
+                    "customerId": w.owner["id"],
+                    "amount": {"amount": 700, "currency": "EUR"},
+                    "idempotencyKey": _key(w),
+                }
+            },
+        ),
+        "Mutation.paymentIntentConfirm": Case(
+            _mutation("paymentIntentConfirm", "PaymentIntentConfirmInput", PAYMENT_OUT),
+            lambda w: {"input": {"paymentId": w.extra["unconfirmed"], "idempotencyKey": _key(w)}},
+            prepare=_unconfirmed,
+            expect=lambda w: w.extra["unconfirmed"],
+        ),
+        "Mutation.paymentCapture": Case(
+            _mutation("paymentCapture", "PaymentCaptureInput", PAYMENT_OUT),
+            lambda w: {"input": {"paymentId": w.extra["authorized"], "idempotencyKey": _key(w)}},
+            allowed=STAFF,
+            prepare=_authorized,
+            expect=lambda w: w.extra["authorized"],
+        ),
+        "Mutation.paymentCancel": Case(
+            _mutation("paymentCancel", "PaymentCancelInput", PAYMENT_OUT),
+            lambda w: {"input": {"paymentId": w.extra["unconfirmed"], "idempotencyKey": _key(w)}},
+            allowed=STAFF,
+            prepare=_unconfirmed,
+            expect=lambda w: w.extra["unconfirmed"],
+        ),
+        "Mutation.paymentRefresh": Case(
+            _mutation("paymentRefresh", "PaymentRefreshInput", PAYMENT_OUT),
+            lambda w: {"input": {"paymentId": w.extra["payment"]}},
+            prepare=_paid,
+            expect=lambda w: w.extra["payment"],
+        ),
+        "Mutation.refundCreate": Case(
+            _mutation("refundCreate", "RefundCreateInput", REFUND_OUT),
+            lambda w: {
+                "input": {
+                    "paymentId": w.extra["payment"],
+                    "amount": {"amount": 100, "currency": "USD"},
+                    "reason": "OTHER",
+                    "idempotencyKey": _key(w),
+                }
+            },
+            prepare=_paid,
+        ),
+        "Mutation.refundApprove": Case(
+            _mutation("refundApprove", "RefundApproveInput", REFUND_OUT),
+            lambda w: {"input": {"refundId": w.extra["refund"], "idempotencyKey": _key(w)}},
+            allowed=frozenset({ADMIN}),
+            prepare=_held,
+            expect=lambda w: w.extra["refund"],
+        ),
+        "Mutation.refundReject": Case(
+            _mutation("refundReject", "RefundRejectInput", REFUND_OUT),
+            lambda w: {"input": {"refundId": w.extra["refund"], "reason": "not eligible"}},
+            allowed=frozenset({ADMIN}),
+            prepare=_held,
+            expect=lambda w: w.extra["refund"],
+        ),
+        "Mutation.refundRefresh": Case(
+            _mutation("refundRefresh", "RefundRefreshInput", REFUND_OUT),
+            lambda w: {"input": {"refundId": w.extra["refund"]}},
+            allowed=STAFF,
+            prepare=_refunded,
+            expect=lambda w: w.extra["refund"],
+        ),
+        "Mutation.organizationSettingsUpdate": Case(
+            "mutation($input: OrganizationSettingsUpdateInput!) { organizationSettingsUpdate("
+            "input: $input) { organization { id } errors { code } } }",
+            lambda w: {"input": {"refundApprovalThresholds": [{"amount": 100, "currency": "USD"}]}},
+            allowed=frozenset({ADMIN}),
+            creates=True,
+        ),
+    }
+)
+
+
+# -- invoices, credit notes, tax rates, coupons ---------------------------------------------
+
+_POOL_SIZE = 8
+_CURSORS: dict[tuple[str, str], int] = {}
+
+
+def _take(world: World, name: str) -> str:
+    """The next unused object of a pool made by ``prepare`` (``name0``, ``name1``, …): each call
+    of a case that changes state acts on its own object, so every allowed caller can succeed."""
+    index = _CURSORS.get((world.org, name), 0)
+    _CURSORS[(world.org, name)] = index + 1
+    return str(world.extra[f"{name}{index}"])
+
+
+async def _invoice(
+    world: World, clients: dict[str, GraphQLClient], *, finalize: bool, lines: int = 1
+) -> dict[str, Any]:
+    admin = clients[ADMIN]
+    variables = {
+        "input": {
+            "customerId": world.owner["id"],
+            "currency": "USD",
+            "lines": [{"description": f"Item {n}", "unitAmount": 1000} for n in range(lines)],
+            "idempotencyKey": str(uuid.uuid4()),
+        }
+    }
+    invoice: dict[str, Any] = (await admin.data(CREATE_INVOICE, variables))["invoiceCreate"][
+        "invoice"
+    ]
+    if finalize:
+        done = await admin.data(FINALIZE_INVOICE, {"input": {"invoiceId": invoice["id"]}})
+        invoice = done["invoiceFinalize"]["invoice"]
+    return invoice
+
+
+async def _one_open(world: World, clients: dict[str, GraphQLClient]) -> None:
+    world.extra["invoice"] = (await _invoice(world, clients, finalize=True))["id"]
+
+
+async def _open_pool(world: World, clients: dict[str, GraphQLClient]) -> None:
+    for index in range(_POOL_SIZE):
+        world.extra[f"open{index}"] = (await _invoice(world, clients, finalize=True))["id"]
+
+
+async def _draft_pool(world: World, clients: dict[str, GraphQLClient]) -> None:
+    for index in range(_POOL_SIZE):
+        world.extra[f"draft{index}"] = (await _invoice(world, clients, finalize=False))["id"]
+
+
+async def _draft_with_lines(world: World, clients: dict[str, GraphQLClient]) -> None:
+    draft = await _invoice(world, clients, finalize=False, lines=_POOL_SIZE)
+    world.extra["draft"] = draft["id"]
+    for index, line in enumerate(draft["lines"]):
+        world.extra[f"line{index}"] = line["id"]
+
+
+async def _payable(world: World, clients: dict[str, GraphQLClient]) -> None:
+    await clients[ADMIN].data(
+        "mutation($input: CustomerSetDefaultPaymentMethodInput!) { "
+        "customerSetDefaultPaymentMethod(input: $input) { errors { code } } }",
+        {"input": {"customerId": world.owner["id"], "paymentMethodId": "pm_card_visa"}},
+    )
+    await _one_open(world, clients)
+
+
+async def _credited(world: World, clients: dict[str, GraphQLClient]) -> None:
+    await _one_open(world, clients)
+    variables = {
+        "input": {
+            "invoiceId": world.extra["invoice"],
+            "lines": [{"description": "Goodwill", "unitAmount": 100}],
+            "reason": "GOODWILL",
+            "idempotencyKey": str(uuid.uuid4()),
+        }
+    }
+    document = _mutation("creditNoteCreate", "CreditNoteCreateInput", NOTE_OUT)
+    made = await clients[ADMIN].data(document, variables)
+    world.extra["note"] = made["creditNoteCreate"]["creditNote"]["id"]
+
+
+async def _tax_rate(world: World, clients: dict[str, GraphQLClient]) -> None:
+    made = await clients[ADMIN].data(
+        _mutation("taxRateCreate", "TaxRateCreateInput", "{ taxRate { id } errors { code } }"),
+        {"input": {"name": "VAT", "percentage": "20", "country": "FR"}},
+    )
+    world.extra["rate"] = made["taxRateCreate"]["taxRate"]["id"]
+
+
+async def _coupon(world: World, clients: dict[str, GraphQLClient]) -> None:
+    made = await clients[ADMIN].data(
+        _mutation("couponCreate", "CouponCreateInput", "{ coupon { id } errors { code } }"),
+        {"input": {"code": "MATRIX", "name": "Matrix", "duration": "ONCE", "percentOff": "10"}},
+    )
+    world.extra["coupon"] = made["couponCreate"]["coupon"]["id"]
+
+
+INVOICE_OUT = "{ invoice { id customerId status } errors { code } }"
+NOTE_OUT = "{ creditNote { id invoiceId } errors { code } }"
+
+
+def _owner(world: World) -> str:
+    return str(world.owner["id"])
+
+
+CASES.update(
+    {
+        "Query.invoice": Case(
+            "query($id: ID!) { invoice(id: $id) { id number customerId } }",
+            lambda w: {"id": w.extra["invoice"]},
+            prepare=_one_open,
+            expect=lambda w: w.extra["invoice"],
+        ),
+        "Query.invoices": Case(
+            "{ invoices { edges { node { id customerId lines { id } } } } }",
+            prepare=_one_open,
+            expect=lambda w: w.extra["invoice"],
+        ),
+        "Query.invoiceSettings": Case(
+            "{ invoiceSettings { numberPrefix issuerName } }", allowed=STAFF
+        ),
+        "Query.creditNote": Case(
+            "query($id: ID!) { creditNote(id: $id) { id number customerId } }",
+            lambda w: {"id": w.extra["note"]},
+            prepare=_credited,
+            expect=lambda w: w.extra["note"],
+        ),
+        "Query.creditNotes": Case(
+            "{ creditNotes { edges { node { id customerId } } } }",
+            prepare=_credited,
+            expect=lambda w: w.extra["note"],
+        ),
+        "Query.taxRates": Case(
+            "{ taxRates { edges { node { id } } } }",
+            allowed=STAFF,
+            prepare=_tax_rate,
+            expect=lambda w: w.extra["rate"],
+        ),
+        "Query.coupons": Case(
+            "{ coupons { edges { node { id code } } } }",
+            allowed=STAFF,
+            prepare=_coupon,
+            expect=lambda w: w.extra["coupon"],
+        ),
+        "Mutation.invoiceCreate": Case(
+            _mutation("invoiceCreate", "InvoiceCreateInput", INVOICE_OUT),
+            lambda w: {
+                "input": {
+                    "customerId": w.owner["id"],
+                    "currency": "USD",
+                    "lines": [{"description": "Matrix", "unitAmount": 500}],
+                    "idempotencyKey": _key(w),
+                }
+            },
+            allowed=STAFF,
+            expect=_owner,
+        ),
+        "Mutation.invoiceAddLine": Case(
+            _mutation("invoiceAddLine", "InvoiceAddLineInput", INVOICE_OUT),
+            lambda w: {
+                "input": {
+                    "invoiceId": w.extra["draft"],
+                    "line": {"description": "More", "unitAmount": 100},
+                }
+            },
+            allowed=STAFF,
+            prepare=_draft_with_lines,
+            expect=lambda w: w.extra["draft"],
+        ),
+        "Mutation.invoiceRemoveLine": Case(
+            _mutation("invoiceRemoveLine", "InvoiceRemoveLineInput", INVOICE_OUT),
+            lambda w: {"input": {"invoiceId": w.extra["draft"], "lineId": _take(w, "line")}},
+            allowed=STAFF,
+            prepare=_draft_with_lines,
+            expect=lambda w: w.extra["draft"],
+        ),
+        "Mutation.invoiceFinalize": Case(
+            _mutation("invoiceFinalize", "InvoiceFinalizeInput", INVOICE_OUT),
+            lambda w: {"input": {"invoiceId": _take(w, "draft")}},
+            allowed=STAFF,
+            prepare=_draft_pool,
+            expect=_owner,
+        ),
+        "Mutation.invoicePay": Case(
+            _mutation("invoicePay", "InvoicePayInput", INVOICE_OUT),
+            lambda w: {"input": {"invoiceId": w.extra["invoice"], "idempotencyKey": _key(w)}},
+            prepare=_payable,
+            expect=lambda w: w.extra["invoice"],
+        ),
+        "Mutation.invoiceVoid": Case(
+            _mutation("invoiceVoid", "InvoiceVoidInput", INVOICE_OUT),
+            lambda w: {"input": {"invoiceId": _take(w, "open"), "reason": "matrix"}},
+            allowed=STAFF,
+            prepare=_open_pool,
+            expect=_owner,
+        ),
+        "Mutation.invoiceMarkUncollectible": Case(
+            _mutation("invoiceMarkUncollectible", "InvoiceMarkUncollectibleInput", INVOICE_OUT),
+            lambda w: {"input": {"invoiceId": _take(w, "open")}},
+            allowed=STAFF,
+            prepare=_open_pool,
+            expect=_owner,
+        ),
+        "Mutation.invoiceSettingsUpdate": Case(
+            _mutation(
+                "invoiceSettingsUpdate",
+                "InvoiceSettingsUpdateInput",
+                "{ settings { numberPrefix } errors { code } }",
+            ),
+            lambda w: {"input": {"numberPrefix": "MATRIX"}},
+            allowed=frozenset({ADMIN}),
+            creates=True,
+        ),
+        "Mutation.creditNoteCreate": Case(
+            _mutation("creditNoteCreate", "CreditNoteCreateInput", NOTE_OUT),
+            lambda w: {
+                "input": {
+                    "invoiceId": w.extra["invoice"],
+                    "lines": [{"description": "Goodwill", "unitAmount": 100}],
+                    "reason": "GOODWILL",
+                    "idempotencyKey": _key(w),
+                }
+            },
+            allowed=STAFF,
+            prepare=_one_open,
+            expect=lambda w: w.extra["invoice"],
+        ),
+        "Mutation.taxRateCreate": Case(
+            _mutation("taxRateCreate", "TaxRateCreateInput", "{ taxRate { id } errors { code } }"),
+            lambda w: {"input": {"name": "GST", "percentage": "10", "country": "AU"}},
+            allowed=frozenset({ADMIN}),
+            creates=True,
+        ),
+        "Mutation.taxRateArchive": Case(
+            _mutation(
+                "taxRateArchive", "TaxRateArchiveInput", "{ taxRate { id } errors { code } }"
+            ),
+            lambda w: {"input": {"id": w.extra["rate"]}},
+            allowed=frozenset({ADMIN}),
+            prepare=_tax_rate,
+            expect=lambda w: w.extra["rate"],
+        ),
+        "Mutation.couponCreate": Case(
+            _mutation("couponCreate", "CouponCreateInput", "{ coupon { id } errors { code } }"),
+            lambda w: {
+                "input": {"code": "NEW", "name": "New", "duration": "FOREVER", "percentOff": "5"}
+            },
+            allowed=frozenset({ADMIN}),
+            creates=True,
+        ),
+        "Mutation.couponArchive": Case(
+            _mutation("couponArchive", "CouponArchiveInput", "{ coupon { id } errors { code } }"),
+            lambda w: {"input": {"id": w.extra["coupon"]}},
+            allowed=frozenset({ADMIN}),
+            prepare=_coupon,
+            expect=lambda w: w.extra["coupon"],
+        ),
+        "Mutation.couponApply": Case(
+            _mutation(
+                "couponApply", "CouponApplyInput", "{ discount { id customerId } errors { code } }"
+            ),
+            lambda w: {"input": {"customerId": w.owner["id"], "couponId": w.extra["coupon"]}},
+            allowed=STAFF,
+            prepare=_coupon,
+            expect=_owner,
+        ),
+    }
+)
+
+
+SUB_OUT = "{ subscription { id status customer { id } } errors { code } }"
+_SUBSCRIBE = _mutation("subscriptionCreate", "SubscriptionCreateInput", SUB_OUT)
+
+
+async def _plan_pool(
+    world: World, clients: dict[str, GraphQLClient], *, prefix: str = "plan"
+) -> None:
+    for index in range(_POOL_SIZE):
+        made = await clients[ADMIN].data(
+            CREATE_PLAN,
+            {
+                "input": {
+                    "code": f"pool-{prefix}-{index}",
+                    "name": f"Pool {index}",
+                    "tier": "BASIC",
+                    "price": {"amount": 1000 + index, "currency": "USD"},
+                    "interval": "MONTH",
+                }
+            },
+        )
+        world.extra[f"{prefix}{index}"] = made["planCreate"]["plan"]["id"]
+
+
+async def _subscription_pool(world: World, clients: dict[str, GraphQLClient]) -> None:
+    """Trialing subscriptions of the owner (no charge needed), one per pool plan."""
+    await _plan_pool(world, clients)
+    for index in range(_POOL_SIZE):
+        made = await clients[ADMIN].data(
+            _SUBSCRIBE,
+            {
+                "input": {
+                    "customerId": world.owner["id"],
+                    "planId": world.extra[f"plan{index}"],
+                    "trialDays": 7,
+                    "idempotencyKey": str(uuid.uuid4()),
+                }
+            },
+        )
+        world.extra[f"sub{index}"] = made["subscriptionCreate"]["subscription"]["id"]
+    world.extra["sub"] = world.extra["sub0"]
+
+
+async def _change_pool(world: World, clients: dict[str, GraphQLClient]) -> None:
+    """Subscriptions and, for each, a plan to move it to."""
+    await _subscription_pool(world, clients)
+    pool = {k: v for k, v in world.extra.items() if k.startswith("plan")}
+    await _plan_pool(world, clients, prefix="target")
+    world.extra.update(pool)
+
+
+async def _paused_pool(world: World, clients: dict[str, GraphQLClient]) -> None:
+    await _subscription_pool(world, clients)
+    pause = _mutation("subscriptionPause", "SubscriptionPauseInput", SUB_OUT)
+    for index in range(_POOL_SIZE):
+        await clients[ADMIN].data(pause, {"input": {"id": world.extra[f"sub{index}"]}})
+
+
+CASES.update(
+    {
+        "Query.subscription": Case(
+            "query($id: ID!) { subscription(id: $id) { id status customer { id } } }",
+            lambda w: {"id": w.extra["sub"]},
+            prepare=_subscription_pool,
+            expect=lambda w: w.extra["sub"],
+        ),
+        "Query.subscriptions": Case(
+            "{ subscriptions { edges { node { id customer { id } } } } }",
+            prepare=_subscription_pool,
+            expect=lambda w: w.extra["sub"],
+        ),
+        "Mutation.subscriptionCreate": Case(
+            _SUBSCRIBE,
+            lambda w: {
+                "input": {
+                    "customerId": w.owner["id"],
+                    "planId": _take(w, "plan"),
+                    "trialDays": 7,
+                    "idempotencyKey": str(uuid.uuid4()),
+                }
+            },
+            prepare=_plan_pool,
+            expect=_owner,
+        ),
+        "Mutation.subscriptionChangePlan": Case(
+            _mutation("subscriptionChangePlan", "SubscriptionChangePlanInput", SUB_OUT),
+            lambda w: {
+                "input": {
+                    "id": _take(w, "sub"),
+                    "planId": _take(w, "target"),
+                    "idempotencyKey": str(uuid.uuid4()),
+                }
+            },
+            prepare=_change_pool,
+        ),
+        "Mutation.subscriptionCancel": Case(
+            _mutation("subscriptionCancel", "SubscriptionCancelInput", SUB_OUT),
+            lambda w: {"input": {"id": _take(w, "sub"), "atPeriodEnd": False}},
+            prepare=_subscription_pool,
+        ),
+        "Mutation.subscriptionPause": Case(
+            _mutation("subscriptionPause", "SubscriptionPauseInput", SUB_OUT),
+            lambda w: {"input": {"id": _take(w, "sub")}},
+            prepare=_subscription_pool,
+        ),
+        "Mutation.subscriptionResume": Case(
+            _mutation("subscriptionResume", "SubscriptionResumeInput", SUB_OUT),
+            lambda w: {"input": {"id": _take(w, "sub")}},
+            prepare=_paused_pool,
+        ),
+        "Mutation.testClockAdvance": Case(
+            _mutation("testClockAdvance", "TestClockAdvanceInput", "{ now steps errors { code } }"),
+            lambda w: {"input": {"to": "2031-01-01T00:00:00+00:00"}},
+            allowed=frozenset({ADMIN}),
+            creates=True,
+        ),
+    }
+)

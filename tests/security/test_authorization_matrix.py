@@ -130,6 +130,14 @@ async def test_only_the_right_callers_get_data(
         owner=await customer_factory(),
         other=await customer_factory(),
     )
+    if case.prepare is not None:
+        owner_token = token(settings, org, "customer", sub=world.owner["id"])
+        clients = {
+            ADMIN: GraphQLClient(http, token(settings, org, ADMIN)),
+            SERVICE: GraphQLClient(http, token(settings, org, SERVICE)),
+            OWNER: GraphQLClient(http, owner_token),
+        }
+        await case.prepare(world, clients)
     before = await snapshot(app_services, org)
     expired = jwt.encode(
         {"sub": "x", "org": org, "role": "admin", "exp": int(time.time()) - 600},

@@ -1,0 +1,763 @@
+"""Subscription operations and the billing engine that the worker drives.
+
+Every state change is a conditional UPDATE listing the states it may start from
+(``SubscriptionRepository.transition``), so concurrent requests and workers cannot make an
+illegal transition. Work the worker must do is scheduled in ``next_action_at`` (trial end,
+period end, dunning retry, resume, expiry of an incomplete subscription) and claimed with
+``FOR UPDATE SKIP LOCKED``: any number of workers bill each period exactly once, because the
+period advances in the same transaction that bills it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from app.clock import Clock
+from app.errors import DomainError, ErrorCode, NotFound, ValidationFailed
+from app.idempotency import Claim, IdempotencyKeys, Stored
+from app.ids import new_id
+from app.listing import Listing
+from app.periods import period_bounds
+from app.plans import IntervalUnit, Plan, PlanService
+from app.proration import cancellation_credit, plan_change_lines
+from app.pubsub import Event, publish
+from app.subscription_billing import BillLine, SubscriptionBilling
+from app.subscriptions import (
+    INCOMPLETE_WINDOW,
+    LIVE,
+    ProrationBehavior,
+    Status,
+    Subscription,
+    invalid_state,
+)
+from db.connection import Database, Row
+from db.repositories.customers import CustomerRepository
+from db.repositories.subscriptions import LivePlanConflict, SubscriptionRepository
+
+__all__ = ["DunningPolicy", "SubscriptionDraft", "SubscriptionService"]
+
+_MAX_BACKDATE = timedelta(days=366)
+
+
+@dataclass(frozen=True)
+class DunningPolicy:
+    """Retry a failed renewal after these delays (from the failure); after the last failed
+    retry the subscription becomes ``final`` (canceled or unpaid)."""
+
+    retry_days: tuple[int, ...] = (3, 5, 7)
+    final: Status = Status.CANCELED
+
+
+@dataclass(frozen=True)
+class SubscriptionDraft:
+    customer_id: str
+    plan_id: str
+    quantity: int = 1
+    trial_days: int | None = None
+    start_at: datetime | None = None
+
+
+def _event(row: Row) -> Event:
+    return Event(
+        org=row["organization_id"],
+        kind="subscription",
+        id=row["id"],
+        data={"status": row["status"], "customer_id": row["customer_id"]},
+    )
+
+
+class SubscriptionService:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        clock: Clock,
+        plans: PlanService,
+        billing: SubscriptionBilling,
+        keys: IdempotencyKeys,
+        dunning: DunningPolicy | None = None,
+        lease: timedelta = timedelta(minutes=5),
+    ) -> None:
+        self._db = db
+        self._clock = clock
+        self._plans = plans
+        self._billing = billing
+        self._keys = keys
+        self._dunning = dunning or DunningPolicy()
+        self._lease = lease
+        self._subs = SubscriptionRepository(db)
+        self._customers = CustomerRepository(db)
+        self.read = Listing(self._subs, Subscription.from_row)
+
+    async def of_customers(self, org: str, customer_ids: list[str]) -> list[list[Subscription]]:
+        rows = await self._subs.by_customer_ids(org, customer_ids)
+        return [[Subscription.from_row(row) for row in group] for group in rows]
+
+    # -- creation -------------------------------------------------------------------------
+
+    async def create(self, org: str, draft: SubscriptionDraft, *, key: str) -> Subscription:
+        subscription_id = new_id("sub")
+        request = {
+            "customer_id": draft.customer_id,
+            "plan_id": draft.plan_id,
+            "quantity": draft.quantity,
+            "trial_days": draft.trial_days,
+            "start_at": draft.start_at.isoformat() if draft.start_at else None,
+        }
+
+        async def work(claim: Claim) -> Subscription:
+            return await self._create(org, draft, claim)
+
+        return await self._keys.run(
+            org,
+            key,
+            operation="subscriptionCreate",
+            request=request,
+            resource_id=subscription_id,
+            work=work,
+            replay=lambda stored: self._replay(org, stored),
+        )
+
+    async def _create(self, org: str, draft: SubscriptionDraft, claim: Claim) -> Subscription:
+        now = await self._clock.now(org)
+        plan = await self._usable_plan(org, draft.plan_id, ("input", "planId"))
+        errors = []
+        if not 1 <= draft.quantity <= 1_000_000:
+            errors.append(_bad("quantity", "Quantity must be between 1 and 1,000,000."))
+        if draft.trial_days is not None and not 0 <= draft.trial_days <= 730:
+            errors.append(_bad("trialDays", "Trial days must be between 0 and 730."))
+        start = draft.start_at or now
+        if start > now or start < now - _MAX_BACKDATE:
+            errors.append(_bad("startAt", "startAt must be now or in the past year."))
+        if errors:
+            raise ValidationFailed(errors)
+        if await self._customers.by_ids(org, [draft.customer_id]) == [None]:
+            raise NotFound("Customer", ("input", "customerId"))
+
+        trial_days = plan.trial_days if draft.trial_days is None else draft.trial_days
+        values: dict[str, Any] = {
+            "organization_id": org,
+            "id": claim.resource_id,
+            "customer_id": draft.customer_id,
+            "plan_id": plan.id,
+            "quantity": draft.quantity,
+            "currency": plan.price.currency,
+            "unit_amount": plan.price.amount,
+            "interval_unit": plan.interval.value,
+            "interval_count": plan.interval_count,
+            "cancel_at_period_end": False,
+            "dunning_attempts": 0,
+        }
+        if trial_days > 0:
+            trial_end = start + timedelta(days=trial_days)
+            values.update(
+                status=Status.TRIALING.value,
+                billing_anchor=trial_end,
+                period_index=None,
+                current_period_start=start,
+                current_period_end=trial_end,
+                trial_start=start,
+                trial_end=trial_end,
+                next_action_at=trial_end,
+            )
+        else:
+            period_start, period_end = period_bounds(start, plan.interval, plan.interval_count, 0)
+            values.update(
+                status=Status.INCOMPLETE.value,
+                billing_anchor=start,
+                period_index=0,
+                current_period_start=period_start,
+                current_period_end=period_end,
+                next_action_at=None,
+            )
+        async with self._db.transaction():
+            row = await self._insert(values)
+            if trial_days > 0:
+                await self._keys.complete(claim)
+                await publish(self._db, _event(row))
+                return Subscription.from_row(row)
+        # Without a trial the first period is charged at once; the row exists (incomplete)
+        # first, so a crash leaves a visible subscription that the retry completes.
+        subscription = Subscription.from_row(row)
+        outcome = await self._billing.bill(
+            org,
+            customer_id=subscription.customer_id,
+            subscription_id=subscription.id,
+            currency=subscription.price.currency,
+            lines=[self._period_line(subscription, 0)],
+            key=f"{subscription.id}:period:0",
+            period_index=0,
+        )
+        async with self._db.transaction():
+            if outcome.paid:
+                row = await self._require(
+                    self._subs.transition(
+                        org,
+                        subscription.id,
+                        [Status.INCOMPLETE.value],
+                        {
+                            "status": Status.ACTIVE.value,
+                            "latest_invoice_id": outcome.invoice_id,
+                            "next_action_at": subscription.current_period_end,
+                        },
+                    )
+                )
+            else:
+                row = await self._require(
+                    self._subs.transition(
+                        org,
+                        subscription.id,
+                        [Status.INCOMPLETE.value],
+                        {
+                            "latest_invoice_id": outcome.invoice_id,
+                            "next_action_at": now + INCOMPLETE_WINDOW,
+                        },
+                    )
+                )
+            await self._keys.complete(claim)
+            await publish(self._db, _event(row))
+        return Subscription.from_row(row)
+
+    # -- changes --------------------------------------------------------------------------
+
+    async def change_plan(
+        self,
+        org: str,
+        subscription_id: str,
+        *,
+        plan_id: str,
+        quantity: int | None,
+        behavior: ProrationBehavior,
+        key: str,
+    ) -> Subscription:
+        request = {
+            "id": subscription_id,
+            "plan_id": plan_id,
+            "quantity": quantity,
+            "behavior": behavior.value,
+        }
+
+        async def work(claim: Claim) -> Subscription:
+            return await self._change_plan(org, subscription_id, plan_id, quantity, behavior, claim)
+
+        return await self._keys.run(
+            org,
+            key,
+            operation="subscriptionChangePlan",
+            request=request,
+            resource_id=subscription_id,
+            work=work,
+            replay=lambda stored: self._replay(org, stored),
+        )
+
+    async def _change_plan(
+        self,
+        org: str,
+        subscription_id: str,
+        plan_id: str,
+        quantity: int | None,
+        behavior: ProrationBehavior,
+        claim: Claim,
+    ) -> Subscription:
+        plan = await self._usable_plan(org, plan_id, ("input", "planId"))
+        if quantity is not None and not 1 <= quantity <= 1_000_000:
+            raise ValidationFailed([_bad("quantity", "Quantity must be between 1 and 1,000,000.")])
+        now = await self._clock.now(org)
+        allowed = [Status.ACTIVE.value, Status.TRIALING.value]
+        async with self._db.transaction():
+            current = await self._locked(org, subscription_id)
+            sub = Subscription.from_row(current)
+            if sub.status.value not in allowed:
+                raise invalid_state(sub.status, "change plan")
+            new_quantity = quantity or sub.quantity
+            if plan.price.currency != sub.price.currency:
+                raise DomainError(
+                    ErrorCode.CURRENCY_MISMATCH,
+                    f"The new plan is priced in {plan.price.currency}; this subscription bills "
+                    f"in {sub.price.currency}.",
+                    field=("input", "planId"),
+                )
+            if (plan.interval, plan.interval_count) != (sub.interval, sub.interval_count):
+                raise DomainError(
+                    ErrorCode.INVALID,
+                    "The new plan must bill on the same interval as the current one.",
+                    field=("input", "planId"),
+                )
+            if (plan.id, new_quantity) == (sub.plan_id, sub.quantity):
+                raise DomainError(
+                    ErrorCode.INVALID,
+                    "The subscription is already on this plan and quantity.",
+                    field=("input", "planId"),
+                )
+            lines: list[BillLine] = []
+            if sub.status is Status.ACTIVE and behavior is not ProrationBehavior.NONE:
+                for line in plan_change_lines(
+                    sub.price.amount,
+                    sub.quantity,
+                    plan.price.amount,
+                    new_quantity,
+                    sub.current_period_start,
+                    sub.current_period_end,
+                    now,
+                    old_label=f"{sub.plan_id} x {sub.quantity}",
+                    new_label=f"{plan.name} x {new_quantity}",
+                ):
+                    lines.append(
+                        BillLine(
+                            line.description,
+                            line.quantity,
+                            line.amount,
+                            "proration",
+                            line.period_start,
+                            line.period_end,
+                        )
+                    )
+            try:
+                row = await self._require(
+                    self._subs.transition(
+                        org,
+                        subscription_id,
+                        allowed,
+                        {
+                            "plan_id": plan.id,
+                            "quantity": new_quantity,
+                            "unit_amount": plan.price.amount,
+                        },
+                    )
+                )
+            except LivePlanConflict:
+                raise _already_subscribed() from None
+            if lines and behavior is ProrationBehavior.CREATE_PRORATIONS:
+                await self._subs.add_pending_lines(
+                    [
+                        {
+                            "organization_id": org,
+                            "id": new_id("il"),
+                            "subscription_id": subscription_id,
+                            "description": line.description,
+                            "quantity": line.quantity,
+                            "amount": line.amount,
+                            "period_start": line.period_start,
+                            "period_end": line.period_end,
+                        }
+                        for line in lines
+                    ]
+                )
+            if not (lines and behavior is ProrationBehavior.ALWAYS_INVOICE):
+                await self._keys.complete(claim)
+                await publish(self._db, _event(row))
+                return Subscription.from_row(row)
+        outcome = await self._billing.bill(
+            org,
+            customer_id=sub.customer_id,
+            subscription_id=sub.id,
+            currency=sub.price.currency,
+            lines=lines,
+            key=claim.stripe_key("proration"),
+            period_index=sub.period_index,
+        )
+        async with self._db.transaction():
+            row = await self._require(
+                self._subs.transition(
+                    org, subscription_id, allowed, {"latest_invoice_id": outcome.invoice_id}
+                )
+            )
+            await self._keys.complete(claim)
+            await publish(self._db, _event(row))
+        return Subscription.from_row(row)
+
+    async def cancel(
+        self,
+        org: str,
+        subscription_id: str,
+        *,
+        at_period_end: bool,
+        reason: str | None,
+        feedback: str | None,
+    ) -> Subscription:
+        if feedback is not None and len(feedback) > 2000:
+            raise ValidationFailed([_bad("feedback", "Feedback is at most 2,000 characters.")])
+        if reason is not None and len(reason) > 200:
+            raise ValidationFailed([_bad("reason", "Reason is at most 200 characters.")])
+        now = await self._clock.now(org)
+        async with self._db.transaction():
+            current = await self._locked(org, subscription_id)
+            status = Status(current["status"])
+            if status not in LIVE:
+                raise invalid_state(status, "be canceled")
+            common = {"cancel_reason": reason, "cancel_feedback": feedback, "canceled_at": now}
+            if at_period_end:
+                if status not in (Status.ACTIVE, Status.TRIALING):
+                    raise invalid_state(status, "be canceled at period end")
+                values = {**common, "cancel_at_period_end": True}
+                allowed = [Status.ACTIVE.value, Status.TRIALING.value]
+            else:
+                values = {
+                    **common,
+                    "status": Status.CANCELED.value,
+                    "ended_at": now,
+                    "next_action_at": None,
+                    "next_retry_at": None,
+                }
+                allowed = [s.value for s in LIVE]
+            row = await self._require(self._subs.transition(org, subscription_id, allowed, values))
+            await publish(self._db, _event(row))
+        return Subscription.from_row(row)
+
+    async def unused_credit(self, org: str, subscription: Subscription) -> BillLine | None:
+        """The prorated credit for the unused rest of the current paid period, if any."""
+        if subscription.period_index is None or subscription.ended_at is None:
+            return None
+        line = cancellation_credit(
+            subscription.price.amount,
+            subscription.quantity,
+            subscription.current_period_start,
+            subscription.current_period_end,
+            subscription.ended_at,
+        )
+        if line is None:
+            return None
+        return BillLine(
+            line.description,
+            line.quantity,
+            line.amount,
+            "proration",
+            line.period_start,
+            line.period_end,
+        )
+
+    async def pause(
+        self, org: str, subscription_id: str, *, resumes_at: datetime | None
+    ) -> Subscription:
+        now = await self._clock.now(org)
+        if resumes_at is not None and resumes_at <= now:
+            raise ValidationFailed([_bad("resumesAt", "resumesAt must be in the future.")])
+        async with self._db.transaction():
+            current = await self._locked(org, subscription_id)
+            status = Status(current["status"])
+            allowed = [Status.ACTIVE.value, Status.TRIALING.value]
+            if status.value not in allowed:
+                raise invalid_state(status, "be paused")
+            next_action = current["current_period_end"]
+            if resumes_at is not None:
+                next_action = min(next_action, resumes_at)
+            row = await self._require(
+                self._subs.transition(
+                    org,
+                    subscription_id,
+                    allowed,
+                    {
+                        "status": Status.PAUSED.value,
+                        "paused_at": now,
+                        "resumes_at": resumes_at,
+                        "next_action_at": next_action,
+                    },
+                )
+            )
+            await publish(self._db, _event(row))
+        return Subscription.from_row(row)
+
+    async def resume(self, org: str, subscription_id: str) -> Subscription:
+        """Resume a paused subscription, or undo a cancellation scheduled for period end."""
+        async with self._db.transaction():
+            current = await self._locked(org, subscription_id)
+            status = Status(current["status"])
+            if status is Status.PAUSED:
+                values = self._resumed(current)
+                allowed = [Status.PAUSED.value]
+            elif status in (Status.ACTIVE, Status.TRIALING) and current["cancel_at_period_end"]:
+                values = {
+                    "cancel_at_period_end": False,
+                    "canceled_at": None,
+                    "cancel_reason": None,
+                }
+                allowed = [Status.ACTIVE.value, Status.TRIALING.value]
+            else:
+                raise invalid_state(status, "be resumed")
+            row = await self._require(self._subs.transition(org, subscription_id, allowed, values))
+            await publish(self._db, _event(row))
+        return Subscription.from_row(row)
+
+    async def advance_clock(self, org: str, to: datetime) -> tuple[datetime, int]:
+        """Move the organization's test clock to ``to``, stopping at every instant something
+        falls due on the way and doing it then, so renewals and dunning retries happen at the
+        times they would have happened. Returns the new time and the number of steps taken."""
+        target = await self._clock.check_advance(org, to)
+        steps = 0
+        while True:
+            due = await self._subs.next_due(org, until=target)
+            current = await self._clock.now(org)
+            if due is None:
+                break
+            if due > current:
+                await self._clock.advance(org, due)
+            handled = await self.process_due(org=org)
+            if handled == 0:
+                break  # leased by a worker elsewhere; it will finish the step
+            steps += handled
+        now = await self._clock.advance(org, target)
+        return now, steps
+
+    # -- the billing engine (driven by the worker) ----------------------------------------
+
+    async def process_due(self, *, org: str | None = None, limit: int = 100) -> int:
+        """Handle up to ``limit`` subscriptions with something due; return how many. Each one is
+        claimed and leased in a short transaction, billed with a key per period (so a retry
+        after a crash charges nothing twice), then updated only if its period did not move."""
+        handled = 0
+        while handled < limit:
+            async with self._db.transaction():
+                row = await self._subs.claim_due(lease=self._lease, org=org)
+            if row is None:
+                break
+            await self._step(row)
+            handled += 1
+        return handled
+
+    async def _step(self, row: Row) -> None:
+        org = row["organization_id"]
+        now = await self._clock.now(org)
+        sub = Subscription.from_row(row)
+        status = sub.status
+        if status is Status.INCOMPLETE:
+            await self._expire_or_activate(row, sub, now)
+        elif status in (Status.PAST_DUE, Status.UNPAID) and sub.next_retry_at is not None:
+            await self._retry(row, sub, now)
+        elif status is Status.PAUSED:
+            if sub.resumes_at is not None and sub.resumes_at <= now:
+                await self._set(row, self._resumed(row))
+            else:
+                await self._advance_without_invoice(row, sub)
+        elif status in (Status.TRIALING, Status.ACTIVE) and sub.cancel_at_period_end:
+            await self._set(
+                row,
+                {
+                    "status": Status.CANCELED.value,
+                    "ended_at": sub.current_period_end,
+                    "next_action_at": None,
+                },
+            )
+        elif status in (Status.TRIALING, Status.ACTIVE):
+            await self._renew(row, sub, now)
+        else:
+            await self._set(row, {"next_action_at": None})
+
+    def _resumed(self, row: Row) -> dict[str, Any]:
+        return {
+            "status": Status.ACTIVE.value,
+            "paused_at": None,
+            "resumes_at": None,
+            "next_action_at": row["current_period_end"],
+        }
+
+    async def _renew(self, row: Row, sub: Subscription, now: datetime) -> None:
+        """Start the next paid period and charge it (a trial's end starts period 0); waiting
+        proration lines ride on this invoice."""
+        index = 0 if sub.period_index is None else sub.period_index + 1
+        start, end = period_bounds(sub.billing_anchor, sub.interval, sub.interval_count, index)
+        key = f"{sub.id}:period:{index}"
+        pending = await self._subs.take_pending_lines(sub.organization_id, sub.id, key)
+        lines = [self._period_line(sub, index)] + [
+            BillLine(
+                p["description"],
+                p["quantity"],
+                p["amount"],
+                "proration",
+                p["period_start"],
+                p["period_end"],
+            )
+            for p in pending
+        ]
+        outcome = await self._billing.bill(
+            sub.organization_id,
+            customer_id=sub.customer_id,
+            subscription_id=sub.id,
+            currency=sub.price.currency,
+            lines=lines,
+            key=key,
+            period_index=index,
+        )
+        values: dict[str, Any] = {
+            "period_index": index,
+            "current_period_start": start,
+            "current_period_end": end,
+            "latest_invoice_id": outcome.invoice_id,
+        }
+        if outcome.paid:
+            values.update(
+                status=Status.ACTIVE.value,
+                dunning_attempts=0,
+                next_retry_at=None,
+                next_action_at=end,
+            )
+        else:
+            retry_at = now + timedelta(days=self._dunning.retry_days[0])
+            values.update(
+                status=Status.PAST_DUE.value,
+                dunning_attempts=0,
+                next_retry_at=retry_at,
+                next_action_at=retry_at,
+            )
+        await self._set(row, values)
+
+    async def _retry(self, row: Row, sub: Subscription, now: datetime) -> None:
+        attempt = sub.dunning_attempts + 1
+        invoice_id = sub.latest_invoice_id
+        if invoice_id is None:
+            await self._set(row, {"next_action_at": None, "next_retry_at": None})
+            return
+        outcome = await self._billing.retry(
+            sub.organization_id, invoice_id=invoice_id, key=f"{invoice_id}:retry:{attempt}"
+        )
+        values: dict[str, Any]
+        if outcome.paid:
+            values = {
+                "status": Status.ACTIVE.value,
+                "dunning_attempts": 0,
+                "next_retry_at": None,
+                "next_action_at": sub.current_period_end,
+            }
+        elif attempt < len(self._dunning.retry_days):
+            retry_at = now + timedelta(days=self._dunning.retry_days[attempt])
+            values = {
+                "dunning_attempts": attempt,
+                "next_retry_at": retry_at,
+                "next_action_at": retry_at,
+            }
+        else:
+            final = self._dunning.final
+            values = {
+                "status": final.value,
+                "dunning_attempts": attempt,
+                "next_retry_at": None,
+                "next_action_at": None,
+            }
+            if final is Status.CANCELED:
+                values["ended_at"] = now
+        await self._set(row, values)
+
+    async def _expire_or_activate(self, row: Row, sub: Subscription, now: datetime) -> None:
+        """An incomplete subscription's window ended (or its first charge was interrupted):
+        ask for the first period's outcome again (same key: nothing is charged twice)."""
+        outcome = await self._billing.bill(
+            sub.organization_id,
+            customer_id=sub.customer_id,
+            subscription_id=sub.id,
+            currency=sub.price.currency,
+            lines=[self._period_line(sub, 0)],
+            key=f"{sub.id}:period:0",
+            period_index=0,
+        )
+        if outcome.paid:
+            values: dict[str, Any] = {
+                "status": Status.ACTIVE.value,
+                "latest_invoice_id": outcome.invoice_id,
+                "next_action_at": sub.current_period_end,
+            }
+        else:
+            values = {
+                "status": Status.INCOMPLETE_EXPIRED.value,
+                "latest_invoice_id": outcome.invoice_id,
+                "next_action_at": None,
+                "ended_at": now,
+            }
+        await self._set(row, values)
+
+    async def _advance_without_invoice(self, row: Row, sub: Subscription) -> None:
+        """A paused subscription's period ends: move to the next period, bill nothing."""
+        index = 0 if sub.period_index is None else sub.period_index + 1
+        start, end = period_bounds(sub.billing_anchor, sub.interval, sub.interval_count, index)
+        next_action = end if sub.resumes_at is None else min(end, sub.resumes_at)
+        await self._set(
+            row,
+            {
+                "period_index": index,
+                "current_period_start": start,
+                "current_period_end": end,
+                "next_action_at": next_action,
+            },
+        )
+
+    async def _set(self, row: Row, values: Mapping[str, Any]) -> None:
+        """Finish a claimed step: apply ``values`` and release the lease, only if nobody moved
+        the subscription meanwhile (same state and period as when it was claimed)."""
+        async with self._db.transaction():
+            updated = await self._subs.transition(
+                row["organization_id"],
+                row["id"],
+                [row["status"]],
+                {**values, "leased_until": None},
+                same_period=(row["period_index"],),
+            )
+            if updated is not None:
+                await publish(self._db, _event(updated))
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _period_line(self, sub: Subscription, index: int) -> BillLine:
+        start, end = period_bounds(sub.billing_anchor, sub.interval, sub.interval_count, index)
+        unit = "" if sub.quantity == 1 else f" x {sub.quantity}"
+        return BillLine(
+            description=f"Subscription {sub.plan_id}{unit}, {start:%Y-%m-%d} to {end:%Y-%m-%d}",
+            quantity=sub.quantity,
+            amount=sub.period_amount.amount,
+            kind="subscription",
+            period_start=start,
+            period_end=end,
+        )
+
+    async def _usable_plan(self, org: str, plan_id: str, field: tuple[str, ...]) -> Plan:
+        plan = (await self._plans.read.by_ids(org, [plan_id]))[0]
+        if plan is None:
+            raise NotFound("Plan", field)
+        if not plan.active:
+            raise DomainError(ErrorCode.INVALID_STATE, "The plan is archived.", field=field)
+        if plan.interval is IntervalUnit.ONE_TIME:
+            raise DomainError(
+                ErrorCode.INVALID,
+                "One-time plans are sold with an invoice, not a subscription.",
+                field=field,
+            )
+        return plan
+
+    async def _insert(self, values: Mapping[str, Any]) -> Row:
+        row = await self._subs.insert(values)
+        if row is None:
+            raise _already_subscribed()
+        return row
+
+    async def _locked(self, org: str, subscription_id: str) -> Row:
+        row = await self._subs.lock(org, subscription_id)
+        if row is None:
+            raise NotFound("Subscription", ("input", "id"))
+        return row
+
+    @staticmethod
+    async def _require(pending: Any) -> Row:
+        row: Row | None = await pending
+        if row is None:  # the row is locked by us, so its state cannot have changed
+            raise RuntimeError("subscription changed under its row lock")
+        return row
+
+    async def _replay(self, org: str, stored: Stored) -> Subscription:
+        if stored.error is not None:
+            raise stored.error
+        found = (await self.read.by_ids(org, [stored.resource_id]))[0]
+        if found is None:
+            raise NotFound("Subscription", ("input", "id"))
+        return found
+
+
+def _already_subscribed() -> DomainError:
+    return DomainError(
+        ErrorCode.DUPLICATE,
+        "The customer already has a live subscription to this plan.",
+        field=("input", "planId"),
+    )
+
+
+def _bad(name: str, message: str) -> DomainError:
+    return DomainError(ErrorCode.INVALID, message, field=("input", name))

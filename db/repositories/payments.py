@@ -1,0 +1,207 @@
+"""SQL for payments: listing, the per-currency summary, and the state machine's conditional
+updates (every status change names the statuses it may leave from and the lease it holds)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
+
+from db.connection import Row
+from db.repositories.base import Filters, TableRepository
+from db.tables import payments
+
+__all__ = ["PaymentRepository", "any_of"]
+
+
+def any_of(values: Sequence[str]) -> Any:
+    """``= ANY($1)`` with one array parameter, whatever the number of values."""
+    return sa.any_(sa.literal(list(values), ARRAY(sa.Text)))
+
+
+def _lease_end(lease: timedelta) -> Any:
+    return sa.func.now() + sa.literal(lease, sa.Interval())
+
+
+_RELEASED = {
+    "operation": None,
+    "operation_key": None,
+    "operation_amount": None,
+    "lease_token": None,
+    "lease_until": None,
+}
+
+
+class PaymentRepository(TableRepository):
+    table = payments
+
+    def conditions(self, org: str, filters: Filters) -> list[sa.ColumnElement[bool]]:
+        conditions = super().conditions(org, filters)
+        c = payments.c
+        if filters.get("id"):
+            conditions.append(c.id == filters["id"])
+        if filters.get("customer_id"):
+            conditions.append(c.customer_id == filters["customer_id"])
+        if filters.get("statuses"):
+            conditions.append(c.status == any_of(filters["statuses"]))
+        if filters.get("currency"):
+            conditions.append(c.currency == filters["currency"])
+        if filters.get("created_from") is not None:
+            conditions.append(c.created_at >= filters["created_from"])
+        if filters.get("created_to") is not None:
+            conditions.append(c.created_at < filters["created_to"])
+        return conditions
+
+    async def get(self, org: str, payment_id: str) -> Row | None:
+        """The row and whether its operation lease (if any) has expired, by the database clock."""
+        query = sa.select(
+            payments, (payments.c.lease_until < sa.func.now()).label("lease_expired")
+        ).where(payments.c.organization_id == org, payments.c.id == payment_id)
+        return await self._db.fetch_one(query)
+
+    async def begin_operation(
+        self,
+        org: str,
+        payment_id: str,
+        *,
+        operation: str,
+        allowed: Sequence[str],
+        token: str,
+        key: str,
+        lease: timedelta,
+        amount: int | None = None,
+        customer_id: str | None = None,
+    ) -> Row | None:
+        """Mark a Stripe call as in flight, if the status allows it and nothing else is (and,
+        with ``customer_id``, only on that customer's payment)."""
+        query = sa.update(payments).where(
+            payments.c.organization_id == org,
+            payments.c.id == payment_id,
+            payments.c.status == any_of(allowed),
+            payments.c.operation.is_(None),
+        )
+        if customer_id is not None:
+            query = query.where(payments.c.customer_id == customer_id)
+        query = query.values(
+            operation=operation,
+            operation_key=key,
+            operation_amount=amount,
+            lease_token=token,
+            lease_until=_lease_end(lease),
+            updated_at=sa.func.now(),
+        ).returning(*payments.c)
+        return await self._db.fetch_one(query)
+
+    async def take_over_operation(
+        self, org: str, payment_id: str, *, token: str, key: str, lease: timedelta
+    ) -> Row | None:
+        """Take an interrupted operation: its lease expired, or it was started under the same
+        idempotency key (whose own lease, already taken over, says its first owner is gone)."""
+        c = payments.c
+        query = (
+            sa.update(payments)
+            .where(
+                c.organization_id == org,
+                c.id == payment_id,
+                c.operation.is_not(None),
+                sa.or_(c.lease_until < sa.func.now(), c.operation_key == key),
+            )
+            .values(lease_token=token, lease_until=_lease_end(lease), updated_at=sa.func.now())
+            .returning(*payments.c)
+        )
+        return await self._db.fetch_one(query)
+
+    async def finish_operation(
+        self, org: str, payment_id: str, *, token: str, from_status: str, values: Mapping[str, Any]
+    ) -> Row | None:
+        """Record Stripe's answer and end the operation; None if the lease was lost or the status
+        moved (the conditional update is the state machine's guard)."""
+        query = (
+            sa.update(payments)
+            .where(
+                payments.c.organization_id == org,
+                payments.c.id == payment_id,
+                payments.c.lease_token == token,
+                payments.c.status == from_status,
+            )
+            .values(**values, **_RELEASED, updated_at=sa.func.now())
+            .returning(*payments.c)
+        )
+        return await self._db.fetch_one(query)
+
+    async def end_operation(self, org: str, payment_id: str, *, token: str) -> Row | None:
+        """End an operation that changed nothing at Stripe."""
+        query = (
+            sa.update(payments)
+            .where(
+                payments.c.organization_id == org,
+                payments.c.id == payment_id,
+                payments.c.lease_token == token,
+            )
+            .values(**_RELEASED, updated_at=sa.func.now())
+            .returning(*payments.c)
+        )
+        return await self._db.fetch_one(query)
+
+    async def abandon_operation(self, org: str, payment_id: str, *, token: str) -> None:
+        """Give up an operation whose outcome at Stripe is unknown: keep it marked, expire the
+        lease, so the next caller reads Stripe before acting."""
+        await self._db.execute(
+            sa.update(payments)
+            .where(
+                payments.c.organization_id == org,
+                payments.c.id == payment_id,
+                payments.c.lease_token == token,
+            )
+            .values(lease_token=None, lease_until=sa.func.now() - sa.text("interval '1 second'"))
+        )
+
+    async def add_refunded(self, org: str, payment_id: str, delta: int) -> None:
+        """Move the refunded total; the table's CHECK keeps it within what was captured."""
+        await self._db.execute(
+            sa.update(payments)
+            .where(payments.c.organization_id == org, payments.c.id == payment_id)
+            .values(amount_refunded=payments.c.amount_refunded + delta, updated_at=sa.func.now())
+        )
+
+    async def summary(self, org: str, filters: Filters) -> Sequence[Row]:
+        """Count and totals per currency over everything the filter matches (not one page)."""
+        c = payments.c
+        succeeded = c.status == "succeeded"
+        query = (
+            sa.select(
+                c.currency,
+                sa.func.count().label("count"),
+                sa.func.count().filter(succeeded).label("succeeded_count"),
+                sa.func.coalesce(sa.func.sum(c.amount_captured).filter(succeeded), 0).label(
+                    "succeeded"
+                ),
+                sa.func.coalesce(sa.func.sum(c.amount_refunded), 0).label("refunded"),
+            )
+            .where(*self.conditions(org, filters))
+            .group_by(c.currency)
+            .order_by(c.currency)
+        )
+        return await self._db.fetch_all(query)
+
+    async def pages_by_customer(
+        self, org: str, customer_ids: Sequence[str], *, first: int, after: str | None
+    ) -> Sequence[Row]:
+        """For each customer, its first ``first + 1`` payments after ``after``: one statement."""
+        c = payments.c
+        number = sa.func.row_number().over(partition_by=c.customer_id, order_by=c.id)
+        inner = sa.select(payments, number.label("position")).where(
+            c.organization_id == org, c.customer_id == any_of(customer_ids)
+        )
+        if after is not None:
+            inner = inner.where(c.id > after)
+        ranked = inner.subquery()
+        query = (
+            sa.select(ranked)
+            .where(ranked.c.position <= first + 1)
+            .order_by(ranked.c.customer_id, ranked.c.id)
+        )
+        return await self._db.fetch_all(query)

@@ -1,0 +1,326 @@
+"""Subscriptions: type, inputs, payloads, queries and mutations, and the test clock."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated
+
+import strawberry
+
+from app.subscription_service import SubscriptionDraft
+from app.subscriptions import ProrationBehavior, Status
+from app.subscriptions import Subscription as DomainSubscription
+from resolvers import subscriptions as resolve
+from schema.base import INPUT, Info
+from schema.enums import IntervalUnit
+from schema.errors import UserError, attempt
+from schema.money import Money
+from schema.pagination import AFTER, FIRST, Connection, decode_cursor, page_size, to_connection
+from schema.permissions import AdminOnly, AnyRole
+
+if TYPE_CHECKING:
+    from schema.customers import Customer
+    from schema.invoices import Invoice
+    from schema.plans import Plan
+
+__all__ = ["Subscription", "SubscriptionMutations", "SubscriptionQueries"]
+
+IDEMPOTENCY = (
+    "Unique per request (a UUID); a retry with the same key and input returns the first "
+    "result instead of acting twice. Kept 24 hours."
+)
+
+
+@strawberry.type(description="A customer's subscription to a plan, billed per period in advance.")
+class Subscription:
+    id: strawberry.ID = strawberry.field(description="Opaque id, `sub_…`.")
+    quantity: int = strawberry.field(description="Units (seats) billed per period.")
+    status: Status = strawberry.field(description="Lifecycle state.")
+    price: Money = strawberry.field(description="Unit price per period (from the plan).")
+    interval: IntervalUnit = strawberry.field(description="Billing period unit.")
+    interval_count: int = strawberry.field(description="Units per billing period.")
+    current_period_start: datetime = strawberry.field(
+        description="Start of the current period (of the trial while trialing)."
+    )
+    current_period_end: datetime = strawberry.field(
+        description="End of the current period; renewal happens then."
+    )
+    trial_start: datetime | None = strawberry.field(description="Trial start, if any.")
+    trial_end: datetime | None = strawberry.field(description="Trial end, if any.")
+    cancel_at_period_end: bool = strawberry.field(
+        description="True when it ends at `currentPeriodEnd` (undo with `subscriptionResume`)."
+    )
+    canceled_at: datetime | None = strawberry.field(description="When cancellation was asked.")
+    ended_at: datetime | None = strawberry.field(description="When it stopped, if it has.")
+    cancel_reason: str | None = strawberry.field(description="Why it was canceled.")
+    cancel_feedback: str | None = strawberry.field(description="The customer's feedback.")
+    paused_at: datetime | None = strawberry.field(description="When it was paused.")
+    resumes_at: datetime | None = strawberry.field(description="Automatic resume time, if any.")
+    dunning_attempts: int = strawberry.field(
+        description="Failed retries of the latest invoice since it went past due."
+    )
+    next_retry_at: datetime | None = strawberry.field(description="Next dunning retry, if any.")
+    latest_invoice_id: str | None = strawberry.field(description="The last invoice billed.")
+    created_at: datetime = strawberry.field(description="Creation time (UTC).")
+
+    period_amount: Money = strawberry.field(
+        description="Price times quantity: what one period costs."
+    )
+
+    @strawberry.field(description="The subscribed customer.")
+    async def customer(
+        self, info: Info, root: strawberry.Parent[DomainSubscription]
+    ) -> Annotated[Customer, strawberry.lazy("schema.customers")] | None:
+        return await info.context.loaders.customer_by_id.load(root.customer_id)  # type: ignore[return-value]
+
+    @strawberry.field(description="Every invoice this subscription billed, oldest first.")
+    async def invoices(
+        self, info: Info, root: strawberry.Parent[DomainSubscription]
+    ) -> list[Annotated[Invoice, strawberry.lazy("schema.invoices")]]:
+        return await info.context.loaders.invoices_by_subscription_id.load(root.id)  # type: ignore[return-value]
+
+    @strawberry.field(description="The current plan.")
+    async def plan(
+        self, info: Info, root: strawberry.Parent[DomainSubscription]
+    ) -> Annotated[Plan, strawberry.lazy("schema.plans")] | None:
+        return await info.context.loaders.plan_by_id.load(root.plan_id)  # type: ignore[return-value]
+
+
+@strawberry.input(description="Filters for `subscriptions`; omitted fields do not filter.")
+class SubscriptionFilter:
+    customer_id: strawberry.ID | None = strawberry.field(default=None, description="`cus_…`")
+    status: Status | None = strawberry.field(default=None, description="Only this status.")
+    plan_id: strawberry.ID | None = strawberry.field(default=None, description="`plan_…`")
+
+
+@strawberry.input(description="Subscribe a customer to a recurring plan.")
+class SubscriptionCreateInput:
+    customer_id: strawberry.ID = strawberry.field(description="The customer (`cus_…`).")
+    plan_id: strawberry.ID = strawberry.field(description="An active, recurring plan.")
+    quantity: int = strawberry.field(default=1, description="Units per period, 1-1,000,000.")
+    trial_days: int | None = strawberry.field(
+        default=None,
+        description="Trial length in days; null takes the plan's, 0 switches the trial off. "
+        "Without a trial the first period is invoiced and charged at once.",
+    )
+    start_at: datetime | None = strawberry.field(
+        default=None,
+        description="Start (default now); may be back-dated up to a year. Periods are anchored "
+        "to it (a month-end start renews on each month's last day).",
+    )
+    idempotency_key: str = strawberry.field(description=IDEMPOTENCY)
+
+    def to_draft(self) -> SubscriptionDraft:
+        return SubscriptionDraft(
+            customer_id=self.customer_id,
+            plan_id=self.plan_id,
+            quantity=self.quantity,
+            trial_days=self.trial_days,
+            start_at=self.start_at,
+        )
+
+
+@strawberry.input(description="Move a subscription to another plan or quantity mid-period.")
+class SubscriptionChangePlanInput:
+    id: strawberry.ID = strawberry.field(description="The subscription (active or trialing).")
+    plan_id: strawberry.ID = strawberry.field(
+        description="The new plan: same currency and billing interval."
+    )
+    quantity: int | None = strawberry.field(
+        default=None, description="New quantity; null keeps it."
+    )
+    proration_behavior: ProrationBehavior = strawberry.field(
+        default=ProrationBehavior.CREATE_PRORATIONS,
+        description="How the unused and remaining parts of the period are billed.",
+    )
+    idempotency_key: str = strawberry.field(description=IDEMPOTENCY)
+
+
+@strawberry.input(description="Cancel a subscription now or at the end of its period.")
+class SubscriptionCancelInput:
+    id: strawberry.ID = strawberry.field(description="The subscription.")
+    at_period_end: bool = strawberry.field(
+        description="True: keep access until `currentPeriodEnd` (undo with "
+        "`subscriptionResume`); false: end now."
+    )
+    reason: str | None = strawberry.field(default=None, description="Why (≤ 200 chars).")
+    feedback: str | None = strawberry.field(
+        default=None, description="The customer's words (≤ 2,000 chars), stored."
+    )
+
+
+@strawberry.input(description="Pause billing: no invoices until resumed.")
+class SubscriptionPauseInput:
+    id: strawberry.ID = strawberry.field(description="An active or trialing subscription.")
+    resumes_at: datetime | None = strawberry.field(
+        default=None, description="Resume automatically then; null pauses until resumed."
+    )
+
+
+@strawberry.input(description="Resume a paused subscription or undo a period-end cancellation.")
+class SubscriptionResumeInput:
+    id: strawberry.ID = strawberry.field(description="The subscription.")
+
+
+@strawberry.input(description="Move this organization's test clock (test mode only).")
+class TestClockAdvanceInput:
+    to: datetime = strawberry.field(
+        description="The new time, with a zone; later than the clock's current time. Every "
+        "renewal, trial end and retry that falls due on the way runs at its own time."
+    )
+
+
+@strawberry.type(description="Result of the subscription mutations.")
+class SubscriptionPayload:
+    subscription: Subscription | None = strawberry.field(
+        description="The subscription; null when `errors` is not empty."
+    )
+    errors: list[UserError] = strawberry.field(description="Why nothing was changed, if so.")
+
+
+@strawberry.type(description="Result of `testClockAdvance`.")
+class TestClockAdvancePayload:
+    now: datetime | None = strawberry.field(description="The organization's time now.")
+    steps: int = strawberry.field(description="Billing steps run on the way.")
+    errors: list[UserError] = strawberry.field(description="Why the clock did not move, if so.")
+
+
+@strawberry.type
+class SubscriptionQueries:
+    @strawberry.field(
+        description="One subscription; null if missing or not yours.", permission_classes=[AnyRole]
+    )
+    async def subscription(
+        self, info: Info, id: Annotated[strawberry.ID, strawberry.argument(description="`sub_…`")]
+    ) -> Subscription | None:
+        return await resolve.get(info.context, id)  # type: ignore[return-value]
+
+    @strawberry.field(
+        description="Subscriptions, oldest first. A customer token sees only its own.",
+        permission_classes=[AnyRole],
+    )
+    async def subscriptions(
+        self,
+        info: Info,
+        first: Annotated[int | None, strawberry.argument(description=FIRST)] = None,
+        after: Annotated[str | None, strawberry.argument(description=AFTER)] = None,
+        filter: Annotated[
+            SubscriptionFilter | None, strawberry.argument(description="Filters.")
+        ] = None,
+    ) -> Connection[Subscription]:
+        filters = {}
+        if filter is not None:
+            filters = {
+                "customer_id": filter.customer_id,
+                "status": filter.status.value if filter.status else None,
+                "plan_id": filter.plan_id,
+            }
+        nodes, has_next, count = await resolve.list_page(
+            info.context, filters, first=page_size(first), after=decode_cursor(after)
+        )
+        return to_connection(nodes, has_next, count)  # type: ignore[arg-type]
+
+
+def _payload(result: tuple[object, list[UserError]]) -> SubscriptionPayload:
+    subscription, errors = result
+    return SubscriptionPayload(subscription=subscription, errors=errors)  # type: ignore[arg-type]
+
+
+@strawberry.type
+class SubscriptionMutations:
+    @strawberry.mutation(
+        description="Subscribe a customer. With a trial: `trialing`, billed at trial end. "
+        "Without: the first period is invoiced and charged now; `active` on success, "
+        "`incomplete` when the charge fails (it expires after 23 hours unless paid). A customer "
+        "token may subscribe itself.",
+        permission_classes=[AnyRole],
+    )
+    async def subscription_create(
+        self,
+        info: Info,
+        input: Annotated[SubscriptionCreateInput, strawberry.argument(description=INPUT)],
+    ) -> SubscriptionPayload:
+        return _payload(
+            await attempt(resolve.create(info.context, input.to_draft(), input.idempotency_key))
+        )
+
+    @strawberry.mutation(
+        description="Change plan or quantity with proration to the second: a credit for the "
+        "unused part of the old price and a charge for the rest of the period at the new one "
+        "(on the next invoice, on an invoice now, or not at all).",
+        permission_classes=[AnyRole],
+    )
+    async def subscription_change_plan(
+        self,
+        info: Info,
+        input: Annotated[SubscriptionChangePlanInput, strawberry.argument(description=INPUT)],
+    ) -> SubscriptionPayload:
+        return _payload(
+            await attempt(
+                resolve.change_plan(
+                    info.context,
+                    input.id,
+                    plan_id=input.plan_id,
+                    quantity=input.quantity,
+                    behavior=input.proration_behavior,
+                    key=input.idempotency_key,
+                )
+            )
+        )
+
+    @strawberry.mutation(
+        description="Cancel now (access ends, status `canceled`) or at period end.",
+        permission_classes=[AnyRole],
+    )
+    async def subscription_cancel(
+        self,
+        info: Info,
+        input: Annotated[SubscriptionCancelInput, strawberry.argument(description=INPUT)],
+    ) -> SubscriptionPayload:
+        return _payload(
+            await attempt(
+                resolve.cancel(
+                    info.context,
+                    input.id,
+                    at_period_end=input.at_period_end,
+                    reason=input.reason,
+                    feedback=input.feedback,
+                )
+            )
+        )
+
+    @strawberry.mutation(
+        description="Pause: periods pass without invoices until resumed.",
+        permission_classes=[AnyRole],
+    )
+    async def subscription_pause(
+        self,
+        info: Info,
+        input: Annotated[SubscriptionPauseInput, strawberry.argument(description=INPUT)],
+    ) -> SubscriptionPayload:
+        return _payload(await attempt(resolve.pause(info.context, input.id, input.resumes_at)))
+
+    @strawberry.mutation(
+        description="Resume a paused subscription, or undo a cancellation at period end.",
+        permission_classes=[AnyRole],
+    )
+    async def subscription_resume(
+        self,
+        info: Info,
+        input: Annotated[SubscriptionResumeInput, strawberry.argument(description=INPUT)],
+    ) -> SubscriptionPayload:
+        return _payload(await attempt(resolve.resume(info.context, input.id)))
+
+    @strawberry.mutation(
+        description="Test mode only: move this organization's clock forward and run the billing "
+        "worker up to that time, so months of billing can be simulated. Admin only.",
+        permission_classes=[AdminOnly],
+    )
+    async def test_clock_advance(
+        self,
+        info: Info,
+        input: Annotated[TestClockAdvanceInput, strawberry.argument(description=INPUT)],
+    ) -> TestClockAdvancePayload:
+        result, errors = await attempt(resolve.advance_clock(info.context, input.to))
+        now, steps = result if result is not None else (None, 0)
+        return TestClockAdvancePayload(now=now, steps=steps, errors=errors)
