@@ -21,6 +21,7 @@ from app.metrics import Metrics, metrics_endpoint
 from app.rate_limit import RateLimit
 from app.services import Services, require_backends
 from app.settings import Settings, load_settings
+from app.webhooks import stripe_webhook_endpoint
 from app.worker import BillingWorker
 from db import migrate
 from schema import Limits, build_schema
@@ -100,6 +101,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/metrics", metrics_endpoint(registry)),
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
+            Route("/webhooks/stripe", stripe_webhook_endpoint, methods=["POST"]),
             Route("/invoices/{document_id}.pdf", invoice_pdf_route),
             Route("/credit-notes/{document_id}.pdf", credit_note_pdf_route),
         ],

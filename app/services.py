@@ -27,6 +27,7 @@ from app.subscription_billing import InvoicedBilling
 from app.subscription_service import DunningPolicy, SubscriptionService
 from app.subscriptions import Status
 from app.tax_rates import TaxRateService
+from app.webhooks import StripeWebhooks
 from db.connection import Database
 
 __all__ = ["Services", "require_backends"]
@@ -67,6 +68,7 @@ class Services:
     invoice_billing: InvoiceBilling
     clock: Clock
     subscriptions: SubscriptionService
+    webhooks: StripeWebhooks
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -110,6 +112,7 @@ class Services:
             idempotency=keys,
         )
         plans = PlanService(db, stripe)
+        refunds = RefundService(db, stripe, keys, organizations)
         invoice_billing = InvoiceBilling(db, invoices=invoices, payments=payments, idempotency=keys)
         clock = Clock(db, test_clocks=settings.test_clocks)
         subscriptions = SubscriptionService(
@@ -134,7 +137,7 @@ class Services:
             idempotency=keys,
             organizations=organizations,
             payments=payments,
-            refunds=RefundService(db, stripe, keys, organizations),
+            refunds=refunds,
             tax_rates=tax_rates,
             coupons=coupons,
             balances=balances,
@@ -150,4 +153,7 @@ class Services:
             invoice_billing=invoice_billing,
             clock=clock,
             subscriptions=subscriptions,
+            webhooks=StripeWebhooks(
+                db, secret=settings.stripe_webhook_secret, payments=payments, refunds=refunds
+            ),
         )

@@ -449,3 +449,16 @@ customer_balance_transactions = sa.Table(
     sa.Column("credit_note_id", sa.Text),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
+
+stripe_events = sa.Table(
+    "stripe_events",
+    metadata,
+    sa.Column("organization_id", sa.Text, primary_key=True),
+    sa.Column("event_id", sa.Text, primary_key=True),
+    sa.Column("type", sa.Text, nullable=False),
+    sa.Column("state", sa.Text, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("lease_until", sa.DateTime(timezone=True)),
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("processed_at", sa.DateTime(timezone=True)),
+)
