@@ -208,3 +208,10 @@ def test_export_schema_prints_the_committed_schema(tmp_path: Path) -> None:
     result = cli(tmp_path, "export-schema")
     committed = (Path(__file__).resolve().parents[1] / "schema.graphql").read_text()
     assert result.stdout == committed
+
+
+def test_worker_refuses_a_private_stripe_emulator(tmp_path: Path) -> None:
+    result = cli(tmp_path, "worker", "--once", DATABASE_URL="postgresql://nowhere/x")
+    assert result.returncode == 2
+    assert "billing worker needs STRIPE_API_KEY" in result.stderr
+    assert "--with-worker" in result.stderr
