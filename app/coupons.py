@@ -30,6 +30,7 @@ from app.ids import new_id
 from app.invoice_math import BASIS_POINTS, Coupon
 from app.listing import Listing
 from app.money import MAX_AMOUNT, Money
+from app.stats_recorder import StatsRecorder
 from db.connection import Database, Row
 from db.repositories.coupons import CouponRepository, DiscountRepository
 from db.repositories.customers import CustomerRepository
@@ -237,6 +238,7 @@ class CouponService:
         self._coupons = CouponRepository(db)
         self._discounts = DiscountRepository(db)
         self._customers = CustomerRepository(db)
+        self._stats = StatsRecorder(db)
         self.read = Listing(self._coupons, CouponRecord.from_row)
         self.discounts = Listing(self._discounts, Discount.from_row)
 
@@ -355,6 +357,9 @@ class CouponService:
                 return AppliedCoupon(discount, coupon, terms)
             if coupon.covers(discount.periods_used):
                 await self._discounts.record_redemption(org, discount.id, key, invoice_id)
+                if subscription_id is not None and period_index is not None:
+                    # A subscription's MRR counts the coupon of its current period.
+                    await self._stats.subscription_changed(org, subscription_id)
                 return AppliedCoupon(discount, coupon, terms)
         return None
 

@@ -7,11 +7,16 @@ from datetime import timedelta
 from typing import Any
 
 from cross_web import HTTPException
+from graphql import GraphQLError
 from starlette.requests import Request
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+)
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import SubscribeMessage
 from strawberry.types.unset import UnsetType
 
 from app.auth import Principal, decode_token
@@ -29,8 +34,42 @@ def _bearer(value: str | None) -> str | None:
     return token.strip() if scheme.lower() == "bearer" and token.strip() else value
 
 
+class _TransportWS(BaseGraphQLTransportWSHandler[Context, None]):
+    """graphql-transport-ws with a refusal that names the per-connection limit (strawberry's
+    own says only "Subscription limit reached")."""
+
+    async def handle_subscribe(self, message: SubscribeMessage) -> None:
+        limit = self.max_subscriptions_per_connection
+        if (
+            self.connection_acknowledged
+            and limit is not None
+            and message["id"] not in self.operations
+            and len(self.operations) >= limit
+        ):
+            error = GraphQLError(
+                f"This connection already runs {limit} subscriptions, the most one connection "
+                f"may run (WS_MAX_SUBSCRIPTIONS_PER_CONNECTION={limit}); complete one or open "
+                "another connection.",
+                extensions={"code": "SUBSCRIPTION_LIMIT", "limit": limit},
+            )
+            await self.send_message(
+                {"id": message["id"], "type": "error", "payload": [error.formatted]}
+            )
+            return
+        await super().handle_subscribe(message)
+
+
 class BillingGraphQL(GraphQL[Context, None]):
-    def __init__(self, schema: Any, *, graphiql: bool, init_timeout_seconds: int = 10) -> None:
+    graphql_transport_ws_handler_class = _TransportWS
+
+    def __init__(
+        self,
+        schema: Any,
+        *,
+        graphiql: bool,
+        init_timeout_seconds: int = 10,
+        max_subscriptions: int = 10,
+    ) -> None:
         super().__init__(
             schema,
             graphql_ide="graphiql" if graphiql else None,
@@ -38,6 +77,7 @@ class BillingGraphQL(GraphQL[Context, None]):
             multipart_uploads_enabled=False,
             subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
             connection_init_wait_timeout=timedelta(seconds=init_timeout_seconds),
+            max_subscriptions_per_connection=max_subscriptions,
         )
 
     def decode_json(self, data: str | bytes) -> object:

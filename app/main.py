@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 
 from app.body_limit import BodySizeLimit
+from app.dashboard import dashboard_page
 from app.document_routes import credit_note_pdf_route, invoice_pdf_route
 from app.graphql_view import BillingGraphQL
 from app.metrics import Metrics, metrics_endpoint
@@ -87,6 +88,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         build_schema(limits, production=settings.production),
         graphiql=not settings.production,
         init_timeout_seconds=settings.ws_init_timeout_seconds,
+        max_subscriptions=settings.ws_max_subscriptions,
     )
     registry = CollectorRegistry()
     return Starlette(
@@ -99,6 +101,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/health", health),
             Route("/ready", ready),
             Route("/metrics", metrics_endpoint(registry)),
+            Route("/dashboard", dashboard_page),
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
             Route("/webhooks/stripe", stripe_webhook_endpoint, methods=["POST"]),

@@ -27,6 +27,7 @@ from app.ids import has_prefix, new_id
 from app.listing import Listing
 from app.money import MAX_AMOUNT, Money, format_decimal, normalize_currency
 from app.pubsub import Event, publish
+from app.stats_recorder import StatsRecorder
 from app.stripe_gateway import (
     CardDeclined,
     ProviderRefused,
@@ -404,6 +405,7 @@ class PaymentService:
         self._lease = lease or keys.lease
         self._payments = PaymentRepository(db)
         self._customers = CustomerRepository(db)
+        self._stats = StatsRecorder(db)
         self.read = Listing(self._payments, Payment.from_row)
 
     async def summary(self, org: str, filters: Mapping[str, Any]) -> list[CurrencySummary]:
@@ -527,6 +529,7 @@ class PaymentService:
                 }
             )
             assert row is not None  # payments have no natural unique key besides the intent
+            await self._stats.payment_changed(None, row)
             await self._keys.complete(claim)
             await self._announce(row)
         return Payment.from_row(row)
@@ -804,6 +807,7 @@ class PaymentService:
                 values=_recorded(row, intent),
             )
             if done is not None and done["status"] != row["status"]:
+                await self._stats.payment_changed(row, done)
                 await self._announce(done)
         if done is None:
             current = await self._payments.get(org, row["id"])
@@ -835,6 +839,7 @@ class PaymentService:
                 )
             await self._keys.complete(claim, error=error)
             if done["status"] != row["status"]:
+                await self._stats.payment_changed(row, done)
                 await self._announce(done)
         return Payment.from_row(done)
 
@@ -867,6 +872,10 @@ class PaymentService:
                 org=row["organization_id"],
                 kind="payment",
                 id=row["id"],
-                data={"status": row["status"], "customer_id": row["customer_id"]},
+                data={
+                    "status": row["status"],
+                    "customer_id": row["customer_id"],
+                    "at": row["updated_at"].isoformat(),
+                },
             ),
         )

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,7 +22,7 @@ import asyncpg
 
 from db.connection import Database
 
-__all__ = ["CHANNEL", "RESYNC", "Event", "EventBroker", "publish"]
+__all__ = ["CHANNEL", "RESYNC", "Event", "EventBroker", "listener_name", "publish"]
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,9 @@ class EventBroker:
         self._connection: asyncpg.Connection | None = None
         self._connected = asyncio.Event()
         self.reconnects = 0
+        # Events (and resync markers) handed to subscribers so far. A subscriber whose queue is
+        # empty has seen every one of them, which lets live feeds share work (app/live.py).
+        self.delivered = 0
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="event-broker")
@@ -96,6 +100,7 @@ class EventBroker:
                     yield event
 
     def _deliver(self, event: Event) -> None:
+        self.delivered += 1
         for queue in list(self._subscribers):
             try:
                 queue.put_nowait(event)
@@ -120,7 +125,11 @@ class EventBroker:
         while True:
             lost = asyncio.Event()
             try:
-                self._connection = await asyncpg.connect(self._dsn)
+                # Named after the process, so an operator (or a test) can find its listener
+                # in pg_stat_activity.
+                self._connection = await asyncpg.connect(
+                    self._dsn, server_settings={"application_name": listener_name()}
+                )
                 self._connection.add_termination_listener(_setter(lost))
                 await self._connection.add_listener(CHANNEL, self._on_notify)
             except (OSError, asyncpg.PostgresError) as exc:
@@ -143,6 +152,11 @@ class EventBroker:
         if connection is not None and not connection.is_closed():
             with contextlib.suppress(Exception):
                 await connection.close(timeout=2)
+
+
+def listener_name(pid: int | None = None) -> str:
+    """The ``application_name`` of a process's LISTEN connection."""
+    return f"billing-events-{os.getpid() if pid is None else pid}"
 
 
 def _setter(flag: asyncio.Event) -> Callable[[Any], None]:

@@ -30,6 +30,7 @@ from app.money import MAX_AMOUNT, Money, format_decimal, normalize_currency
 from app.organizations import OrganizationService
 from app.payments import Payment
 from app.pubsub import Event, publish
+from app.stats_recorder import StatsRecorder
 from app.stripe_gateway import ProviderUnreachable, StripeGateway, StripeRefund
 from db.connection import Database, Row
 from db.repositories.payments import PaymentRepository
@@ -175,6 +176,7 @@ class RefundService:
         self._lease = lease or keys.lease
         self._refunds = RefundRepository(db)
         self._payments = PaymentRepository(db)
+        self._stats = StatsRecorder(db)
         self.read = Listing(self._refunds, Refund.from_row)
 
     async def by_payment_ids(self, org: str, payment_ids: Sequence[str]) -> list[list[Refund]]:
@@ -507,6 +509,9 @@ class RefundService:
             delta = _refunded_delta(old, new, row["amount"])
             if delta:
                 await self._payments.add_refunded(org, row["payment_id"], delta)
+                # The one change that moves a refund into or out of SUCCEEDED, the only
+                # status statistics count.
+                await self._stats.refund_changed(row, done)
             if claim is not None:
                 await self._keys.complete(claim)
             if new is not old:
@@ -575,6 +580,7 @@ class RefundService:
                     "status": row["status"],
                     "payment_id": row["payment_id"],
                     "customer_id": row["customer_id"],
+                    "at": row["updated_at"].isoformat(),
                 },
             ),
         )

@@ -16,12 +16,14 @@ from app.idempotency import IdempotencyKeys
 from app.invoice_billing import InvoiceBilling
 from app.invoice_numbering import InvoiceSettingsService
 from app.invoices import InvoiceService
+from app.live import LiveFeeds
 from app.organizations import OrganizationService
 from app.payments import PaymentService
 from app.plans import PlanService
 from app.pubsub import EventBroker
 from app.refunds import RefundService
 from app.settings import Settings, SettingsError
+from app.statistics import StatisticsService
 from app.stripe_gateway import StripeGateway
 from app.subscription_billing import InvoicedBilling
 from app.subscription_service import DunningPolicy, SubscriptionService
@@ -68,6 +70,8 @@ class Services:
     invoice_billing: InvoiceBilling
     clock: Clock
     subscriptions: SubscriptionService
+    statistics: StatisticsService
+    live: LiveFeeds
     webhooks: StripeWebhooks
 
     @classmethod
@@ -153,6 +157,8 @@ class Services:
             invoice_billing=invoice_billing,
             clock=clock,
             subscriptions=subscriptions,
+            statistics=StatisticsService(db),
+            live=LiveFeeds(events),
             webhooks=StripeWebhooks(
                 db, secret=settings.stripe_webhook_secret, payments=payments, refunds=refunds
             ),

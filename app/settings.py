@@ -44,6 +44,7 @@ class Settings:
     rate_limit_per_minute: int = 600
     rate_limit_anonymous_per_minute: int = 60
     ws_init_timeout_seconds: int = 10
+    ws_max_subscriptions: int = 10
     dunning_retry_days: tuple[int, ...] = (3, 5, 7)
     dunning_final_state: str = "canceled"
     worker_lease_seconds: int = 300
@@ -210,6 +211,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             env, "RATE_LIMIT_ANONYMOUS_PER_MINUTE", 60, 0, 1_000_000
         ),
         ws_init_timeout_seconds=_int(env, "WS_INIT_TIMEOUT_SECONDS", 10, 1, 300),
+        ws_max_subscriptions=_int(env, "WS_MAX_SUBSCRIPTIONS_PER_CONNECTION", 10, 1, 1000),
         dunning_retry_days=_days(env, "DUNNING_RETRY_DAYS", (3, 5, 7)),
         dunning_final_state=_choice(env, "DUNNING_FINAL_STATE", "canceled", ("canceled", "unpaid")),
         worker_lease_seconds=_int(env, "WORKER_LEASE_SECONDS", 300, 1, 86_400),

@@ -24,6 +24,7 @@ from app.periods import period_bounds
 from app.plans import IntervalUnit, Plan, PlanService
 from app.proration import cancellation_credit, plan_change_lines
 from app.pubsub import Event, publish
+from app.stats_recorder import StatsRecorder
 from app.subscription_billing import BillLine, SubscriptionBilling
 from app.subscriptions import (
     INCOMPLETE_WINDOW,
@@ -90,6 +91,7 @@ class SubscriptionService:
         self._lease = lease
         self._subs = SubscriptionRepository(db)
         self._customers = CustomerRepository(db)
+        self._stats = StatsRecorder(db)
         self.read = Listing(self._subs, Subscription.from_row)
 
     async def of_customers(self, org: str, customer_ids: list[str]) -> list[list[Subscription]]:
@@ -177,8 +179,10 @@ class SubscriptionService:
             row = await self._insert(values)
             if trial_days > 0:
                 await self._keys.complete(claim)
-                await publish(self._db, _event(row))
+                await self._changed(row)
                 return Subscription.from_row(row)
+            # Counted as incomplete from now (no live event: nothing to show until it is paid).
+            await self._stats.subscription_changed(org, row["id"])
         # Without a trial the first period is charged at once; the row exists (incomplete)
         # first, so a crash leaves a visible subscription that the retry completes.
         subscription = Subscription.from_row(row)
@@ -218,7 +222,7 @@ class SubscriptionService:
                     )
                 )
             await self._keys.complete(claim)
-            await publish(self._db, _event(row))
+            await self._changed(row)
         return Subscription.from_row(row)
 
     # -- changes --------------------------------------------------------------------------
@@ -348,7 +352,7 @@ class SubscriptionService:
                 )
             if not (lines and behavior is ProrationBehavior.ALWAYS_INVOICE):
                 await self._keys.complete(claim)
-                await publish(self._db, _event(row))
+                await self._changed(row)
                 return Subscription.from_row(row)
         outcome = await self._billing.bill(
             org,
@@ -366,7 +370,7 @@ class SubscriptionService:
                 )
             )
             await self._keys.complete(claim)
-            await publish(self._db, _event(row))
+            await self._changed(row)
         return Subscription.from_row(row)
 
     async def cancel(
@@ -404,7 +408,7 @@ class SubscriptionService:
                 }
                 allowed = [s.value for s in LIVE]
             row = await self._require(self._subs.transition(org, subscription_id, allowed, values))
-            await publish(self._db, _event(row))
+            await self._changed(row)
         return Subscription.from_row(row)
 
     async def unused_credit(self, org: str, subscription: Subscription) -> BillLine | None:
@@ -457,7 +461,7 @@ class SubscriptionService:
                     },
                 )
             )
-            await publish(self._db, _event(row))
+            await self._changed(row)
         return Subscription.from_row(row)
 
     async def resume(self, org: str, subscription_id: str) -> Subscription:
@@ -478,7 +482,7 @@ class SubscriptionService:
             else:
                 raise invalid_state(status, "be resumed")
             row = await self._require(self._subs.transition(org, subscription_id, allowed, values))
-            await publish(self._db, _event(row))
+            await self._changed(row)
         return Subscription.from_row(row)
 
     async def advance_clock(self, org: str, to: datetime) -> tuple[datetime, int]:
@@ -693,9 +697,15 @@ class SubscriptionService:
                 same_period=(row["period_index"],),
             )
             if updated is not None:
-                await publish(self._db, _event(updated))
+                await self._changed(updated)
 
     # -- helpers --------------------------------------------------------------------------
+
+    async def _changed(self, row: Row) -> None:
+        """Every change of a subscription ends here, inside its transaction: the statistics
+        record it, then the live event is queued (sent on commit)."""
+        await self._stats.subscription_changed(row["organization_id"], row["id"])
+        await publish(self._db, _event(row))
 
     def _period_line(self, sub: Subscription, index: int) -> BillLine:
         start, end = period_bounds(sub.billing_anchor, sub.interval, sub.interval_count, index)

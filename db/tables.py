@@ -14,6 +14,7 @@ __all__ = [
     "credit_notes",
     "customer_balance_transactions",
     "customer_balances",
+    "customer_mrr_states",
     "customers",
     "discount_redemptions",
     "discounts",
@@ -23,11 +24,18 @@ __all__ = [
     "invoice_settings",
     "invoices",
     "metadata",
+    "mrr_movement_days",
     "organizations",
     "payments",
     "plans",
     "rate_limit_windows",
     "refunds",
+    "revenue_rollups",
+    "revenue_totals",
+    "subscription_stat_days",
+    "subscription_stat_events",
+    "subscription_stat_states",
+    "subscription_stat_totals",
     "tax_rates",
 ]
 
@@ -134,6 +142,8 @@ payments = sa.Table(
     sa.Column("lease_token", sa.Text),
     sa.Column("lease_until", sa.DateTime(timezone=True)),
     *_timestamps(),
+    sa.Column("succeeded_at", sa.DateTime(timezone=True)),
+    sa.Column("failed_at", sa.DateTime(timezone=True)),
 )
 
 refunds = sa.Table(
@@ -160,6 +170,7 @@ refunds = sa.Table(
     sa.Column("lease_token", sa.Text),
     sa.Column("lease_until", sa.DateTime(timezone=True)),
     *_timestamps(),
+    sa.Column("succeeded_at", sa.DateTime(timezone=True)),
 )
 
 idempotency_keys = sa.Table(
@@ -461,4 +472,119 @@ stripe_events = sa.Table(
     sa.Column("lease_until", sa.DateTime(timezone=True)),
     sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("processed_at", sa.DateTime(timezone=True)),
+)
+
+# -- statistics (db/migrations/0007_statistics.sql) ---------------------------------------------
+
+revenue_rollups = sa.Table(
+    "revenue_rollups",
+    metadata,
+    sa.Column("organization_id", sa.Text, primary_key=True),
+    sa.Column("currency", sa.CHAR(3), primary_key=True),
+    sa.Column("bucket", sa.DateTime(timezone=True), primary_key=True),
+    sa.Column("gross", sa.BigInteger, nullable=False),
+    sa.Column("payments", sa.BigInteger, nullable=False),
+    sa.Column("failed", sa.BigInteger, nullable=False),
+    sa.Column("refunded", sa.BigInteger, nullable=False),
+    sa.Column("refunds", sa.BigInteger, nullable=False),
+)
+
+revenue_totals = sa.Table(
+    "revenue_totals",
+    metadata,
+    sa.Column("organization_id", sa.Text, primary_key=True),
+    sa.Column("currency", sa.CHAR(3), primary_key=True),
+    sa.Column("gross", sa.BigInteger, nullable=False),
+    sa.Column("payments", sa.BigInteger, nullable=False),
+    sa.Column("failed", sa.BigInteger, nullable=False),
+    sa.Column("refunded", sa.BigInteger, nullable=False),
+    sa.Column("refunds", sa.BigInteger, nullable=False),
+)
+
+subscription_stat_states = sa.Table(
+    "subscription_stat_states",
+    metadata,
+    sa.Column("organization_id", sa.Text, primary_key=True),
+    sa.Column("subscription_id", sa.Text, primary_key=True),
+    sa.Column("customer_id", sa.Text, nullable=False),
+    sa.Column("currency", sa.CHAR(3), nullable=False),
+    sa.Column("plan_id", sa.Text, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("mrr", sa.BigInteger, nullable=False),
+    sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+customer_mrr_states = sa.Table(
+    "customer_mrr_states",
+    metadata,
+    sa.Column("organization_id", sa.Text, primary_key=True),
+    sa.Column("customer_id", sa.Text, primary_key=True),
+    sa.Column("currency", sa.CHAR(3), primary_key=True),
+    sa.Column("mrr", sa.BigInteger, nullable=False),
+    sa.Column("episodes", sa.Integer, nullable=False),
+)
+
+subscription_stat_events = sa.Table(
+    "subscription_stat_events",
+    metadata,
+    sa.Column("organization_id", sa.Text, primary_key=True),
+    sa.Column("id", sa.BigInteger, sa.Identity(always=True), primary_key=True),
+    sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("subscription_id", sa.Text, nullable=False),
+    sa.Column("customer_id", sa.Text, nullable=False),
+    sa.Column("currency", sa.CHAR(3), nullable=False),
+    sa.Column("plan_before", sa.Text),
+    sa.Column("status_before", sa.Text),
+    sa.Column("mrr_before", sa.BigInteger, nullable=False),
+    sa.Column("plan_after", sa.Text, nullable=False),
+    sa.Column("status_after", sa.Text, nullable=False),
+    sa.Column("mrr_after", sa.BigInteger, nullable=False),
+    sa.Column("movement", sa.Text),
+)
+
+subscription_stat_totals = sa.Table(
+    "subscription_stat_totals",
+    metadata,
+    sa.Column("organization_id", sa.Text, primary_key=True),
+    sa.Column("currency", sa.CHAR(3), primary_key=True),
+    sa.Column("plan_id", sa.Text, primary_key=True),
+    sa.Column("status", sa.Text, primary_key=True),
+    sa.Column("subscriptions", sa.BigInteger, nullable=False),
+    sa.Column("mrr", sa.BigInteger, nullable=False),
+)
+
+subscription_stat_days = sa.Table(
+    "subscription_stat_days",
+    metadata,
+    sa.Column("organization_id", sa.Text, primary_key=True),
+    sa.Column("day", sa.Date, primary_key=True),
+    sa.Column("currency", sa.CHAR(3), primary_key=True),
+    sa.Column("plan_id", sa.Text, primary_key=True),
+    sa.Column("status", sa.Text, primary_key=True),
+    sa.Column("subscriptions", sa.BigInteger, nullable=False),
+    sa.Column("mrr", sa.BigInteger, nullable=False),
+)
+
+mrr_movement_days = sa.Table(
+    "mrr_movement_days",
+    metadata,
+    sa.Column("organization_id", sa.Text, primary_key=True),
+    sa.Column("currency", sa.CHAR(3), primary_key=True),
+    sa.Column("day", sa.Date, primary_key=True),
+    *(
+        sa.Column(name, sa.BigInteger, nullable=False)
+        for name in (
+            "new_mrr",
+            "expansion_mrr",
+            "contraction_mrr",
+            "churned_mrr",
+            "reactivation_mrr",
+            "new_customers",
+            "reactivated_customers",
+            "churned_customers",
+            "trials_started",
+            "trials_ended",
+            "trials_converted",
+        )
+    ),
 )

@@ -27,12 +27,14 @@ from schema.customers import CustomerMutations, CustomerQueries
 from schema.errors import is_unexpected, should_mask_error
 from schema.invoices import InvoiceMutations, InvoiceQueries
 from schema.limits import QueryCostLimiter, max_mutations_rule
+from schema.live import Live, PerEventExecutor
 from schema.organizations import OrganizationMutations, OrganizationQueries
 from schema.payments import PaymentMutations, PaymentQueries
 from schema.plans import PlanMutations, PlanQueries
 from schema.refunds import RefundMutations, RefundQueries
 from schema.scalars import SCALARS
-from schema.service import Live, ServiceQueries
+from schema.service import ServiceQueries
+from schema.statistics import StatisticsQueries
 from schema.subscriptions import SubscriptionMutations, SubscriptionQueries
 from schema.tax_rates import TaxRateMutations, TaxRateQueries
 
@@ -54,6 +56,7 @@ class Query(
     TaxRateQueries,
     CouponQueries,
     SubscriptionQueries,
+    StatisticsQueries,
 ):
     pass
 
@@ -122,6 +125,7 @@ def build_schema(limits: Limits | None = None, *, production: bool = False) -> s
         query=Query,
         mutation=Mutation,
         subscription=Live,
+        execution_context_class=PerEventExecutor,
         config=StrawberryConfig(scalar_map=dict(SCALARS), disable_field_suggestions=production),
         extensions=[
             lambda: QueryDepthLimiter(max_depth=limits.max_depth),

@@ -1,19 +1,14 @@
-"""Service metadata and the `Live` root subscription type."""
+"""Service metadata."""
 
 from __future__ import annotations
-
-import asyncio
-from collections.abc import AsyncGenerator
-from datetime import UTC, datetime
-from typing import Annotated
 
 import strawberry
 
 from app import __version__
 from schema.base import Info
-from schema.permissions import AnyRole, Public
+from schema.permissions import Public
 
-__all__ = ["Live", "ServiceQueries"]
+__all__ = ["ServiceQueries"]
 
 CAPABILITIES = (
     "plans",
@@ -50,22 +45,3 @@ class ServiceQueries:
             stripe_mode=settings.stripe_mode,
             capabilities=list(CAPABILITIES),
         )
-
-
-@strawberry.type(description="Live event streams over WebSocket (graphql-transport-ws).")
-class Live:
-    @strawberry.subscription(
-        description="Server time every `intervalSeconds` (1-60): a liveness signal for clients.",
-        permission_classes=[AnyRole],
-    )
-    async def heartbeat(
-        self,
-        info: Info,
-        interval_seconds: Annotated[
-            int, strawberry.argument(description="Seconds between beats, clamped to 1-60.")
-        ] = 15,
-    ) -> AsyncGenerator[datetime, None]:
-        interval = min(max(interval_seconds, 1), 60)
-        while True:
-            yield datetime.now(UTC)
-            await asyncio.sleep(interval)

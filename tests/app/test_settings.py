@@ -19,6 +19,9 @@ def test_development_defaults(tmp_path: Path) -> None:
     assert len(settings.jwt_secret) >= 32
     assert load_settings({"BILLING_HOME": str(tmp_path)}).jwt_secret == settings.jwt_secret
     assert (tmp_path / "jwt_secret").stat().st_mode & 0o077 == 0
+    assert settings.ws_max_subscriptions == 10
+    env = {"BILLING_HOME": str(tmp_path), "WS_MAX_SUBSCRIPTIONS_PER_CONNECTION": "3"}
+    assert load_settings(env).ws_max_subscriptions == 3
 
 
 @pytest.mark.parametrize(
@@ -34,6 +37,10 @@ def test_development_defaults(tmp_path: Path) -> None:
         ({"JWT_ALGORITHM": "none"}, "JWT_ALGORITHM must be HS256 or RS256"),
         ({"JWT_ALGORITHM": "RS256"}, "needs JWT_PUBLIC_KEY"),
         ({"JWT_SECRET_FILE": "/nonexistent/secret"}, "JWT_SECRET_FILE='/nonexistent/secret'"),
+        (
+            {"WS_MAX_SUBSCRIPTIONS_PER_CONNECTION": "0"},
+            "WS_MAX_SUBSCRIPTIONS_PER_CONNECTION must be between 1 and 1000",
+        ),
     ],
 )
 def test_invalid_settings_have_clear_messages(

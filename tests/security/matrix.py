@@ -10,8 +10,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from app.pubsub import Event, publish
 from tests.conftest import (
     CONFIRM_PAYMENT,
     CREATE_CUSTOMER,
@@ -49,6 +51,8 @@ class World:
 Variables = Callable[[World], dict[str, Any]]
 # Makes the data a case needs (kept in ``World.extra``), with a client per role of organization A.
 Prepare = Callable[[World, dict[str, GraphQLClient]], Awaitable[None]]
+# Publishes a live event through the app's services (see ``Case.trigger``).
+Trigger = Callable[[World, Any], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,9 @@ class Case:
     expect: Callable[[World], str] | None = None
     subscription: bool = False
     prepare: Prepare | None = None
+    # A subscription that sends only on events: makes one (without writing anything) once
+    # subscribed; called again until the first message arrives.
+    trigger: Trigger | None = None
 
 
 PLAN_ID = "query($id: ID!) { plan(id: $id) { id name } }"
@@ -692,6 +699,72 @@ CASES.update(
             lambda w: {"input": {"to": "2031-01-01T00:00:00+00:00"}},
             allowed=frozenset({ADMIN}),
             creates=True,
+        ),
+    }
+)
+
+
+async def _announce_payment(world: World, services: Any) -> None:
+    """A payment event of the owner's paid payment, as its writer would publish it."""
+    event = Event(
+        world.org,
+        "payment",
+        world.extra["payment"],
+        {"status": "succeeded", "customer_id": world.owner["id"]},
+    )
+    await publish(services.db, event)
+
+
+CASES.update(
+    {
+        "Live.revenue": Case(
+            "subscription { revenue { at currencies { currency netTotal { amount } } } }",
+            allowed=frozenset({ADMIN}),
+            subscription=True,
+            prepare=_paid,
+        ),
+        "Live.paymentEvents": Case(
+            "subscription($id: ID) { paymentEvents(customerId: $id) "
+            "{ kind status payment { id customerId } } }",
+            lambda w: {"id": w.owner["id"]},
+            subscription=True,
+            prepare=_paid,
+            trigger=_announce_payment,
+            expect=lambda w: w.extra["payment"],
+        ),
+    }
+)
+
+
+# -- statistics -------------------------------------------------------------------------------
+
+
+def _around_now(world: World) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    return {
+        "from": (now - timedelta(days=1)).isoformat(),
+        "to": (now + timedelta(days=1)).isoformat(),
+    }
+
+
+CASES.update(
+    {
+        "Query.revenueStats": Case(
+            "query($from: DateTime!, $to: DateTime!) { revenueStats(from: $from, to: $to) "
+            "{ currency total { gross { amount } paymentCount } } }",
+            _around_now,
+            allowed=frozenset({ADMIN}),
+            prepare=_paid,
+        ),
+        "Query.subscriptionStats": Case(
+            "{ subscriptionStats { counts { total } byPlan { planId } "
+            "currencies { currency mrr { amount } } } }",
+            allowed=frozenset({ADMIN}),
+        ),
+        "Query.stats": Case(
+            "{ stats { paymentCount currencies { currency today { gross { amount } } } } }",
+            allowed=frozenset({ADMIN}),
+            prepare=_paid,
         ),
     }
 )

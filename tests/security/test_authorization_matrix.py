@@ -83,10 +83,15 @@ async def call(
     if hasattr(result, "__aiter__"):
         iterator = result.__aiter__()
         try:
-            first = await asyncio.wait_for(iterator.__anext__(), 5)
+            first = asyncio.ensure_future(iterator.__anext__())
+            deadline = time.monotonic() + 5
+            while not first.done() and time.monotonic() < deadline:
+                await asyncio.wait({first}, timeout=0.2)
+                if not first.done() and case.trigger is not None:
+                    await case.trigger(world, services)
+            result = await asyncio.wait_for(first, max(0.0, deadline - time.monotonic()))
         finally:
             await iterator.aclose()
-        result = first
     body: dict[str, Any] = {"data": result.data}
     if result.errors:
         body["errors"] = [
