@@ -19,6 +19,10 @@ CAPABILITIES = (
     "credit_notes",
     "tax_rates",
     "coupons",
+    "subscriptions",
+    "billing_worker",
+    "statistics",
+    "live",
 )
 
 
@@ -43,5 +47,9 @@ class ServiceQueries:
             version=__version__,
             environment=settings.env,
             stripe_mode=settings.stripe_mode,
-            capabilities=list(CAPABILITIES),
+            capabilities=[
+                *CAPABILITIES,
+                *(["webhooks"] if settings.stripe_webhook_secret else []),
+                *(["test_clocks"] if settings.test_clocks else []),
+            ],
         )

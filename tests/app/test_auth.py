@@ -115,7 +115,12 @@ async def test_public_fields_need_no_token(gql: GraphQLClient) -> None:
     data = await gql.data("{ serviceInfo { name version stripeMode capabilities environment } }")
     assert data["serviceInfo"]["name"] == "billing"
     assert data["serviceInfo"]["stripeMode"] == "emulator"
-    assert "plans" in data["serviceInfo"]["capabilities"]
+    capabilities = data["serviceInfo"]["capabilities"]
+    assert {"plans", "payments", "invoices", "subscriptions", "statistics", "live"} <= set(
+        capabilities
+    )
+    assert "test_clocks" in capabilities  # outside production
+    assert "webhooks" not in capabilities  # no STRIPE_WEBHOOK_SECRET in the test settings
 
 
 async def test_a_token_only_sees_its_own_organization(
