@@ -104,6 +104,7 @@ def _worker(settings: Settings, args: argparse.Namespace) -> None:
                 services.subscriptions,
                 idle_seconds=runtime.worker_idle_seconds,
                 batch=args.batch,
+                housekeeping=services.idempotency.purge_expired,
             )
             if args.once:
                 while await worker.run_once() > 0:

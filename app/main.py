@@ -67,7 +67,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
             worker = None
             if settings.embedded_worker:
                 worker = BillingWorker(
-                    services.subscriptions, idle_seconds=settings.worker_idle_seconds
+                    services.subscriptions,
+                    idle_seconds=settings.worker_idle_seconds,
+                    housekeeping=services.idempotency.purge_expired,
                 )
                 task = asyncio.create_task(worker.run(), name="billing-worker")
             try:

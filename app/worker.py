@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from collections.abc import Awaitable, Callable
 
 from app.subscription_service import SubscriptionService
 
@@ -20,11 +22,20 @@ log = logging.getLogger(__name__)
 
 class BillingWorker:
     def __init__(
-        self, subscriptions: SubscriptionService, *, idle_seconds: float = 5.0, batch: int = 100
+        self,
+        subscriptions: SubscriptionService,
+        *,
+        idle_seconds: float = 5.0,
+        batch: int = 100,
+        housekeeping: Callable[[], Awaitable[int]] | None = None,
+        housekeeping_seconds: float = 600.0,
     ) -> None:
         self._subscriptions = subscriptions
         self._idle = idle_seconds
         self._batch = batch
+        self._housekeeping = housekeeping
+        self._housekeeping_every = housekeeping_seconds
+        self._next_housekeeping = 0.0
         self._stopping = asyncio.Event()
         self.handled = 0
 
@@ -33,6 +44,14 @@ class BillingWorker:
         self._stopping.set()
 
     async def run_once(self) -> int:
+        """Bill what is due (and, every ``housekeeping_seconds``, run the housekeeping, such as
+        purging idempotency keys past their retention)."""
+        now = time.monotonic()
+        if self._housekeeping is not None and now >= self._next_housekeeping:
+            self._next_housekeeping = now + self._housekeeping_every
+            purged = await self._housekeeping()
+            if purged:
+                log.info("housekeeping removed %d expired records", purged)
         handled = await self._subscriptions.process_due(limit=self._batch)
         self.handled += handled
         return handled
