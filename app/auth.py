@@ -10,6 +10,7 @@ import enum
 import re
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import jwt
 
@@ -33,6 +34,7 @@ class Principal:
     subject: str
     org: str
     role: Role
+    expires_at: datetime | None = None
 
     @property
     def customer_id(self) -> str | None:
@@ -82,4 +84,5 @@ def decode_token(settings: Settings, token: str) -> Principal:
         parsed_role = Role(role)
     except ValueError:
         raise Unauthenticated("Token has an invalid 'role' claim.") from None
-    return Principal(subject=subject, org=org, role=parsed_role)
+    expires_at = datetime.fromtimestamp(int(claims["exp"]), UTC)
+    return Principal(subject=subject, org=org, role=parsed_role, expires_at=expires_at)

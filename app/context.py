@@ -6,6 +6,7 @@ requests would leak one caller's data to another.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from aiodataloader import DataLoader
@@ -176,6 +177,14 @@ class Context:
                 "Authentication required: send a bearer token."
             )
         return self.principal
+
+    def require_unexpired(self) -> Principal:
+        """The principal, if its token has not expired since the connection was opened (a
+        WebSocket authenticates once; long-lived streams check this before every message)."""
+        principal = self.require_principal()
+        if principal.expires_at is not None and principal.expires_at <= datetime.now(UTC):
+            raise Unauthenticated("Token has expired; reconnect with a new one.")
+        return principal
 
     def require_role(self, *roles: Role) -> Principal:
         principal = self.require_principal()

@@ -46,6 +46,7 @@ async def revenue(ctx: Context, currency: str | None) -> AsyncIterator[RevenueSn
         return await services.statistics.snapshot(org, currency=code, now=now)
 
     async for snapshot in services.live.revenue(org, code, compute):
+        ctx.require_unexpired()
         ctx.fresh_loaders()
         yield snapshot
 
@@ -82,6 +83,7 @@ async def payment_events(ctx: Context, customer_id: str | None) -> AsyncIterator
             continue
         if watched is not None and payment.customer_id != watched:
             continue
+        ctx.require_unexpired()
         ctx.fresh_loaders()
         ctx.loaders.payment_by_id.prime(payment.id, payment)
         if refund is not None:

@@ -149,3 +149,23 @@ async def test_a_long_subscription_does_not_accumulate_per_event_memory(
     # graphql-core's shared per-subscription memo grew by ~90 objects per event here.
     assert _graphql_memo_objects() - before < 20
     await stream.aclose()
+
+
+async def test_a_stream_stops_when_its_token_expires(
+    app_services: Any, org: str, payment_factory: Callable[..., Any]
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    expires = datetime.now(UTC) + timedelta(seconds=2)
+    principal = Principal("test-admin", org, Role.ADMIN, expires_at=expires)
+    context = Context(app_services, principal=principal)
+    stream = await schema.subscribe(REVENUE, context_value=context)
+    first = await asyncio.wait_for(anext(stream), 20)  # type: ignore[arg-type]
+    assert first.errors is None
+    await asyncio.sleep(2.1)
+    await payment_factory(confirm=True)
+    ended = await asyncio.wait_for(anext(stream), 20)  # type: ignore[arg-type]
+    assert ended.errors is not None
+    assert ended.errors[0].message == "Token has expired; reconnect with a new one."
+    assert (ended.errors[0].extensions or {}).get("code") == "UNAUTHENTICATED"
+    await stream.aclose()  # type: ignore[union-attr]
