@@ -22,7 +22,7 @@ from app.ids import new_id
 from app.listing import Listing
 from app.periods import period_bounds
 from app.plans import IntervalUnit, Plan, PlanService
-from app.proration import cancellation_credit, plan_change_lines
+from app.proration import plan_change_lines
 from app.pubsub import Event, publish
 from app.stats_recorder import StatsRecorder
 from app.subscription_billing import BillLine, SubscriptionBilling
@@ -410,28 +410,6 @@ class SubscriptionService:
             row = await self._require(self._subs.transition(org, subscription_id, allowed, values))
             await self._changed(row)
         return Subscription.from_row(row)
-
-    async def unused_credit(self, org: str, subscription: Subscription) -> BillLine | None:
-        """The prorated credit for the unused rest of the current paid period, if any."""
-        if subscription.period_index is None or subscription.ended_at is None:
-            return None
-        line = cancellation_credit(
-            subscription.price.amount,
-            subscription.quantity,
-            subscription.current_period_start,
-            subscription.current_period_end,
-            subscription.ended_at,
-        )
-        if line is None:
-            return None
-        return BillLine(
-            line.description,
-            line.quantity,
-            line.amount,
-            "proration",
-            line.period_start,
-            line.period_end,
-        )
 
     async def pause(
         self, org: str, subscription_id: str, *, resumes_at: datetime | None
