@@ -1,12 +1,16 @@
-"""Organization settings: the refund approval policy (a threshold per currency)."""
+"""Organization settings: the refund approval policy (a threshold per currency, applied to the
+cumulative amount refunded on a payment) and the customer self-service policy
+(``app.customer_policy``)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from app.customer_policy import CustomerPolicy, policy_problems
 from app.errors import DomainError, ErrorCode, ValidationFailed
 from app.money import MAX_AMOUNT, Money
+from app.subscriptions import ProrationBehavior
 from db.connection import Database, Row
 from db.repositories.organizations import OrganizationRepository
 
@@ -21,16 +25,21 @@ class Organization:
     id: str
     name: str
     refund_approval_thresholds: list[Money]
+    customer_policy: CustomerPolicy
 
     @classmethod
     def from_row(cls, org: str, row: Row | None) -> Organization:
         if row is None:
-            return cls(id=org, name="", refund_approval_thresholds=[])
-        stored: dict[str, int] = (row["settings"] or {}).get(_THRESHOLDS) or {}
+            return cls(
+                id=org, name="", refund_approval_thresholds=[], customer_policy=CustomerPolicy()
+            )
+        settings = row["settings"] or {}
+        stored: dict[str, int] = settings.get(_THRESHOLDS) or {}
         return cls(
             id=row["id"],
             name=row["name"],
             refund_approval_thresholds=[Money(int(stored[c]), c) for c in sorted(stored)],
+            customer_policy=CustomerPolicy.from_settings(settings),
         )
 
     def approval_threshold(self, currency: str) -> int | None:
@@ -47,16 +56,56 @@ class OrganizationService:
     async def get(self, org: str) -> Organization:
         return Organization.from_row(org, await self._organizations.get(org))
 
-    async def needs_refund_approval(self, org: str, amount: Money) -> bool:
-        """Refunds above the organization's threshold for their currency wait for an admin."""
-        threshold = (await self.get(org)).approval_threshold(amount.currency)
-        return threshold is not None and amount.amount > threshold
+    async def customer_policy(self, org: str) -> CustomerPolicy:
+        return (await self.get(org)).customer_policy
+
+    async def needs_refund_approval(self, org: str, cumulative: Money) -> bool:
+        """A refund waits for an admin when ``cumulative`` (what the payment has refunded,
+        has in flight or awaiting approval, plus this refund) is above the organization's
+        threshold for its currency."""
+        threshold = (await self.get(org)).approval_threshold(cumulative.currency)
+        return threshold is not None and cumulative.amount > threshold
 
     async def set_refund_approval_thresholds(
         self, org: str, thresholds: Sequence[tuple[int, str]]
     ) -> Organization:
         """Replace the thresholds. A currency without one sends its refunds to Stripe at once;
         a threshold of 0 makes every refund in that currency wait for approval."""
+        return await self.update_settings(org, refund_approval_thresholds=thresholds)
+
+    async def update_settings(
+        self,
+        org: str,
+        *,
+        refund_approval_thresholds: Sequence[tuple[int, str]] | None = None,
+        customer_max_quantity: int | None = None,
+        customer_proration_behavior: ProrationBehavior | None = None,
+        customer_can_pause: bool | None = None,
+    ) -> Organization:
+        """Change the given settings (None: unchanged) in one statement, after checking all of
+        them: an invalid value changes nothing."""
+        errors = policy_problems(
+            max_quantity=customer_max_quantity, proration_behavior=customer_proration_behavior
+        )
+        changes = CustomerPolicy.settings_changes(
+            max_quantity=customer_max_quantity,
+            proration_behavior=customer_proration_behavior,
+            can_pause=customer_can_pause,
+        )
+        if refund_approval_thresholds is not None:
+            try:
+                changes[_THRESHOLDS] = self._thresholds(refund_approval_thresholds)
+            except ValidationFailed as exc:
+                errors = exc.errors + errors
+        if errors:
+            raise ValidationFailed(errors)
+        if not changes:
+            return await self.get(org)
+        row = await self._organizations.merge_settings(org, changes)
+        return Organization.from_row(org, row)
+
+    @staticmethod
+    def _thresholds(thresholds: Sequence[tuple[int, str]]) -> dict[str, int]:
         errors: list[DomainError] = []
         by_currency: dict[str, int] = {}
         if len(thresholds) > _MAX_CURRENCIES:
@@ -94,5 +143,4 @@ class OrganizationService:
                 by_currency[money.currency] = money.amount
         if errors:
             raise ValidationFailed(errors)
-        row = await self._organizations.merge_settings(org, {_THRESHOLDS: by_currency})
-        return Organization.from_row(org, row)
+        return by_currency

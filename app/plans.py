@@ -46,6 +46,7 @@ class Plan:
     id: str
     organization_id: str
     code: str
+    family: str
     name: str
     description: str
     tier: Tier
@@ -70,6 +71,7 @@ class Plan:
             id=row["id"],
             organization_id=row["organization_id"],
             code=row["code"],
+            family=row["family"],
             name=row["name"],
             description=row["description"],
             tier=Tier(row["tier"]),
@@ -105,12 +107,14 @@ class PlanDraft:
     credits_included: int = 0
     max_users: int | None = None
     max_storage_bytes: int | None = None
+    family: str | None = None  # None: the plan's code
 
 
 # Fields planUpdate may change. Price, currency and interval are fixed once created, as in Stripe:
 # create a new plan and move subscriptions to it instead.
 UPDATABLE = (
     "name",
+    "family",
     "description",
     "tier",
     "trial_days",
@@ -130,6 +134,13 @@ def _problems(values: Mapping[str, Any], path: tuple[str, ...]) -> list[DomainEr
 
     if "code" in values and not _CODE.match(values["code"] or ""):
         bad("code", "Code must be 1-64 letters, digits, '.', '_' or '-', starting alphanumeric.")
+    # A family defaulted from the code is the code: its error is reported there.
+    family = values.get("family")
+    if "family" in values and family != values.get("code") and not _CODE.match(family or ""):
+        bad(
+            "family",
+            "Family must be 1-64 letters, digits, '.', '_' or '-', starting alphanumeric.",
+        )
     if "name" in values:
         name = (values["name"] or "").strip()
         if not name:
@@ -195,6 +206,7 @@ class PlanService:
             errors.append(exc)
         values = {
             "code": draft.code.strip(),
+            "family": (draft.code if draft.family is None else draft.family).strip(),
             "name": draft.name.strip(),
             "description": draft.description.strip(),
             "tier": draft.tier.value,
@@ -252,6 +264,8 @@ class PlanService:
         values = dict(changes)
         if "name" in values:
             values["name"] = values["name"].strip()
+        if "family" in values:
+            values["family"] = (values["family"] or "").strip()
         if "description" in values:
             values["description"] = (values["description"] or "").strip()
         if isinstance(values.get("tier"), Tier):

@@ -4,9 +4,11 @@ follows Stripe's.
 A refund is reserved first: inserted under ``SELECT … FOR UPDATE`` of its payment after summing
 the payment's requested, in-flight and succeeded refunds, so concurrent requests, from any
 number of processes, cannot together exceed what was captured. Only then is it sent to Stripe
-(at once, or after an admin approves it). The Stripe refund carries our refund id in its
-metadata and a Stripe idempotency key stored on the row: a retry after a crash looks the refund
-up at Stripe before creating it, so it is never created twice.
+(at once, or after an admin approves it: a customer's request always waits, and so does any
+refund that would take the payment's cumulative refunded amount, succeeded, in flight and
+awaiting approval, above the organization's threshold). The Stripe refund carries our refund id
+in its metadata and a Stripe idempotency key stored on the row: a retry after a crash looks the
+refund up at Stripe before creating it, so it is never created twice.
 """
 
 from __future__ import annotations
@@ -39,10 +41,12 @@ from db.repositories.refunds import RefundRepository
 __all__ = [
     "TRANSITIONS",
     "Refund",
+    "RefundAudit",
     "RefundFailed",
     "RefundReason",
     "RefundService",
     "RefundStatus",
+    "audit_for",
     "refundable",
 ]
 
@@ -150,6 +154,40 @@ def refundable(payment: Payment, refunds: Sequence[Refund]) -> Money:
     return Money(max(payment.amount_captured.amount - committed, 0), payment.amount.currency)
 
 
+@dataclass(frozen=True, slots=True)
+class RefundAudit:
+    """Who asked for, approved and rejected a refund, and the words they left, as one caller
+    may see them (None: hidden from that caller, or not set)."""
+
+    requested_by: str | None
+    note: str | None
+    approved_by: str | None
+    rejected_by: str | None
+    rejection_reason: str | None
+
+
+def audit_for(refund: Refund, actor: Principal | None) -> RefundAudit:
+    """Customers never see staff identities nor what staff wrote: a customer token sees the
+    requester and the note only of a refund it asked for itself, and never who approved or
+    rejected it nor why (the status and times say what happened). Admins and services see all."""
+    if actor is not None and actor.role is not Role.CUSTOMER:
+        return RefundAudit(
+            requested_by=refund.requested_by,
+            note=refund.note,
+            approved_by=refund.approved_by,
+            rejected_by=refund.rejected_by,
+            rejection_reason=refund.rejection_reason,
+        )
+    own = actor is not None and refund.requested_by == actor.subject
+    return RefundAudit(
+        requested_by=refund.requested_by if own else None,
+        note=refund.note if own else None,
+        approved_by=None,
+        rejected_by=None,
+        rejection_reason=None,
+    )
+
+
 def _visible(actor: Principal, customer_id: str) -> bool:
     return actor.customer_id in (None, customer_id)
 
@@ -201,8 +239,8 @@ class RefundService:
         idempotency_key: str,
     ) -> Refund:
         """Reserve a refund of ``amount`` (default: all that is left) and send it to Stripe, or
-        hold it for approval when it is above the organization's threshold or asked for by a
-        customer."""
+        hold it for approval when it is asked for by a customer or would take the payment's
+        cumulative refunds above the organization's threshold."""
         validate_key(idempotency_key)
         note = note.strip()
         if len(note) > 1000:
@@ -291,8 +329,12 @@ class RefundService:
                     "(captured, minus refunds succeeded, in flight or awaiting approval).",
                     field=("input", "amount") if amount is not None else ("input", "paymentId"),
                 )
+            # The threshold bounds what one payment returns without a second person, so it
+            # applies to the cumulative amount (``committed`` is read under the payment's row
+            # lock: concurrent refunds of the payment see each other), not to each refund:
+            # three refunds of 10.00 under a 10.00 threshold do not all go through.
             held = actor.role is Role.CUSTOMER or await self._organizations.needs_refund_approval(
-                org, Money(value, payment_currency)
+                org, Money(committed + value, payment_currency)
             )
             row = await self._refunds.insert(
                 {

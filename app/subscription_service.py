@@ -6,26 +6,48 @@ illegal transition. Work the worker must do is scheduled in ``next_action_at`` (
 period end, dunning retry, resume, expiry of an incomplete subscription) and claimed with
 ``FOR UPDATE SKIP LOCKED``: any number of workers bill each period exactly once, because the
 period advances in the same transaction that bills it.
+
+Every operation takes the caller (``Principal``): a customer token is held to the organization's
+customer policy (``app.customer_policy``: trial, start, quantity, proration, pause), admins and
+services are not.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import sqlalchemy as sa
+
+from app.auth import Principal
 from app.clock import Clock
+from app.customer_policy import (
+    MAX_QUANTITY,
+    CustomerPolicy,
+    change_refusals,
+    create_refusals,
+    is_customer,
+    pause_refusals,
+    resolved_behavior,
+    resume_refusals,
+    trial_days_at_create,
+    trial_end_after_change,
+)
 from app.errors import DomainError, ErrorCode, NotFound, ValidationFailed
 from app.idempotency import Claim, IdempotencyKeys, Stored
 from app.ids import new_id
 from app.listing import Listing
+from app.organizations import OrganizationService
 from app.periods import period_bounds
 from app.plans import IntervalUnit, Plan, PlanService
-from app.proration import plan_change_lines
+from app.proration import plan_change_lines, prorate
 from app.pubsub import Event, publish
 from app.stats_recorder import StatsRecorder
-from app.subscription_billing import BillLine, SubscriptionBilling
+from app.stripe_gateway import ProviderUnreachable
+from app.subscription_billing import BillLine, ChargeOutcome, SubscriptionBilling
 from app.subscriptions import (
     INCOMPLETE_WINDOW,
     LIVE,
@@ -39,6 +61,8 @@ from db.repositories.customers import CustomerRepository
 from db.repositories.subscriptions import LivePlanConflict, SubscriptionRepository
 
 __all__ = ["DunningPolicy", "SubscriptionDraft", "SubscriptionService"]
+
+log = logging.getLogger(__name__)
 
 _MAX_BACKDATE = timedelta(days=366)
 
@@ -81,6 +105,7 @@ class SubscriptionService:
         keys: IdempotencyKeys,
         dunning: DunningPolicy | None = None,
         lease: timedelta = timedelta(minutes=5),
+        organizations: OrganizationService | None = None,
     ) -> None:
         self._db = db
         self._clock = clock
@@ -89,6 +114,7 @@ class SubscriptionService:
         self._keys = keys
         self._dunning = dunning or DunningPolicy()
         self._lease = lease
+        self._organizations = organizations or OrganizationService(db)
         self._subs = SubscriptionRepository(db)
         self._customers = CustomerRepository(db)
         self._stats = StatsRecorder(db)
@@ -100,7 +126,9 @@ class SubscriptionService:
 
     # -- creation -------------------------------------------------------------------------
 
-    async def create(self, org: str, draft: SubscriptionDraft, *, key: str) -> Subscription:
+    async def create(
+        self, org: str, actor: Principal, draft: SubscriptionDraft, *, key: str
+    ) -> Subscription:
         subscription_id = new_id("sub")
         request = {
             "customer_id": draft.customer_id,
@@ -111,7 +139,7 @@ class SubscriptionService:
         }
 
         async def work(claim: Claim) -> Subscription:
-            return await self._create(org, draft, claim)
+            return await self._create(org, actor, draft, claim)
 
         return await self._keys.run(
             org,
@@ -123,26 +151,71 @@ class SubscriptionService:
             replay=lambda stored: self._replay(org, stored),
         )
 
-    async def _create(self, org: str, draft: SubscriptionDraft, claim: Claim) -> Subscription:
+    async def _create(
+        self, org: str, actor: Principal, draft: SubscriptionDraft, claim: Claim
+    ) -> Subscription:
         now = await self._clock.now(org)
         plan = await self._usable_plan(org, draft.plan_id, ("input", "planId"))
         errors = []
-        if not 1 <= draft.quantity <= 1_000_000:
+        if not 1 <= draft.quantity <= MAX_QUANTITY:
             errors.append(_bad("quantity", "Quantity must be between 1 and 1,000,000."))
         if draft.trial_days is not None and not 0 <= draft.trial_days <= 730:
             errors.append(_bad("trialDays", "Trial days must be between 0 and 730."))
         start = draft.start_at or now
         if start > now or start < now - _MAX_BACKDATE:
             errors.append(_bad("startAt", "startAt must be now or in the past year."))
+        customer = is_customer(actor)
+        if customer:
+            refusals = create_refusals(
+                await self._policy(org),
+                plan,
+                quantity=draft.quantity,
+                trial_days=draft.trial_days,
+                start_at=draft.start_at,
+            )
+            errors = _over(refusals, errors)
         if errors:
             raise ValidationFailed(errors)
         if await self._customers.by_ids(org, [draft.customer_id]) == [None]:
             raise NotFound("Customer", ("input", "customerId"))
 
-        trial_days = plan.trial_days if draft.trial_days is None else draft.trial_days
+        async with self._db.transaction():
+            # Recorded whoever subscribes, so a customer never gets a trial in a family it held
+            # (the claim waits for a concurrent one on the same family, then sees it).
+            first = await self._subs.claim_family(
+                org, draft.customer_id, plan.family, claim.resource_id
+            )
+            if customer:
+                trial_days = trial_days_at_create(
+                    plan, requested=draft.trial_days, first_in_family=first == claim.resource_id
+                )
+            else:
+                trial_days = plan.trial_days if draft.trial_days is None else draft.trial_days
+            row = await self._insert(
+                self._initial_values(org, claim.resource_id, draft, plan, start, trial_days)
+            )
+            if trial_days > 0:
+                await self._keys.complete(claim)
+                await self._changed(row)
+                return Subscription.from_row(row)
+            # Counted as incomplete from now (no live event: nothing to show until it is paid).
+            await self._stats.subscription_changed(org, row["id"])
+        # Without a trial the first period is charged at once; the row exists (incomplete)
+        # first, so a crash leaves a visible subscription that the retry completes.
+        return await self._bill_first_period(org, row, now, claim)
+
+    @staticmethod
+    def _initial_values(
+        org: str,
+        subscription_id: str,
+        draft: SubscriptionDraft,
+        plan: Plan,
+        start: datetime,
+        trial_days: int,
+    ) -> dict[str, Any]:
         values: dict[str, Any] = {
             "organization_id": org,
-            "id": claim.resource_id,
+            "id": subscription_id,
             "customer_id": draft.customer_id,
             "plan_id": plan.id,
             "quantity": draft.quantity,
@@ -175,16 +248,11 @@ class SubscriptionService:
                 current_period_end=period_end,
                 next_action_at=None,
             )
-        async with self._db.transaction():
-            row = await self._insert(values)
-            if trial_days > 0:
-                await self._keys.complete(claim)
-                await self._changed(row)
-                return Subscription.from_row(row)
-            # Counted as incomplete from now (no live event: nothing to show until it is paid).
-            await self._stats.subscription_changed(org, row["id"])
-        # Without a trial the first period is charged at once; the row exists (incomplete)
-        # first, so a crash leaves a visible subscription that the retry completes.
+        return values
+
+    async def _bill_first_period(
+        self, org: str, row: Row, now: datetime, claim: Claim
+    ) -> Subscription:
         subscription = Subscription.from_row(row)
         outcome = await self._billing.bill(
             org,
@@ -230,22 +298,27 @@ class SubscriptionService:
     async def change_plan(
         self,
         org: str,
+        actor: Principal,
         subscription_id: str,
         *,
         plan_id: str,
         quantity: int | None,
-        behavior: ProrationBehavior,
+        behavior: ProrationBehavior | None,
         key: str,
     ) -> Subscription:
+        """Move the subscription to ``plan_id`` (and ``quantity``), prorating with ``behavior``
+        (None: the customer policy's for a customer token, ``CREATE_PRORATIONS`` for staff)."""
         request = {
             "id": subscription_id,
             "plan_id": plan_id,
             "quantity": quantity,
-            "behavior": behavior.value,
+            "behavior": behavior.value if behavior is not None else None,
         }
 
         async def work(claim: Claim) -> Subscription:
-            return await self._change_plan(org, subscription_id, plan_id, quantity, behavior, claim)
+            return await self._change_plan(
+                org, actor, subscription_id, plan_id, quantity, behavior, claim
+            )
 
         return await self._keys.run(
             org,
@@ -260,22 +333,37 @@ class SubscriptionService:
     async def _change_plan(
         self,
         org: str,
+        actor: Principal,
         subscription_id: str,
         plan_id: str,
         quantity: int | None,
-        behavior: ProrationBehavior,
+        requested: ProrationBehavior | None,
         claim: Claim,
     ) -> Subscription:
         plan = await self._usable_plan(org, plan_id, ("input", "planId"))
-        if quantity is not None and not 1 <= quantity <= 1_000_000:
+        if quantity is not None and not 1 <= quantity <= MAX_QUANTITY:
             raise ValidationFailed([_bad("quantity", "Quantity must be between 1 and 1,000,000.")])
+        policy = await self._policy(org) if is_customer(actor) else None
+        behavior = resolved_behavior(actor, policy, requested)
         now = await self._clock.now(org)
         allowed = [Status.ACTIVE.value, Status.TRIALING.value]
+        ends_trial = False
         async with self._db.transaction():
             current = await self._locked(org, subscription_id)
             sub = Subscription.from_row(current)
             if sub.status.value not in allowed:
                 raise invalid_state(sub.status, "change plan")
+            if policy is not None:
+                refusals = change_refusals(
+                    policy,
+                    plan,
+                    current_plan_id=sub.plan_id,
+                    current_quantity=sub.quantity,
+                    quantity=quantity,
+                    behavior=requested,
+                )
+                if refusals:
+                    raise ValidationFailed(refusals)
             new_quantity = quantity or sub.quantity
             if plan.price.currency != sub.price.currency:
                 raise DomainError(
@@ -296,6 +384,15 @@ class SubscriptionService:
                     "The subscription is already on this plan and quantity.",
                     field=("input", "planId"),
                 )
+            first = await self._subs.claim_family(org, sub.customer_id, plan.family, sub.id)
+            values: dict[str, Any] = {
+                "plan_id": plan.id,
+                "quantity": new_quantity,
+                "unit_amount": plan.price.amount,
+            }
+            if policy is not None and sub.status is Status.TRIALING:
+                trial, ends_trial = await self._customer_trial_change(org, sub, plan, first, now)
+                values.update(trial)
             lines: list[BillLine] = []
             if sub.status is Status.ACTIVE and behavior is not ProrationBehavior.NONE:
                 for line in plan_change_lines(
@@ -321,16 +418,7 @@ class SubscriptionService:
                     )
             try:
                 row = await self._require(
-                    self._subs.transition(
-                        org,
-                        subscription_id,
-                        allowed,
-                        {
-                            "plan_id": plan.id,
-                            "quantity": new_quantity,
-                            "unit_amount": plan.price.amount,
-                        },
-                    )
+                    self._subs.transition(org, subscription_id, allowed, values)
                 )
             except LivePlanConflict:
                 raise _already_subscribed() from None
@@ -353,7 +441,10 @@ class SubscriptionService:
             if not (lines and behavior is ProrationBehavior.ALWAYS_INVOICE):
                 await self._keys.complete(claim)
                 await self._changed(row)
-                return Subscription.from_row(row)
+                if not ends_trial:
+                    return Subscription.from_row(row)
+        if ends_trial:
+            return await self._bill_trial_ended(row, now)
         outcome = await self._billing.bill(
             org,
             customer_id=sub.customer_id,
@@ -363,15 +454,72 @@ class SubscriptionService:
             key=claim.stripe_key("proration"),
             period_index=sub.period_index,
         )
+        after: dict[str, Any] = {"latest_invoice_id": outcome.invoice_id}
+        if policy is not None:
+            # A customer's upgrade is not free when its invoice is not paid: dunning, as a
+            # failed renewal (staff changes keep the subscription as it is).
+            after.update(self._unpaid(outcome, now))
         async with self._db.transaction():
-            row = await self._require(
-                self._subs.transition(
-                    org, subscription_id, allowed, {"latest_invoice_id": outcome.invoice_id}
-                )
-            )
+            row = await self._require(self._subs.transition(org, subscription_id, allowed, after))
             await self._keys.complete(claim)
             await self._changed(row)
         return Subscription.from_row(row)
+
+    async def _customer_trial_change(
+        self, org: str, sub: Subscription, plan: Plan, first: str, now: datetime
+    ) -> tuple[dict[str, Any], bool]:
+        """The trial of a customer's trialing subscription moved to ``plan``: cut to what the
+        new plan offers (``trial_end_after_change``), or over now, which makes it due at once
+        (this request holds it and bills its first period; the worker does if we die)."""
+        assert sub.trial_start is not None  # trialing
+        assert sub.trial_end is not None
+        current_plan = (await self._plans.read.by_ids(org, [sub.plan_id]))[0]
+        same_family = current_plan is not None and current_plan.family == plan.family
+        end = trial_end_after_change(
+            trial_start=sub.trial_start,
+            trial_end=sub.trial_end,
+            plan_trial_days=plan.trial_days,
+            first_in_family=first == sub.id or same_family,
+        )
+        if end > now:
+            if end == sub.trial_end:
+                return {}, False
+            return {
+                "trial_end": end,
+                "current_period_end": end,
+                "billing_anchor": end,
+                "next_action_at": end,
+            }, False
+        return {
+            "trial_end": now,
+            "billing_anchor": now,
+            "next_action_at": now,
+            "leased_until": sa.func.now() + sa.literal(self._lease, sa.Interval()),
+        }, True
+
+    async def _bill_trial_ended(self, row: Row, now: datetime) -> Subscription:
+        """Start and charge the first period of a subscription whose trial a plan change ended
+        (as the worker does at a trial's end). If this is interrupted, the worker does it once
+        the lease taken with the change runs out; the same billing key charges it once."""
+        try:
+            await self._renew(row, Subscription.from_row(row), now)
+        except (ProviderUnreachable, DomainError) as exc:
+            log.warning("subscription %s: first period not billed yet (%s)", row["id"], exc)
+        found = (await self.read.by_ids(row["organization_id"], [row["id"]]))[0]
+        assert found is not None  # subscriptions are never deleted
+        return found
+
+    def _unpaid(self, outcome: ChargeOutcome, now: datetime) -> dict[str, Any]:
+        """The values that put a subscription whose invoice ``outcome`` failed into dunning."""
+        if outcome.paid:
+            return {}
+        retry_at = now + timedelta(days=self._dunning.retry_days[0])
+        return {
+            "status": Status.PAST_DUE.value,
+            "dunning_attempts": 0,
+            "next_retry_at": retry_at,
+            "next_action_at": retry_at,
+        }
 
     async def cancel(
         self,
@@ -412,9 +560,13 @@ class SubscriptionService:
         return Subscription.from_row(row)
 
     async def pause(
-        self, org: str, subscription_id: str, *, resumes_at: datetime | None
+        self, org: str, actor: Principal, subscription_id: str, *, resumes_at: datetime | None
     ) -> Subscription:
         now = await self._clock.now(org)
+        if is_customer(actor):
+            refusals = pause_refusals(await self._policy(org), resumes_at=resumes_at)
+            if refusals:
+                raise ValidationFailed(refusals)
         if resumes_at is not None and resumes_at <= now:
             raise ValidationFailed([_bad("resumesAt", "resumesAt must be in the future.")])
         async with self._db.transaction():
@@ -442,12 +594,22 @@ class SubscriptionService:
             await self._changed(row)
         return Subscription.from_row(row)
 
-    async def resume(self, org: str, subscription_id: str) -> Subscription:
-        """Resume a paused subscription, or undo a cancellation scheduled for period end."""
+    async def resume(self, org: str, actor: Principal, subscription_id: str) -> Subscription:
+        """Resume a paused subscription, or undo a cancellation scheduled for period end. A
+        customer token resuming a subscription whose current period began while it was paused
+        pays the rest of that period first (``_resume_billed``)."""
+        policy = await self._policy(org) if is_customer(actor) else None
+        unbilled: Row | None = None
         async with self._db.transaction():
             current = await self._locked(org, subscription_id)
             status = Status(current["status"])
             if status is Status.PAUSED:
+                if policy is not None:
+                    refusals = resume_refusals(policy)
+                    if refusals:
+                        raise ValidationFailed(refusals)
+                    if _period_began_while_paused(current):
+                        unbilled = current
                 values = self._resumed(current)
                 allowed = [Status.PAUSED.value]
             elif status in (Status.ACTIVE, Status.TRIALING) and current["cancel_at_period_end"]:
@@ -459,9 +621,63 @@ class SubscriptionService:
                 allowed = [Status.ACTIVE.value, Status.TRIALING.value]
             else:
                 raise invalid_state(status, "be resumed")
-            row = await self._require(self._subs.transition(org, subscription_id, allowed, values))
-            await self._changed(row)
-        return Subscription.from_row(row)
+            if unbilled is None:
+                row = await self._require(
+                    self._subs.transition(org, subscription_id, allowed, values)
+                )
+                await self._changed(row)
+                return Subscription.from_row(row)
+        return await self._resume_billed(unbilled)
+
+    async def _resume_billed(self, row: Row) -> Subscription:
+        """Resume for a customer a subscription whose current period began while it was paused
+        (so was never invoiced): bill the rest of that period, prorated to the second, then
+        resume it, ``past_due`` if that charge fails. Billing comes first and is keyed by the
+        period, so a retry or a concurrent resume charges it once; the resume applies only if
+        the subscription is still paused in the same period."""
+        org = row["organization_id"]
+        now = await self._clock.now(org)
+        sub = Subscription.from_row(row)
+        values = self._resumed(row)
+        amount = prorate(
+            sub.period_amount.amount, sub.current_period_start, sub.current_period_end, now
+        )
+        if amount > 0:
+            end = sub.current_period_end
+            unit = "" if sub.quantity == 1 else f" x {sub.quantity}"
+            outcome = await self._billing.bill(
+                org,
+                customer_id=sub.customer_id,
+                subscription_id=sub.id,
+                currency=sub.price.currency,
+                lines=[
+                    BillLine(
+                        description=f"Subscription {sub.plan_id}{unit}, resumed, "
+                        f"{now:%Y-%m-%d} to {end:%Y-%m-%d}",
+                        quantity=sub.quantity,
+                        amount=amount,
+                        kind="subscription",
+                        period_start=now,
+                        period_end=end,
+                    )
+                ],
+                key=f"{sub.id}:resume:{sub.period_index}",
+                period_index=sub.period_index,
+            )
+            values.update(latest_invoice_id=outcome.invoice_id, **self._unpaid(outcome, now))
+        async with self._db.transaction():
+            updated = await self._subs.transition(
+                org, sub.id, [Status.PAUSED.value], values, same_period=(sub.period_index,)
+            )
+            if updated is None:
+                raise DomainError(
+                    ErrorCode.OPERATION_IN_PROGRESS,
+                    "The subscription changed while it was being resumed; read it and try "
+                    "again (nothing is charged twice).",
+                    field=("input", "id"),
+                )
+            await self._changed(updated)
+        return Subscription.from_row(updated)
 
     async def advance_clock(self, org: str, to: datetime) -> tuple[datetime, int]:
         """Move the organization's test clock to ``to``, stopping at every instant something
@@ -697,6 +913,9 @@ class SubscriptionService:
             period_end=end,
         )
 
+    async def _policy(self, org: str) -> CustomerPolicy:
+        return await self._organizations.customer_policy(org)
+
     async def _usable_plan(self, org: str, plan_id: str, field: tuple[str, ...]) -> Plan:
         plan = (await self._plans.read.by_ids(org, [plan_id]))[0]
         if plan is None:
@@ -737,6 +956,24 @@ class SubscriptionService:
         if found is None:
             raise NotFound("Subscription", ("input", "id"))
         return found
+
+
+def _period_began_while_paused(row: Row) -> bool:
+    """The current period started after the pause (the worker moved it without an invoice).
+    A trial's period (``period_index`` None) was never to be billed."""
+    paused_at = row["paused_at"]
+    return (
+        row["period_index"] is not None
+        and paused_at is not None
+        and row["current_period_start"] > paused_at
+    )
+
+
+def _over(refusals: list[DomainError], errors: list[DomainError]) -> list[DomainError]:
+    """Policy refusals, then the other errors on fields not refused (a value a customer may not
+    choose at all is reported as that, not as out of range)."""
+    refused = {e.field for e in refusals}
+    return refusals + [e for e in errors if e.field not in refused]
 
 
 def _already_subscribed() -> DomainError:

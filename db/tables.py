@@ -15,6 +15,7 @@ __all__ = [
     "customer_balance_transactions",
     "customer_balances",
     "customer_mrr_states",
+    "customer_plan_families",
     "customers",
     "discount_redemptions",
     "discounts",
@@ -81,6 +82,7 @@ plans = sa.Table(
     sa.Column("stripe_price_id", sa.Text),
     *_timestamps(),
     sa.Column("archived_at", sa.DateTime(timezone=True)),
+    sa.Column("family", sa.Text, nullable=False),
 )
 
 customers = sa.Table(
@@ -223,6 +225,17 @@ subscriptions = sa.Table(
     sa.Column("next_action_at", sa.DateTime(timezone=True)),
     sa.Column("leased_until", sa.DateTime(timezone=True)),
     *_timestamps(),
+)
+
+# Every plan family a customer ever held a subscription on (db/migrations/0009).
+customer_plan_families = sa.Table(
+    "customer_plan_families",
+    metadata,
+    sa.Column("organization_id", sa.Text, primary_key=True),
+    sa.Column("customer_id", sa.Text, primary_key=True),
+    sa.Column("family", sa.Text, primary_key=True),
+    sa.Column("subscription_id", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
 
 subscription_pending_lines = sa.Table(

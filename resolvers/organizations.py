@@ -6,8 +6,9 @@ from collections.abc import Sequence
 
 from app.context import Context
 from app.organizations import Organization
+from app.subscriptions import ProrationBehavior
 
-__all__ = ["get", "set_refund_approval_thresholds"]
+__all__ = ["get", "set_refund_approval_thresholds", "update_settings"]
 
 
 async def get(ctx: Context) -> Organization:
@@ -18,3 +19,20 @@ async def set_refund_approval_thresholds(
     ctx: Context, thresholds: Sequence[tuple[int, str]]
 ) -> Organization:
     return await ctx.services.organizations.set_refund_approval_thresholds(ctx.org, thresholds)
+
+
+async def update_settings(
+    ctx: Context,
+    *,
+    refund_approval_thresholds: Sequence[tuple[int, str]] | None,
+    customer_max_quantity: int | None,
+    customer_proration_behavior: ProrationBehavior | None,
+    customer_can_pause: bool | None,
+) -> Organization:
+    return await ctx.services.organizations.update_settings(
+        ctx.org,
+        refund_approval_thresholds=refund_approval_thresholds,
+        customer_max_quantity=customer_max_quantity,
+        customer_proration_behavior=customer_proration_behavior,
+        customer_can_pause=customer_can_pause,
+    )

@@ -1,5 +1,6 @@
 """Refund queries and mutations. Customer tokens see (and ask for) refunds of their own
-payments only; approvals are for admins (checked by the schema's permission classes)."""
+payments only, without staff identities or notes; approvals are for admins (checked by the
+schema's permission classes)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,14 @@ from typing import Any
 from app.context import Context
 from app.ids import has_prefix
 from app.payments import Payment
-from app.refunds import Refund, RefundReason
+from app.refunds import Refund, RefundAudit, RefundReason, audit_for
 
-__all__ = ["approve", "create", "get", "list_page", "payment_of", "refresh", "reject"]
+__all__ = ["approve", "audit", "create", "get", "list_page", "payment_of", "refresh", "reject"]
+
+
+def audit(ctx: Context, refund: Refund) -> RefundAudit:
+    """Who asked for, approved and rejected the refund, as this caller may see it."""
+    return audit_for(refund, ctx.principal)
 
 
 async def get(ctx: Context, refund_id: str) -> Refund | None:

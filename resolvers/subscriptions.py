@@ -1,4 +1,5 @@
-"""Subscription queries and mutations. A customer token sees and manages only its own."""
+"""Subscription queries and mutations. A customer token sees and manages only its own, and the
+service holds it to the organization's customer policy (it gets the caller)."""
 
 from __future__ import annotations
 
@@ -56,7 +57,7 @@ async def _owned(ctx: Context, subscription_id: str) -> str:
 async def create(ctx: Context, draft: SubscriptionDraft, key: str) -> Subscription:
     if not ctx.can_see_customer(draft.customer_id):
         raise NotFound("Customer", ("input", "customerId"))
-    return await ctx.services.subscriptions.create(ctx.org, draft, key=key)
+    return await ctx.services.subscriptions.create(ctx.org, ctx.require_principal(), draft, key=key)
 
 
 async def change_plan(
@@ -65,12 +66,18 @@ async def change_plan(
     *,
     plan_id: str,
     quantity: int | None,
-    behavior: ProrationBehavior,
+    behavior: ProrationBehavior | None,
     key: str,
 ) -> Subscription:
     owned = await _owned(ctx, subscription_id)
     return await ctx.services.subscriptions.change_plan(
-        ctx.org, owned, plan_id=plan_id, quantity=quantity, behavior=behavior, key=key
+        ctx.org,
+        ctx.require_principal(),
+        owned,
+        plan_id=plan_id,
+        quantity=quantity,
+        behavior=behavior,
+        key=key,
     )
 
 
@@ -90,12 +97,14 @@ async def cancel(
 
 async def pause(ctx: Context, subscription_id: str, resumes_at: datetime | None) -> Subscription:
     owned = await _owned(ctx, subscription_id)
-    return await ctx.services.subscriptions.pause(ctx.org, owned, resumes_at=resumes_at)
+    return await ctx.services.subscriptions.pause(
+        ctx.org, ctx.require_principal(), owned, resumes_at=resumes_at
+    )
 
 
 async def resume(ctx: Context, subscription_id: str) -> Subscription:
     owned = await _owned(ctx, subscription_id)
-    return await ctx.services.subscriptions.resume(ctx.org, owned)
+    return await ctx.services.subscriptions.resume(ctx.org, ctx.require_principal(), owned)
 
 
 async def advance_clock(ctx: Context, to: datetime) -> tuple[datetime, int]:

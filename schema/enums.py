@@ -92,6 +92,11 @@ expose(
         ErrorCode.AMOUNT_EXCEEDS_CREDITABLE: (
             "The credit note exceeds what the invoice can still be credited."
         ),
+        ErrorCode.NOT_PERMITTED: (
+            "Your token's role may not make this choice: a customer token is held to the "
+            "organization's customer policy (trial, start, quantity, proration, pause; see "
+            "`Organization`); an admin or service token may make it."
+        ),
     },
 )
 

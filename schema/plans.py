@@ -25,6 +25,12 @@ __all__ = ["Plan", "PlanMutations", "PlanQueries"]
 class Plan:
     id: strawberry.ID = strawberry.field(description="Opaque id, `plan_…`, sortable by creation.")
     code: str = strawberry.field(description="Your unique code for the plan (per organization).")
+    family: str = strawberry.field(
+        description="The product this plan sells: plans that are the same product at different "
+        "intervals or prices share a family (the plan's `code` unless set). A customer token "
+        "gets a plan's trial at most once per family: never if that customer ever had a "
+        "subscription, in any status, on a plan of the same family."
+    )
     name: str = strawberry.field(description="Display name.")
     description: str = strawberry.field(description="Longer description; may be empty.")
     tier: Tier = strawberry.field(description="Commercial tier.")
@@ -64,6 +70,12 @@ class PlanCreateInput:
     code: str = strawberry.field(
         description="Unique per organization: 1-64 letters, digits, `.`, `_`, `-`."
     )
+    family: str | None = strawberry.field(
+        default=None,
+        description="The plan's family (1-64 letters, digits, `.`, `_`, `-`; shared, not "
+        "unique): give sibling plans of one product the same family so a customer gets its "
+        "trial once. Null or omitted: the plan's `code`.",
+    )
     name: str = strawberry.field(description="Display name, 1-200 characters.")
     tier: Tier = strawberry.field(description="Commercial tier.")
     price: MoneyInput = strawberry.field(description="Price per period in minor units, ≥ 0.")
@@ -87,6 +99,7 @@ class PlanCreateInput:
     def to_draft(self) -> PlanDraft:
         return PlanDraft(
             code=self.code,
+            family=self.family,
             name=self.name,
             tier=self.tier,
             amount=self.price.amount,
@@ -106,6 +119,12 @@ class PlanCreateInput:
 class PlanUpdateInput:
     id: strawberry.ID = strawberry.field(description="The plan to change (must be active).")
     name: str | None = strawberry.field(default=strawberry.UNSET, description="New name.")
+    family: str | None = strawberry.field(
+        default=strawberry.UNSET,
+        description="New family (1-64 letters, digits, `.`, `_`, `-`). Customers keep the "
+        "families they already used under the old name: renaming a family lets them trial the "
+        "renamed one once more.",
+    )
     description: str | None = strawberry.field(
         default=strawberry.UNSET, description="New description."
     )

@@ -31,7 +31,6 @@ class Refund:
     customer_id: strawberry.ID = strawberry.field(description="The payment's customer, `cus_…`.")
     amount: Money = strawberry.field(description="Amount returned, in the payment's currency.")
     reason: RefundReason = strawberry.field(description="Why.")
-    note: str = strawberry.field(description="Free text from the requester; may be empty.")
     status: RefundStatus = strawberry.field(description="Where it stands (follows Stripe).")
     stripe_refund_id: str | None = strawberry.field(
         description="The Stripe Refund, once Stripe has it."
@@ -39,16 +38,46 @@ class Refund:
     failure_reason: str | None = strawberry.field(
         description="Why Stripe failed or refused it, when `FAILED`."
     )
-    requested_by: str = strawberry.field(description="Subject of the token that asked for it.")
-    approved_by: str | None = strawberry.field(
-        description="Subject of the admin who approved it, if it needed approval."
-    )
     approved_at: datetime | None = strawberry.field(description="When it was approved (UTC).")
-    rejected_by: str | None = strawberry.field(description="Subject of the admin who rejected it.")
     rejected_at: datetime | None = strawberry.field(description="When it was rejected (UTC).")
-    rejection_reason: str | None = strawberry.field(description="Why it was rejected.")
     created_at: datetime = strawberry.field(description="When it was asked for (UTC).")
     updated_at: datetime = strawberry.field(description="Last change (UTC).")
+
+    # Customers never see staff identities nor staff text (``app.refunds.audit_for``).
+    @strawberry.field(
+        description="Free text from the requester; may be empty. Null for a customer token "
+        "unless that customer asked for the refund itself (staff notes are not shown to "
+        "customers)."
+    )
+    def note(self, info: Info, root: strawberry.Parent[DomainRefund]) -> str | None:
+        return resolve.audit(info.context, root).note
+
+    @strawberry.field(
+        description="Subject of the token that asked for it. Null for a customer token unless "
+        "that customer asked for it itself (customers never see staff identities)."
+    )
+    def requested_by(self, info: Info, root: strawberry.Parent[DomainRefund]) -> str | None:
+        return resolve.audit(info.context, root).requested_by
+
+    @strawberry.field(
+        description="Subject of the admin who approved it, if it needed approval. Always null "
+        "for a customer token (customers never see staff identities; `approvedAt` says when)."
+    )
+    def approved_by(self, info: Info, root: strawberry.Parent[DomainRefund]) -> str | None:
+        return resolve.audit(info.context, root).approved_by
+
+    @strawberry.field(
+        description="Subject of the admin who rejected it. Always null for a customer token "
+        "(customers never see staff identities; `rejectedAt` says when)."
+    )
+    def rejected_by(self, info: Info, root: strawberry.Parent[DomainRefund]) -> str | None:
+        return resolve.audit(info.context, root).rejected_by
+
+    @strawberry.field(
+        description="Why it was rejected (the admin's words). Always null for a customer token."
+    )
+    def rejection_reason(self, info: Info, root: strawberry.Parent[DomainRefund]) -> str | None:
+        return resolve.audit(info.context, root).rejection_reason
 
     @strawberry.field(description="The refunded payment.")
     async def payment(
@@ -168,8 +197,10 @@ class RefundMutations:
     @strawberry.mutation(
         description="Refund a succeeded payment, in full or in part (several partial refunds "
         "are allowed; together they never exceed what was captured, whatever the concurrency). "
-        "Above the organization's approval threshold, or asked for by a customer token, the "
-        "refund waits in PENDING_APPROVAL; otherwise it goes to Stripe at once.",
+        "The refund waits in PENDING_APPROVAL when it is asked for by a customer token, or "
+        "when the payment's cumulative refunded amount (refunds succeeded, in flight and "
+        "awaiting approval, plus this one) would be above the organization's approval "
+        "threshold for its currency; otherwise it goes to Stripe at once.",
         permission_classes=[AnyRole],
     )
     async def refund_create(

@@ -96,17 +96,27 @@ class SubscriptionFilter:
 @strawberry.input(description="Subscribe a customer to a recurring plan.")
 class SubscriptionCreateInput:
     customer_id: strawberry.ID = strawberry.field(description="The customer (`cus_…`).")
-    plan_id: strawberry.ID = strawberry.field(description="An active, recurring plan.")
-    quantity: int = strawberry.field(default=1, description="Units per period, 1-1,000,000.")
+    plan_id: strawberry.ID = strawberry.field(
+        description="An active, recurring plan (a customer token: not of tier `CUSTOM`)."
+    )
+    quantity: int = strawberry.field(
+        default=1,
+        description="Units per period, 1-1,000,000. A customer token: at most the "
+        "organization's `customerMaxQuantity` (default 1), else `NOT_PERMITTED`.",
+    )
     trial_days: int | None = strawberry.field(
         default=None,
-        description="Trial length in days; null takes the plan's, 0 switches the trial off. "
-        "Without a trial the first period is invoiced and charged at once.",
+        description="Trial length in days, 0-730; null takes the plan's, 0 switches the trial "
+        "off. Without a trial the first period is invoiced and charged at once. A customer "
+        "token may only send null or 0: null gives the plan's own trial, and only if the "
+        "customer never had a subscription (any status) on a plan of the same `family`; any "
+        "other value is `NOT_PERMITTED`.",
     )
     start_at: datetime | None = strawberry.field(
         default=None,
         description="Start (default now); may be back-dated up to a year. Periods are anchored "
-        "to it (a month-end start renews on each month's last day).",
+        "to it (a month-end start renews on each month's last day). Admin and service only: "
+        "from a customer token, `NOT_PERMITTED`.",
     )
     idempotency_key: str = strawberry.field(description=IDEMPOTENCY)
 
@@ -124,14 +134,23 @@ class SubscriptionCreateInput:
 class SubscriptionChangePlanInput:
     id: strawberry.ID = strawberry.field(description="The subscription (active or trialing).")
     plan_id: strawberry.ID = strawberry.field(
-        description="The new plan: same currency and billing interval."
+        description="The new plan: same currency and billing interval (a customer token: not "
+        "of tier `CUSTOM` unless already on it)."
     )
     quantity: int | None = strawberry.field(
-        default=None, description="New quantity; null keeps it."
+        default=None,
+        description="New quantity, 1-1,000,000; null keeps it. A customer token: at most the "
+        "organization's `customerMaxQuantity` or the current quantity, whichever is larger, "
+        "else `NOT_PERMITTED`.",
     )
-    proration_behavior: ProrationBehavior = strawberry.field(
-        default=ProrationBehavior.CREATE_PRORATIONS,
-        description="How the unused and remaining parts of the period are billed.",
+    proration_behavior: ProrationBehavior | None = strawberry.field(
+        default=None,
+        description="How the unused and remaining parts of the period are billed. Null: "
+        "`CREATE_PRORATIONS` for admin and service tokens; the organization's "
+        "`customerProrationBehavior` (default `ALWAYS_INVOICE`) for a customer token, which "
+        "may also ask for `ALWAYS_INVOICE` but never `NONE` (nor `CREATE_PRORATIONS` unless "
+        "that is the organization's choice): `NOT_PERMITTED`. A customer's change invoiced at "
+        "once and not paid puts the subscription `PAST_DUE` (dunning retries that invoice).",
     )
     idempotency_key: str = strawberry.field(description=IDEMPOTENCY)
 
@@ -153,7 +172,9 @@ class SubscriptionCancelInput:
 class SubscriptionPauseInput:
     id: strawberry.ID = strawberry.field(description="An active or trialing subscription.")
     resumes_at: datetime | None = strawberry.field(
-        default=None, description="Resume automatically then; null pauses until resumed."
+        default=None,
+        description="Resume automatically then (in the future); null pauses until resumed. "
+        "Admin and service only: from a customer token, `NOT_PERMITTED`.",
     )
 
 
@@ -232,7 +253,8 @@ class SubscriptionMutations:
         description="Subscribe a customer. With a trial: `trialing`, billed at trial end. "
         "Without: the first period is invoiced and charged now; `active` on success, "
         "`incomplete` when the charge fails (it expires after 23 hours unless paid). A customer "
-        "token may subscribe itself.",
+        "token may subscribe itself, within the organization's customer policy (see the input "
+        "fields; refusals are `NOT_PERMITTED` errors).",
         permission_classes=[AnyRole],
     )
     async def subscription_create(
@@ -247,7 +269,11 @@ class SubscriptionMutations:
     @strawberry.mutation(
         description="Change plan or quantity with proration to the second: a credit for the "
         "unused part of the old price and a charge for the rest of the period at the new one "
-        "(on the next invoice, on an invoice now, or not at all).",
+        "(on the next invoice, on an invoice now, or not at all). A customer token changing "
+        "during a trial keeps no more trial than the new plan offers: it ends at the earlier "
+        "of its current end and its start plus the new plan's `trialDays` (at its start if the "
+        "customer already used the new plan's family on another subscription); a trial so "
+        "ended ends now and the first period is invoiced and charged at once.",
         permission_classes=[AnyRole],
     )
     async def subscription_change_plan(
@@ -290,7 +316,9 @@ class SubscriptionMutations:
         )
 
     @strawberry.mutation(
-        description="Pause: periods pass without invoices until resumed.",
+        description="Pause: periods pass without invoices until resumed. A customer token may "
+        "pause only if the organization's `customerCanPause` is true, and without `resumesAt`; "
+        "otherwise `NOT_PERMITTED`.",
         permission_classes=[AnyRole],
     )
     async def subscription_pause(
@@ -301,7 +329,10 @@ class SubscriptionMutations:
         return _payload(await attempt(resolve.pause(info.context, input.id, input.resumes_at)))
 
     @strawberry.mutation(
-        description="Resume a paused subscription, or undo a cancellation at period end.",
+        description="Resume a paused subscription, or undo a cancellation at period end. A "
+        "customer token may resume a paused one only if the organization's `customerCanPause` "
+        "is true (else `NOT_PERMITTED`); if the current period began while paused, the rest of "
+        "it is invoiced and charged first, prorated to the second (`PAST_DUE` if unpaid).",
         permission_classes=[AnyRole],
     )
     async def subscription_resume(

@@ -12,7 +12,12 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from db.connection import Row
 from db.repositories.base import Filters, TableRepository
-from db.tables import subscription_pending_lines, subscriptions, test_clocks
+from db.tables import (
+    customer_plan_families,
+    subscription_pending_lines,
+    subscriptions,
+    test_clocks,
+)
 
 __all__ = ["LIVE_STATUSES", "LivePlanConflict", "SubscriptionRepository"]
 
@@ -59,6 +64,37 @@ class SubscriptionRepository(TableRepository):
             .returning(*subscriptions.c)
         )
         return await self._db.fetch_one(query)
+
+    async def claim_family(
+        self, org: str, customer_id: str, family: str, subscription_id: str
+    ) -> str:
+        """Record that the customer holds a subscription on a plan of ``family`` and return the
+        first subscription that ever did: ``subscription_id`` itself when the family is new to
+        the customer. Call it in the transaction that creates or moves the subscription; a
+        concurrent transaction claiming the same family waits for this one, then sees it."""
+        families = customer_plan_families
+        inserted = await self._db.fetch_one(
+            pg_insert(families)
+            .values(
+                organization_id=org,
+                customer_id=customer_id,
+                family=family,
+                subscription_id=subscription_id,
+                created_at=sa.func.now(),
+            )
+            .on_conflict_do_nothing(index_elements=["organization_id", "customer_id", "family"])
+            .returning(families.c.subscription_id)
+        )
+        if inserted is not None:
+            return str(inserted["subscription_id"])
+        first: str = await self._db.fetch_val(
+            sa.select(families.c.subscription_id).where(
+                families.c.organization_id == org,
+                families.c.customer_id == customer_id,
+                families.c.family == family,
+            )
+        )
+        return first
 
     async def by_customer_ids(self, org: str, customer_ids: Sequence[str]) -> list[list[Row]]:
         rows = await self._db.fetch_all(

@@ -179,15 +179,18 @@ async def test_refunds_above_the_threshold_wait_for_another_admin(
     ]
     payment = await payment_factory(confirm=True)
 
+    small = await refund(admin, payment["id"], 1000)
+    assert small["refund"]["status"] == "SUCCEEDED", "at or below the threshold: at once"
+    # The threshold applies to the payment's cumulative refunds: 10.00 + 60.00 > 50.00.
     held = await refund(admin, payment["id"], 6000)
     assert held["errors"] == []
     assert held["refund"]["status"] == "PENDING_APPROVAL"
     assert held["refund"]["stripeRefundId"] is None
-    assert await stripe_refunds(settings, payment) == [], "nothing reaches Stripe before approval"
-    reserved = await refund(admin, payment["id"], 4001)
+    assert [r["amount"] for r in await stripe_refunds(settings, payment)] == [1000], (
+        "nothing reaches Stripe before approval"
+    )
+    reserved = await refund(admin, payment["id"], 3001)
     assert [e["code"] for e in reserved["errors"]] == ["AMOUNT_EXCEEDS_REFUNDABLE"]
-    small = await refund(admin, payment["id"], 1000)
-    assert small["refund"]["status"] == "SUCCEEDED", "at or below the threshold: at once"
 
     self_approval = (
         await admin.data(
