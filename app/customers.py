@@ -1,12 +1,17 @@
-"""Customers: validation, the Stripe Customer mirror and the default payment method."""
+"""Customers: validation, the Stripe Customer mirror and the default payment method.
+
+No transaction is open while Stripe answers (see app/stripe_mirror.py): a slow Stripe slows the
+customer being written, not every tenant sharing the database pool.
+"""
 
 from __future__ import annotations
 
 import enum
+import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from app.errors import DomainError, ErrorCode, NotFound, ValidationFailed
@@ -14,6 +19,7 @@ from app.ids import new_id
 from app.listing import Listing
 from app.money import normalize_currency
 from app.stripe_gateway import StripeGateway
+from app.stripe_mirror import Held, MirrorLeases
 from db.connection import Database, Row
 from db.repositories.customers import CustomerRepository
 
@@ -23,6 +29,10 @@ _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{2,}$")
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
 _TAX_ID_TYPE = re.compile(r"^[a-z]{2,5}_[a-z]{2,5}$")  # Stripe style: eu_vat, gb_vat, us_ein
 _MAX_METADATA_KEYS = 50
+# What Stripe's Customer mirrors; the other fields live only here.
+_MIRRORED = ("email", "name", "address")
+
+log = logging.getLogger(__name__)
 
 
 class TaxExempt(enum.Enum):
@@ -187,15 +197,31 @@ def _row_values(values: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class CustomerService:
-    def __init__(self, db: Database, stripe: StripeGateway) -> None:
+    def __init__(
+        self,
+        db: Database,
+        stripe: StripeGateway,
+        *,
+        lease: timedelta | None = None,
+        wait_seconds: float | None = None,
+    ) -> None:
         self._db = db
         self._stripe = stripe
         self._customers = CustomerRepository(db)
+        self._leases = MirrorLeases(
+            self._customers,
+            kind="customer",
+            lease=lease or timedelta(seconds=2 * stripe.timeout + 10),
+            wait=stripe.timeout + 5 if wait_seconds is None else wait_seconds,
+        )
         self.read = Listing(self._customers, Customer.from_row)
 
     async def create(self, org: str, draft: CustomerDraft) -> Customer:
-        """Insert and mirror to Stripe in one transaction: a Stripe failure leaves nothing; a
-        taken external reference is refused before Stripe is called."""
+        """Insert the customer (leased), create its Stripe Customer with no transaction open,
+        then record the Stripe id. A taken external reference is refused before Stripe is
+        called; a Stripe failure deletes the inserted row, so it leaves nothing. A crash between
+        the two leaves a customer without a Stripe id, which ``ensure_stripe_customer`` mirrors
+        with the same idempotency key when it is next needed."""
         values: dict[str, Any] = {
             "email": draft.email,
             "name": draft.name,
@@ -210,29 +236,76 @@ class CustomerService:
         if errors:
             raise ValidationFailed(errors)
         customer_id = new_id("cus")
-        async with self._db.transaction():
-            row = await self._customers.insert(
-                {**_row_values(values), "organization_id": org, "id": customer_id}
+        token = self._leases.token()
+        row = await self._customers.insert_reserved(
+            {**_row_values(values), "organization_id": org, "id": customer_id},
+            token=token,
+            lease=self._leases.lease,
+        )
+        if row is None:
+            raise DomainError(
+                ErrorCode.DUPLICATE,
+                "A customer with this external reference already exists.",
+                field=("input", "externalRef"),
             )
-            if row is None:
-                raise DomainError(
-                    ErrorCode.DUPLICATE,
-                    "A customer with this external reference already exists.",
-                    field=("input", "externalRef"),
-                )
-            address = values["address"]
-            stripe_id = await self._stripe.create_customer(
-                idempotency_key=f"customer:{org}:{customer_id}",
-                email=values["email"],
-                name=values["name"],
-                address=address.for_stripe() if address else None,
-                metadata={"organization": org, "customer_id": customer_id},
-            )
-            row = await self._customers.update(org, customer_id, {"stripe_customer_id": stripe_id})
-        assert row is not None
-        return Customer.from_row(row)
+        held = Held(org, customer_id, token, row)
+        try:
+            stripe_id = await self._create_at_stripe(row)
+        except DomainError:
+            if await self._customers.discard(
+                org, customer_id, token=token, stripe_id="stripe_customer_id"
+            ):
+                raise
+            # Kept: another request mirrored it meanwhile, or rows already reference it.
+            await self._customers.release(org, customer_id, token=token, synced=False)
+            current = await self._customers.get(org, customer_id)
+            if current is not None and current["stripe_customer_id"]:
+                return Customer.from_row(current)
+            log.warning("customer %s kept without a Stripe Customer: it is referenced", customer_id)
+            raise
+        done = await self._leases.finish(
+            held, synced=True, values={"stripe_customer_id": stripe_id}
+        )
+        return Customer.from_row(done)
+
+    async def ensure_stripe_customer(
+        self,
+        org: str,
+        customer_id: str,
+        *,
+        field: tuple[str, ...] = ("input", "customerId"),
+        repair: bool = True,
+    ) -> Customer:
+        """The customer, with a Stripe Customer. One that a crash left without (or whose create
+        is still running) gets it now, with the same idempotency key and values as the first
+        attempt, so Stripe returns what that attempt may already have made. With ``repair``, a
+        mirror left out of date by an unknown outcome is written again; that is best effort (a
+        failure is logged): the Stripe id is good either way."""
+        row = await self._customers.get(org, customer_id)
+        if row is None:
+            raise NotFound("Customer", field)
+        if row["stripe_customer_id"]:
+            if repair and not row["stripe_synced"] and not row["sync_busy"]:
+                try:
+                    return await self._repair(org, customer_id, field)
+                except DomainError as exc:
+                    log.warning("customer %s: Stripe mirror not repaired (%s)", customer_id, exc)
+            return Customer.from_row(row)
+        held = await self._leases.hold(org, customer_id, field)
+        if held.row["stripe_customer_id"]:
+            await self._leases.end(held)
+            return Customer.from_row(held.row)
+        stripe_id = await self._leases.call(held, lambda: self._create_at_stripe(held.row))
+        done = await self._leases.finish(
+            held, synced=True, values={"stripe_customer_id": stripe_id}
+        )
+        return Customer.from_row(done)
 
     async def update(self, org: str, customer_id: str, changes: Mapping[str, Any]) -> Customer:
+        """Change the customer. Changes to what Stripe mirrors (email, name, address) are sent
+        to Stripe first, with the values the row will have, then written; the row is leased
+        meanwhile, so concurrent changes reach Stripe in the order they are written. A Stripe
+        failure changes nothing here."""
         unknown = set(changes) - set(UPDATABLE)
         if unknown:
             raise ValueError(f"not updatable: {sorted(unknown)}")
@@ -240,24 +313,35 @@ class CustomerService:
         errors = _normalize(values, ("input",))
         if errors:
             raise ValidationFailed(errors)
-        async with self._db.transaction():
-            current = await self._customers.lock(org, customer_id)
-            if current is None:
-                raise NotFound("Customer", ("input", "id"))
-            if not values:
-                return Customer.from_row(current)
-            row = await self._customers.update(org, customer_id, _row_values(values))
-            assert row is not None
-            updated = Customer.from_row(row)
-            mirrored = ("email", "name", "address")
-            if current["stripe_customer_id"] and any(k in values for k in mirrored):
-                await self._stripe.update_customer(
-                    current["stripe_customer_id"],
-                    email=updated.email,
-                    name=updated.name,
-                    address=updated.address.for_stripe() if updated.address else None,
-                )
-        return updated
+        field = ("input", "id")
+        if not any(name in values for name in _MIRRORED):
+            row = (
+                await self._customers.update(org, customer_id, _row_values(values))
+                if values
+                else await self._customers.get(org, customer_id)
+            )
+            if row is None:
+                raise NotFound("Customer", field)
+            return Customer.from_row(row)
+        await self.ensure_stripe_customer(org, customer_id, field=field, repair=False)
+        held = await self._leases.hold(org, customer_id, field)
+        target = Customer.from_row({**held.row, **_row_values(values)})
+        stripe_id = held.row["stripe_customer_id"]
+        await self._leases.call(
+            held,
+            lambda: self._stripe.update_customer(
+                stripe_id,
+                email=target.email,
+                name=target.name,
+                address=target.address.for_stripe() if target.address else None,
+                # A mirror out of date may also miss the default card; write it again too.
+                default_payment_method=(
+                    None if held.row["stripe_synced"] else target.default_payment_method_id
+                ),
+            ),
+        )
+        done = await self._leases.finish(held, synced=True, values=_row_values(values))
+        return Customer.from_row(done)
 
     async def set_default_payment_method(
         self, org: str, customer_id: str, payment_method_id: str
@@ -269,15 +353,48 @@ class CustomerService:
                 "A payment method id looks like pm_…",
                 field=("input", "paymentMethodId"),
             )
-        async with self._db.transaction():
-            current = await self._customers.lock(org, customer_id)
-            if current is None or not current["stripe_customer_id"]:
-                raise NotFound("Customer", ("input", "customerId"))
-            attached = await self._stripe.attach_default_payment_method(
-                current["stripe_customer_id"], method
-            )
-            row = await self._customers.update(
-                org, customer_id, {"default_payment_method_id": attached.payment_method_id}
-            )
-        assert row is not None
-        return Customer.from_row(row)
+        field = ("input", "customerId")
+        await self.ensure_stripe_customer(org, customer_id, field=field, repair=False)
+        held = await self._leases.hold(org, customer_id, field)
+        stripe_id = held.row["stripe_customer_id"]
+        attached = await self._leases.call(
+            held, lambda: self._stripe.attach_default_payment_method(stripe_id, method)
+        )
+        done = await self._leases.finish(
+            held, synced=None, values={"default_payment_method_id": attached.payment_method_id}
+        )
+        return Customer.from_row(done)
+
+    async def _repair(self, org: str, customer_id: str, field: tuple[str, ...]) -> Customer:
+        """Write the row's mirrored values (and default card) to Stripe again."""
+        held = await self._leases.hold(org, customer_id, field)
+        if held.row["stripe_synced"] or not held.row["stripe_customer_id"]:
+            await self._leases.end(held)
+            return Customer.from_row(held.row)
+        customer = Customer.from_row(held.row)
+        stripe_id = held.row["stripe_customer_id"]
+        await self._leases.call(
+            held,
+            lambda: self._stripe.update_customer(
+                stripe_id,
+                email=customer.email,
+                name=customer.name,
+                address=customer.address.for_stripe() if customer.address else None,
+                default_payment_method=customer.default_payment_method_id,
+            ),
+        )
+        return Customer.from_row(await self._leases.finish(held, synced=True))
+
+    async def _create_at_stripe(self, row: Row) -> str:
+        """Create the Stripe Customer of ``row``: the key and the values are the row's own, so
+        every attempt for one customer sends the same request (the mirrored fields cannot
+        change before it has a Stripe id: ``update`` ensures one first)."""
+        customer = Customer.from_row(row)
+        org, customer_id = customer.organization_id, customer.id
+        return await self._stripe.create_customer(
+            idempotency_key=f"customer:{org}:{customer_id}",
+            email=customer.email,
+            name=customer.name,
+            address=customer.address.for_stripe() if customer.address else None,
+            metadata={"organization": org, "customer_id": customer_id},
+        )

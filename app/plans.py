@@ -4,21 +4,27 @@ from __future__ import annotations
 
 import enum
 import json
+import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
+
+import sqlalchemy as sa
 
 from app.errors import DomainError, ErrorCode, NotFound, ValidationFailed
 from app.ids import new_id
 from app.listing import Listing
 from app.money import MAX_AMOUNT, Money
-from app.stripe_gateway import StripeGateway
+from app.stripe_gateway import StripeGateway, StripeProduct
+from app.stripe_mirror import Held, MirrorLeases
 from db.connection import Database, Row
 from db.repositories.plans import PlanRepository
 
 __all__ = ["IntervalUnit", "Plan", "PlanDraft", "PlanService", "Tier"]
+
+log = logging.getLogger(__name__)
 
 _CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _MAX_FEATURES_BYTES = 16_384
@@ -188,15 +194,33 @@ def _camel(name: str) -> str:
 
 
 class PlanService:
-    def __init__(self, db: Database, stripe: StripeGateway) -> None:
+    """No transaction is open while Stripe answers (see app/stripe_mirror.py)."""
+
+    def __init__(
+        self,
+        db: Database,
+        stripe: StripeGateway,
+        *,
+        lease: timedelta | None = None,
+        wait_seconds: float | None = None,
+    ) -> None:
         self._db = db
         self._stripe = stripe
         self._plans = PlanRepository(db)
+        self._leases = MirrorLeases(
+            self._plans,
+            kind="plan",
+            lease=lease or timedelta(seconds=2 * stripe.timeout + 10),
+            wait=stripe.timeout + 5 if wait_seconds is None else wait_seconds,
+        )
         self.read = Listing(self._plans, Plan.from_row)
 
     async def create(self, org: str, draft: PlanDraft) -> Plan:
-        """Insert the plan and create its Stripe product in one transaction: a Stripe failure
-        rolls the insert back, and a duplicate code is refused before Stripe is called."""
+        """Insert the plan (leased), create its Stripe product with no transaction open, then
+        record the Stripe ids. A duplicate code is refused before Stripe is called; a Stripe
+        failure deletes the inserted row, so it leaves nothing. A crash between the two leaves a
+        plan without a product, which ``ensure_stripe_product`` mirrors with the same idempotency
+        key when it is next needed."""
         path = ("input",)
         errors: list[DomainError] = []
         price = None
@@ -231,31 +255,30 @@ class PlanService:
             currency=price.currency,
             interval_unit=draft.interval.value,
         )
-        async with self._db.transaction():
-            row = await self._plans.insert(row_values)
-            if row is None:
-                raise DomainError(
-                    ErrorCode.DUPLICATE,
-                    f"A plan with code {values['code']!r} already exists.",
-                    field=(*path, "code"),
-                )
-            recurring = draft.interval is not IntervalUnit.ONE_TIME
-            product = await self._stripe.create_product(
-                idempotency_key=f"plan:{org}:{plan_id}",
-                name=values["name"],
-                amount=price.amount,
-                currency=price.currency,
-                interval=draft.interval.value if recurring else None,
-                interval_count=draft.interval_count,
-                metadata={"organization": org, "plan_id": plan_id, "code": values["code"]},
+        token = self._leases.token()
+        row = await self._plans.insert_reserved(row_values, token=token, lease=self._leases.lease)
+        if row is None:
+            raise DomainError(
+                ErrorCode.DUPLICATE,
+                f"A plan with code {values['code']!r} already exists.",
+                field=(*path, "code"),
             )
-            row = await self._plans.update(
-                org,
-                plan_id,
-                {"stripe_product_id": product.product_id, "stripe_price_id": product.price_id},
-            )
-        assert row is not None  # the row was inserted in this transaction
-        return Plan.from_row(row)
+        try:
+            product = await self._create_at_stripe(row)
+        except DomainError:
+            if await self._plans.discard(org, plan_id, token=token, stripe_id="stripe_product_id"):
+                raise
+            # Kept: another request mirrored it meanwhile, or subscriptions already use it.
+            await self._plans.release(org, plan_id, token=token, synced=False)
+            current = await self._plans.get(org, plan_id)
+            if current is not None and current["stripe_product_id"]:
+                return Plan.from_row(current)
+            log.warning("plan %s kept without a Stripe product: it is referenced", plan_id)
+            raise
+        done = await self._leases.finish(
+            Held(org, plan_id, token, row), synced=True, values=_product_ids(product)
+        )
+        return Plan.from_row(done)
 
     async def update(self, org: str, plan_id: str, changes: Mapping[str, Any]) -> Plan:
         unknown = set(changes) - set(UPDATABLE)
@@ -273,37 +296,152 @@ class PlanService:
         errors = _problems(values, ("input",))
         if errors:
             raise ValidationFailed(errors)
-        async with self._db.transaction():
-            current = await self._plans.lock(org, plan_id)
-            if current is None:
-                raise NotFound("Plan", ("input", "id"))
-            if not current["active"]:
-                raise DomainError(
-                    ErrorCode.INVALID_STATE,
-                    "An archived plan cannot be changed.",
-                    field=("input", "id"),
-                )
-            if not values:
-                return Plan.from_row(current)
-            row = await self._plans.update(org, plan_id, values)
-            renamed = "name" in values and values["name"] != current["name"]
-            if renamed and current["stripe_product_id"]:
-                await self._stripe.update_product(current["stripe_product_id"], name=values["name"])
-        assert row is not None
-        return Plan.from_row(row)
+        field = ("input", "id")
+        current = await self._plans.get(org, plan_id)
+        if current is None:
+            raise NotFound("Plan", field)
+        if not current["active"]:
+            raise _archived()
+        if "name" not in values or values["name"] == current["name"]:
+            # Nothing Stripe mirrors changes: one short transaction, no Stripe call.
+            async with self._db.transaction():
+                current = await self._plans.lock(org, plan_id)
+                if current is None:
+                    raise NotFound("Plan", field)
+                if not current["active"]:
+                    raise _archived()
+                if not values:
+                    return Plan.from_row(current)
+                if "name" not in values or values["name"] == current["name"]:
+                    row = await self._plans.update(org, plan_id, values)
+                    assert row is not None
+                    return Plan.from_row(row)
+            # Renamed meanwhile: this name is a rename again, and goes to Stripe below.
+        # A rename: Stripe first, then the row, under the plan's lease (no transaction open).
+        await self.ensure_stripe_product(org, plan_id, field=field, repair=False)
+        held = await self._leases.hold(org, plan_id, field)
+        if not held.row["active"]:
+            await self._leases.end(held)
+            raise _archived()
+        await self._leases.call(held, lambda: self._write_product(held.row, name=values["name"]))
+        done = await self._leases.finish(
+            held, synced=True, values=values, where=self._plans.table.c.active
+        )
+        return Plan.from_row(done)
 
     async def archive(self, org: str, plan_id: str) -> Plan:
-        """Stop offering the plan; existing subscriptions keep it. Archiving is final."""
-        async with self._db.transaction():
-            current = await self._plans.lock(org, plan_id)
-            if current is None:
-                raise NotFound("Plan", ("input", "id"))
-            if not current["active"]:
-                raise DomainError(
-                    ErrorCode.INVALID_STATE, "The plan is already archived.", field=("input", "id")
-                )
-            row = await self._plans.archive(org, plan_id)
-            if current["stripe_price_id"]:
-                await self._stripe.deactivate_price(current["stripe_price_id"])
-        assert row is not None
-        return Plan.from_row(row)
+        """Stop offering the plan; existing subscriptions keep it. Archiving is final. Its
+        Stripe price is deactivated first (no transaction open), then the row is archived; a
+        Stripe failure changes nothing here."""
+        field = ("input", "id")
+        current = await self._plans.get(org, plan_id)
+        if current is None:
+            raise NotFound("Plan", field)
+        if not current["active"]:
+            raise _already_archived()
+        # A plan a crash left without its product may still have one at Stripe: find it (same
+        # idempotency key) so that its price is deactivated too.
+        await self.ensure_stripe_product(org, plan_id, field=field, repair=False)
+        held = await self._leases.hold(org, plan_id, field)
+        if not held.row["active"]:
+            await self._leases.end(held)
+            raise _already_archived()
+        if held.row["stripe_price_id"] or not held.row["stripe_synced"]:
+            await self._leases.call(held, lambda: self._write_product(held.row, active=False))
+        done = await self._leases.finish(
+            held,
+            synced=True,
+            values={"active": False, "archived_at": sa.func.now()},
+            where=self._plans.table.c.active,
+        )
+        return Plan.from_row(done)
+
+    async def ensure_stripe_product(
+        self,
+        org: str,
+        plan_id: str,
+        *,
+        field: tuple[str, ...] = ("input", "planId"),
+        repair: bool = True,
+    ) -> Plan:
+        """The plan, with its Stripe product (and price, if recurring). One that a crash left
+        without (or whose create is still running) gets them now, with the same idempotency key
+        and values as the first attempt, so Stripe returns what that attempt may already have
+        made. With ``repair``, a mirror left out of date by an unknown outcome is written again
+        (best effort: a failure is logged)."""
+        row = await self._plans.get(org, plan_id)
+        if row is None:
+            raise NotFound("Plan", field)
+        if row["stripe_product_id"]:
+            if repair and not row["stripe_synced"] and not row["sync_busy"]:
+                try:
+                    return await self._repair(org, plan_id, field)
+                except DomainError as exc:
+                    log.warning("plan %s: Stripe mirror not repaired (%s)", plan_id, exc)
+            return Plan.from_row(row)
+        held = await self._leases.hold(org, plan_id, field)
+        if held.row["stripe_product_id"]:
+            await self._leases.end(held)
+            return Plan.from_row(held.row)
+        product = await self._leases.call(held, lambda: self._create_at_stripe(held.row))
+        done = await self._leases.finish(held, synced=True, values=_product_ids(product))
+        return Plan.from_row(done)
+
+    async def _repair(self, org: str, plan_id: str, field: tuple[str, ...]) -> Plan:
+        held = await self._leases.hold(org, plan_id, field)
+        if held.row["stripe_synced"] or not held.row["stripe_product_id"]:
+            await self._leases.end(held)
+            return Plan.from_row(held.row)
+        await self._leases.call(held, lambda: self._write_product(held.row))
+        return Plan.from_row(await self._leases.finish(held, synced=True))
+
+    async def _write_product(
+        self, row: Row, *, name: str | None = None, active: bool | None = None
+    ) -> None:
+        """Send the plan's name and whether its price is offered (the row's own when not
+        given): only what changes to a mirror in sync, everything to one out of date."""
+        price_id = row["stripe_price_id"]
+        if row["stripe_synced"]:
+            if name is not None:
+                await self._stripe.update_product(row["stripe_product_id"], name=name)
+            if active is False and price_id:
+                await self._stripe.deactivate_price(price_id)
+            return
+        await self._stripe.update_product(
+            row["stripe_product_id"],
+            name=row["name"] if name is None else name,
+            price_id=price_id,
+            active=row["active"] if active is None else active,
+        )
+
+    async def _create_at_stripe(self, row: Row) -> StripeProduct:
+        """Create the Stripe product (and price) of ``row``: the key and the values are the
+        row's own, so every attempt for one plan sends the same request (the name cannot change
+        before the plan has a product: ``update`` ensures one first)."""
+        org, plan_id = row["organization_id"], row["id"]
+        interval = IntervalUnit(row["interval_unit"])
+        return await self._stripe.create_product(
+            idempotency_key=f"plan:{org}:{plan_id}",
+            name=row["name"],
+            amount=row["amount"],
+            currency=row["currency"],
+            interval=None if interval is IntervalUnit.ONE_TIME else interval.value,
+            interval_count=row["interval_count"],
+            metadata={"organization": org, "plan_id": plan_id, "code": row["code"]},
+        )
+
+
+def _product_ids(product: StripeProduct) -> dict[str, str | None]:
+    return {"stripe_product_id": product.product_id, "stripe_price_id": product.price_id}
+
+
+def _archived() -> DomainError:
+    return DomainError(
+        ErrorCode.INVALID_STATE, "An archived plan cannot be changed.", field=("input", "id")
+    )
+
+
+def _already_archived() -> DomainError:
+    return DomainError(
+        ErrorCode.INVALID_STATE, "The plan is already archived.", field=("input", "id")
+    )

@@ -86,6 +86,7 @@ class Services:
             stripe_key,
             api_base=settings.stripe_api_base,
             max_network_retries=settings.stripe_max_network_retries,
+            timeout_seconds=settings.stripe_timeout_seconds,
         )
         events = EventBroker(database_url)
         try:

@@ -28,6 +28,7 @@ class Settings:
     stripe_api_base: str | None = None
     stripe_webhook_secret: str | None = None
     stripe_max_network_retries: int = 2
+    stripe_timeout_seconds: int = 20
     jwt_secret: str | None = None
     jwt_public_key: str | None = None
     jwt_algorithm: str = "HS256"
@@ -193,6 +194,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         stripe_api_base=stripe_base,
         stripe_webhook_secret=_secret(env, "STRIPE_WEBHOOK_SECRET"),
         stripe_max_network_retries=_int(env, "STRIPE_MAX_NETWORK_RETRIES", 2, 0, 10),
+        stripe_timeout_seconds=_int(env, "STRIPE_TIMEOUT_SECONDS", 20, 1, 300),
         jwt_secret=jwt_secret,
         jwt_public_key=jwt_public_key,
         jwt_algorithm=algorithm,

@@ -2,11 +2,20 @@
 
 Each call carries an idempotency key derived from our own ids, so a retry after a crash between
 Stripe's answer and our commit cannot create a second object or charge twice.
+
+Every call is bounded: the SDK's HTTP client has a timeout, and each method runs under an
+``asyncio.timeout`` of the same length, so connecting, waiting and the SDK's own retries together
+never take longer (``STRIPE_TIMEOUT_SECONDS``). A timeout is an unknown outcome
+(``ProviderTimeout``, a ``ProviderUnreachable``): Stripe may have done it. Callers never hold a
+database transaction across these calls.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,9 +24,11 @@ import stripe
 from app.errors import DomainError, ErrorCode
 
 __all__ = [
+    "DEFAULT_TIMEOUT_SECONDS",
     "AttachedCard",
     "CardDeclined",
     "ProviderRefused",
+    "ProviderTimeout",
     "ProviderUnreachable",
     "StripeGateway",
     "StripeIntent",
@@ -26,6 +37,12 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT_SECONDS = 20.0
+_RETRY_WITH_KEY = (
+    "Retry with the same idempotency key: the retry reads the provider's state before acting."
+)
+_NOTHING_CHANGED = "nothing was changed. Try again later."
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,10 +99,10 @@ class CardDeclined(DomainError):
 class ProviderRefused(DomainError):
     """Stripe answered and refused the request (4xx): it did nothing."""
 
-    def __init__(self, action: str, code: str | None) -> None:
+    def __init__(self, action: str, code: str | None, *, message: str | None = None) -> None:
         super().__init__(
             ErrorCode.PAYMENT_PROVIDER_ERROR,
-            f"The payment provider refused to {action}; nothing was changed.",
+            message or f"The payment provider refused to {action}; nothing was changed.",
             details={"provider_code": code or "refused"},
         )
         self.provider_code = code
@@ -95,12 +112,28 @@ class ProviderUnreachable(DomainError):
     """No definite answer (network failure, timeout, 5xx, 409): the request may or may not have
     taken effect at Stripe, so the caller must read Stripe's state before acting again."""
 
-    def __init__(self, action: str) -> None:
+    def __init__(
+        self, action: str, *, message: str | None = None, details: dict[str, str] | None = None
+    ) -> None:
         super().__init__(
             ErrorCode.PAYMENT_PROVIDER_ERROR,
-            f"The payment provider did not confirm that it could {action}. Retry with the same "
-            "idempotency key: the retry reads the provider's state before acting.",
+            message
+            or f"The payment provider did not confirm that it could {action}. {_RETRY_WITH_KEY}",
+            details=details,
         )
+
+
+class ProviderTimeout(ProviderUnreachable):
+    """Stripe did not answer within the gateway's timeout: an unknown outcome, like a crash."""
+
+    def __init__(self, action: str, seconds: float, *, money: bool) -> None:
+        head = f"Stripe did not answer in time (within {seconds:g} seconds)"
+        if money:
+            message = f"{head}, so whether it could {action} is not known yet. {_RETRY_WITH_KEY}"
+        else:
+            message = f"{head} to {action}; {_NOTHING_CHANGED}"
+        super().__init__(action, message=message, details={"provider_code": "timeout"})
+        self.seconds = seconds
 
 
 def _payment_error(exc: stripe.StripeError, action: str) -> DomainError:
@@ -151,19 +184,22 @@ def _refund(obj: Any) -> StripeRefund:
 
 
 def _provider_error(exc: stripe.StripeError, action: str) -> DomainError:
+    """Classify a failed call that mirrors our catalog or customers (no money moves): a card
+    error or a refusal is definite; anything else may have taken effect (``ProviderUnreachable``,
+    which the callers record as "Stripe may differ")."""
     if isinstance(exc, stripe.CardError):
         reason = (exc.error.decline_code if exc.error else None) or exc.code or "card_declined"
-        return DomainError(
-            ErrorCode.CARD_DECLINED,
-            f"The card was declined ({reason}).",
-            details={"decline_code": str(reason)},
-        )
+        message = (exc.error.message if exc.error else None) or "The card was declined."
+        return CardDeclined(str(reason), str(message))
     # The SDK's message can echo request details; log it, return a generic, safe message.
     log.warning("stripe %s failed: %s (%s)", action, type(exc).__name__, exc.code or "no code")
-    return DomainError(
-        ErrorCode.PAYMENT_PROVIDER_ERROR,
-        f"The payment provider could not {action}; nothing was changed. Try again later.",
-    )
+    message = f"The payment provider could not {action}; {_NOTHING_CHANGED}"
+    status = exc.http_status
+    if isinstance(exc, stripe.APIConnectionError) or status is None or status >= 500:
+        return ProviderUnreachable(action, message=message)
+    if status == 409:
+        return ProviderUnreachable(action, message=message)
+    return ProviderRefused(action, exc.code, message=message)
 
 
 class StripeGateway:
@@ -173,8 +209,12 @@ class StripeGateway:
         *,
         api_base: str | None = None,
         max_network_retries: int = 2,
+        timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
     ) -> None:
-        self._http = stripe.HTTPXClient()
+        if timeout_seconds <= 0:
+            raise ValueError("the Stripe timeout is a positive number of seconds")
+        self.timeout = float(timeout_seconds)
+        self._http = stripe.HTTPXClient(timeout=self.timeout)
         self._client = stripe.StripeClient(
             api_key,
             base_addresses={"api": api_base} if api_base else {},
@@ -184,6 +224,19 @@ class StripeGateway:
 
     async def close(self) -> None:
         await self._http.close_async()  # type: ignore[no-untyped-call]
+
+    @contextlib.asynccontextmanager
+    async def _bounded(self, action: str, *, money: bool) -> AsyncIterator[None]:
+        """Bound one gateway call (all its HTTP requests and the SDK's retries) by the timeout;
+        past it, the call is cancelled and raises ``ProviderTimeout``."""
+        try:
+            async with asyncio.timeout(self.timeout):
+                yield
+        except TimeoutError as exc:
+            log.warning("stripe %s: no answer within %gs", action, self.timeout)
+            raise ProviderTimeout(action, self.timeout, money=money) from exc
+
+    # -- the catalog and customers (no money moves) ------------------------------------------
 
     async def create_product(
         self,
@@ -198,40 +251,52 @@ class StripeGateway:
     ) -> StripeProduct:
         """A Product and, for recurring plans, a recurring price (created as a Stripe Plan,
         which Stripe accepts wherever a Price id is expected)."""
-        try:
-            product = await self._client.v1.products.create_async(
-                params={"name": name, "metadata": metadata},
-                options={"idempotency_key": f"{idempotency_key}:product"},
-            )
-            price_id = None
-            if interval is not None:
-                price = await self._client.v1.plans.create_async(
-                    params={
-                        "product": product.id,
-                        "amount": amount,
-                        "currency": currency.lower(),
-                        "interval": interval,
-                        "interval_count": interval_count,
-                        "metadata": metadata,
-                    },
-                    options={"idempotency_key": f"{idempotency_key}:price"},
+        action = "create the product"
+        async with self._bounded(action, money=False):
+            try:
+                product = await self._client.v1.products.create_async(
+                    params={"name": name, "metadata": metadata},
+                    options={"idempotency_key": f"{idempotency_key}:product"},
                 )
-                price_id = price.id
-        except stripe.StripeError as exc:
-            raise _provider_error(exc, "create the product") from exc
+                price_id = None
+                if interval is not None:
+                    price = await self._client.v1.plans.create_async(
+                        params={
+                            "product": product.id,
+                            "amount": amount,
+                            "currency": currency.lower(),
+                            "interval": interval,
+                            "interval_count": interval_count,
+                            "metadata": metadata,
+                        },
+                        options={"idempotency_key": f"{idempotency_key}:price"},
+                    )
+                    price_id = price.id
+            except stripe.StripeError as exc:
+                raise _provider_error(exc, action) from exc
         return StripeProduct(product.id, price_id)
 
-    async def update_product(self, product_id: str, *, name: str) -> None:
-        try:
-            await self._client.v1.products.update_async(product_id, params={"name": name})
-        except stripe.StripeError as exc:
-            raise _provider_error(exc, "update the product") from exc
+    async def update_product(
+        self, product_id: str, *, name: str, price_id: str | None = None, active: bool = True
+    ) -> None:
+        """Rename the product; with ``price_id``, also set whether that price is offered (how a
+        plan's mirror is repaired after an unknown outcome)."""
+        action = "update the product"
+        async with self._bounded(action, money=False):
+            try:
+                await self._client.v1.products.update_async(product_id, params={"name": name})
+                if price_id is not None:
+                    await self._client.v1.plans.update_async(price_id, params={"active": active})
+            except stripe.StripeError as exc:
+                raise _provider_error(exc, action) from exc
 
     async def deactivate_price(self, price_id: str) -> None:
-        try:
-            await self._client.v1.plans.update_async(price_id, params={"active": False})
-        except stripe.StripeError as exc:
-            raise _provider_error(exc, "archive the price") from exc
+        action = "archive the price"
+        async with self._bounded(action, money=False):
+            try:
+                await self._client.v1.plans.update_async(price_id, params={"active": False})
+            except stripe.StripeError as exc:
+                raise _provider_error(exc, action) from exc
 
     async def create_customer(
         self,
@@ -245,50 +310,67 @@ class StripeGateway:
         params: dict[str, object] = {"email": email, "name": name, "metadata": metadata}
         if address:
             params["address"] = address
-        try:
-            customer = await self._client.v1.customers.create_async(
-                params=params,  # type: ignore[arg-type]
-                options={"idempotency_key": idempotency_key},
-            )
-        except stripe.StripeError as exc:
-            raise _provider_error(exc, "create the customer") from exc
+        action = "create the customer"
+        async with self._bounded(action, money=False):
+            try:
+                customer = await self._client.v1.customers.create_async(
+                    params=params,  # type: ignore[arg-type]
+                    options={"idempotency_key": idempotency_key},
+                )
+            except stripe.StripeError as exc:
+                raise _provider_error(exc, action) from exc
         return customer.id
 
     async def update_customer(
-        self, customer_id: str, *, email: str, name: str, address: dict[str, str] | None
+        self,
+        customer_id: str,
+        *,
+        email: str,
+        name: str,
+        address: dict[str, str] | None,
+        default_payment_method: str | None = None,
     ) -> None:
         params: dict[str, object] = {"email": email, "name": name}
         if address:
             params["address"] = address
-        try:
-            await self._client.v1.customers.update_async(customer_id, params=params)  # type: ignore[arg-type]
-        except stripe.StripeError as exc:
-            raise _provider_error(exc, "update the customer") from exc
+        if default_payment_method:
+            params["invoice_settings"] = {"default_payment_method": default_payment_method}
+        action = "update the customer"
+        async with self._bounded(action, money=False):
+            try:
+                await self._client.v1.customers.update_async(customer_id, params=params)  # type: ignore[arg-type]
+            except stripe.StripeError as exc:
+                raise _provider_error(exc, action) from exc
 
     async def attach_default_payment_method(
         self, customer_id: str, payment_method_id: str
     ) -> AttachedCard:
         """Attach a PaymentMethod to the customer (Stripe validates the card) and make it the
         customer's default for invoices."""
-        try:
-            method = await self._client.v1.payment_methods.attach_async(
-                payment_method_id, params={"customer": customer_id}
-            )
-            await self._client.v1.customers.update_async(
-                customer_id, params={"invoice_settings": {"default_payment_method": method.id}}
-            )
-        except stripe.InvalidRequestError as exc:
-            if exc.http_status == 404:
-                raise DomainError(
-                    ErrorCode.NOT_FOUND,
-                    "The payment method does not exist at Stripe.",
-                    field=("input", "paymentMethodId"),
-                ) from exc
-            raise _provider_error(exc, "attach the payment method") from exc
-        except stripe.StripeError as exc:
-            raise _provider_error(exc, "attach the payment method") from exc
+        action = "attach the payment method"
+        async with self._bounded(action, money=False):
+            try:
+                method = await self._client.v1.payment_methods.attach_async(
+                    payment_method_id, params={"customer": customer_id}
+                )
+                await self._client.v1.customers.update_async(
+                    customer_id,
+                    params={"invoice_settings": {"default_payment_method": method.id}},
+                )
+            except stripe.InvalidRequestError as exc:
+                if exc.http_status == 404:
+                    raise DomainError(
+                        ErrorCode.NOT_FOUND,
+                        "The payment method does not exist at Stripe.",
+                        field=("input", "paymentMethodId"),
+                    ) from exc
+                raise _provider_error(exc, action) from exc
+            except stripe.StripeError as exc:
+                raise _provider_error(exc, action) from exc
         card = method.card
         return AttachedCard(method.id, card.brand if card else None, card.last4 if card else None)
+
+    # -- money ---------------------------------------------------------------------------------
 
     async def create_payment_intent(
         self,
@@ -310,65 +392,77 @@ class StripeGateway:
         }
         if payment_method:
             params["payment_method"] = payment_method
-        try:
-            intent = await self._client.v1.payment_intents.create_async(
-                params=params,  # type: ignore[arg-type]
-                options={"idempotency_key": idempotency_key},
-            )
-        except stripe.StripeError as exc:
-            raise _payment_error(exc, "create the payment") from exc
+        action = "create the payment"
+        async with self._bounded(action, money=True):
+            try:
+                intent = await self._client.v1.payment_intents.create_async(
+                    params=params,  # type: ignore[arg-type]
+                    options={"idempotency_key": idempotency_key},
+                )
+            except stripe.StripeError as exc:
+                raise _payment_error(exc, action) from exc
         return _intent(intent)
 
     async def set_payment_method(
         self, intent_id: str, payment_method: str, *, idempotency_key: str
     ) -> StripeIntent:
-        try:
-            intent = await self._client.v1.payment_intents.update_async(
-                intent_id,
-                params={"payment_method": payment_method},
-                options={"idempotency_key": idempotency_key},
-            )
-        except stripe.StripeError as exc:
-            raise _payment_error(exc, "set the payment method") from exc
+        action = "set the payment method"
+        async with self._bounded(action, money=True):
+            try:
+                intent = await self._client.v1.payment_intents.update_async(
+                    intent_id,
+                    params={"payment_method": payment_method},
+                    options={"idempotency_key": idempotency_key},
+                )
+            except stripe.StripeError as exc:
+                raise _payment_error(exc, action) from exc
         return _intent(intent)
 
     async def confirm_payment_intent(self, intent_id: str, *, idempotency_key: str) -> StripeIntent:
         """Raises ``CardDeclined`` when Stripe declines the charge."""
-        try:
-            intent = await self._client.v1.payment_intents.confirm_async(
-                intent_id, options={"idempotency_key": idempotency_key}
-            )
-        except stripe.StripeError as exc:
-            raise _payment_error(exc, "confirm the payment") from exc
+        action = "confirm the payment"
+        async with self._bounded(action, money=True):
+            try:
+                intent = await self._client.v1.payment_intents.confirm_async(
+                    intent_id, options={"idempotency_key": idempotency_key}
+                )
+            except stripe.StripeError as exc:
+                raise _payment_error(exc, action) from exc
         return _intent(intent)
 
     async def capture_payment_intent(
         self, intent_id: str, *, amount: int | None, idempotency_key: str
     ) -> StripeIntent:
-        try:
-            intent = await self._client.v1.payment_intents.capture_async(
-                intent_id,
-                params={"amount_to_capture": amount} if amount is not None else None,
-                options={"idempotency_key": idempotency_key},
-            )
-        except stripe.StripeError as exc:
-            raise _payment_error(exc, "capture the payment") from exc
+        action = "capture the payment"
+        async with self._bounded(action, money=True):
+            try:
+                intent = await self._client.v1.payment_intents.capture_async(
+                    intent_id,
+                    params={"amount_to_capture": amount} if amount is not None else None,
+                    options={"idempotency_key": idempotency_key},
+                )
+            except stripe.StripeError as exc:
+                raise _payment_error(exc, action) from exc
         return _intent(intent)
 
     async def cancel_payment_intent(self, intent_id: str, *, idempotency_key: str) -> StripeIntent:
-        try:
-            intent = await self._client.v1.payment_intents.cancel_async(
-                intent_id, options={"idempotency_key": idempotency_key}
-            )
-        except stripe.StripeError as exc:
-            raise _payment_error(exc, "cancel the payment") from exc
+        action = "cancel the payment"
+        async with self._bounded(action, money=True):
+            try:
+                intent = await self._client.v1.payment_intents.cancel_async(
+                    intent_id, options={"idempotency_key": idempotency_key}
+                )
+            except stripe.StripeError as exc:
+                raise _payment_error(exc, action) from exc
         return _intent(intent)
 
     async def retrieve_payment_intent(self, intent_id: str) -> StripeIntent:
-        try:
-            intent = await self._client.v1.payment_intents.retrieve_async(intent_id)
-        except stripe.StripeError as exc:
-            raise _payment_error(exc, "read the payment") from exc
+        action = "read the payment"
+        async with self._bounded(action, money=True):
+            try:
+                intent = await self._client.v1.payment_intents.retrieve_async(intent_id)
+            except stripe.StripeError as exc:
+                raise _payment_error(exc, action) from exc
         return _intent(intent)
 
     async def create_refund(
@@ -379,35 +473,46 @@ class StripeGateway:
         amount: int,
         metadata: dict[str, str],
     ) -> StripeRefund:
-        try:
-            refund = await self._client.v1.refunds.create_async(
-                params={"payment_intent": payment_intent, "amount": amount, "metadata": metadata},
-                options={"idempotency_key": idempotency_key},
-            )
-        except stripe.StripeError as exc:
-            raise _payment_error(exc, "create the refund") from exc
+        action = "create the refund"
+        async with self._bounded(action, money=True):
+            try:
+                refund = await self._client.v1.refunds.create_async(
+                    params={
+                        "payment_intent": payment_intent,
+                        "amount": amount,
+                        "metadata": metadata,
+                    },
+                    options={"idempotency_key": idempotency_key},
+                )
+            except stripe.StripeError as exc:
+                raise _payment_error(exc, action) from exc
         return _refund(refund)
 
     async def retrieve_refund(self, refund_id: str) -> StripeRefund:
-        try:
-            refund = await self._client.v1.refunds.retrieve_async(refund_id)
-        except stripe.StripeError as exc:
-            raise _payment_error(exc, "read the refund") from exc
+        action = "read the refund"
+        async with self._bounded(action, money=True):
+            try:
+                refund = await self._client.v1.refunds.retrieve_async(refund_id)
+            except stripe.StripeError as exc:
+                raise _payment_error(exc, action) from exc
         return _refund(refund)
 
     async def find_refund(self, payment_intent: str, *, refund_id: str) -> StripeRefund | None:
         """The Stripe refund created for our ``refund_id`` (found by its metadata), if any: how
-        a retry learns whether an interrupted attempt reached Stripe."""
+        a retry learns whether an interrupted attempt reached Stripe. All pages together are
+        bounded by one timeout."""
         params: dict[str, Any] = {"payment_intent": payment_intent, "limit": 100}
-        try:
-            while True:
-                page = await self._client.v1.refunds.list_async(params=params)  # type: ignore[arg-type]
-                for refund in page.data:
-                    metadata: dict[str, Any] = refund.to_dict().get("metadata") or {}
-                    if metadata.get("refund_id") == refund_id:
-                        return _refund(refund)
-                if not page.has_more or not page.data:
-                    return None
-                params["starting_after"] = page.data[-1].id
-        except stripe.StripeError as exc:
-            raise _payment_error(exc, "read the refunds") from exc
+        action = "read the refunds"
+        async with self._bounded(action, money=True):
+            try:
+                while True:
+                    page = await self._client.v1.refunds.list_async(params=params)  # type: ignore[arg-type]
+                    for refund in page.data:
+                        metadata: dict[str, Any] = refund.to_dict().get("metadata") or {}
+                        if metadata.get("refund_id") == refund_id:
+                            return _refund(refund)
+                    if not page.has_more or not page.data:
+                        return None
+                    params["starting_after"] = page.data[-1].id
+            except stripe.StripeError as exc:
+                raise _payment_error(exc, action) from exc

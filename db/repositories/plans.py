@@ -4,23 +4,20 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from db.connection import Row
-from db.repositories.base import Filters, TableRepository
+from db.repositories.base import Filters
+from db.repositories.stripe_mirror import StripeMirrorRepository, with_sync_columns
 from db.tables import plans
 
 __all__ = ["PlanRepository"]
 
 
-class PlanRepository(TableRepository):
-    table = plans
+class PlanRepository(StripeMirrorRepository):
+    table = with_sync_columns(plans)
     unique = ("code",)
-
-    async def archive(self, org: str, plan_id: str) -> Row | None:
-        return await self.update(org, plan_id, {"active": False, "archived_at": sa.func.now()})
 
     def conditions(self, org: str, filters: Filters) -> list[sa.ColumnElement[bool]]:
         conditions = super().conditions(org, filters)
         for name in ("tier", "active", "currency"):
             if filters.get(name) is not None:
-                conditions.append(plans.c[name] == filters[name])
+                conditions.append(self._c[name] == filters[name])
         return conditions
