@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, Protocol, TypeVar
 
@@ -27,6 +28,10 @@ DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
 FIRST = f"Page size, 1-{MAX_PAGE_SIZE} (default {DEFAULT_PAGE_SIZE})."
 AFTER = "Return the nodes after this cursor (`pageInfo.endCursor` of the previous page)."
+# Keys are our ids (``plan_01jd…``): ASCII letters, digits, '_' and '-', so a cursor can never
+# carry a NUL or another character PostgreSQL would refuse into the query.
+_KEY = re.compile(r"[A-Za-z0-9_-]{1,100}")
+_MAX_CURSOR = 200
 
 
 class HasId(Protocol):
@@ -38,15 +43,20 @@ def encode_cursor(key: str) -> str:
 
 
 def decode_cursor(cursor: str | None) -> str | None:
+    """The key a cursor from ``encode_cursor`` holds; anything else (not base64, not UTF-8, a
+    NUL or any character an id cannot have, too long) is a BAD_USER_INPUT error."""
     if cursor is None:
         return None
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raw = ""
-    if not raw.startswith("k:") or len(raw) > 200:
+    raw = ""
+    if len(cursor) <= _MAX_CURSOR:
+        try:
+            raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            raw = ""
+    key = raw[2:] if raw.startswith("k:") else ""
+    if not _KEY.fullmatch(key):
         raise PublicError("The `after` cursor is not one this API issued.")
-    return raw[2:]
+    return key
 
 
 def page_size(first: int | None) -> int:
