@@ -6,7 +6,7 @@ import strawberry
 
 from app import __version__
 from schema.base import Info
-from schema.permissions import Public
+from schema.permissions import AdminOrService, Public
 
 __all__ = ["ServiceQueries"]
 
@@ -26,20 +26,43 @@ CAPABILITIES = (
 )
 
 
-@strawberry.type(description="What this deployment is and what it can do.")
-class ServiceInfo:
-    name: str = strawberry.field(description="Service name.")
-    version: str = strawberry.field(description="Release version.")
-    environment: str = strawberry.field(description="development, test or production.")
-    stripe_mode: str = strawberry.field(
-        description="`emulator` (localstripe or another local base URL), `test` or `live`."
+_STAFF = "Needs an admin or service token (UNAUTHENTICATED / FORBIDDEN otherwise): "
+
+
+@strawberry.type(
+    description=(
+        "What this deployment is and what it can do. `name` and `capabilities` are public; "
+        "the release and environment details are for staff (admin or service tokens) only."
     )
-    capabilities: list[str] = strawberry.field(description="Feature areas this release serves.")
+)
+class ServiceInfo:
+    name: str = strawberry.field(description="Service name. Public.")
+    capabilities: list[str] = strawberry.field(
+        description="Feature areas this deployment serves. Public."
+    )
+    version: str | None = strawberry.field(
+        description=_STAFF + "the release version.", permission_classes=[AdminOrService]
+    )
+    environment: str | None = strawberry.field(
+        description=_STAFF + "development, test or production.",
+        permission_classes=[AdminOrService],
+    )
+    stripe_mode: str | None = strawberry.field(
+        description=_STAFF
+        + "`emulator` (localstripe or another local base URL), `test` or `live`.",
+        permission_classes=[AdminOrService],
+    )
 
 
 @strawberry.type
 class ServiceQueries:
-    @strawberry.field(description="Service metadata; needs no token.", permission_classes=[Public])
+    @strawberry.field(
+        description=(
+            "Service metadata; needs no token for `name` and `capabilities` (the other fields "
+            "need an admin or service token)."
+        ),
+        permission_classes=[Public],
+    )
     def service_info(self, info: Info) -> ServiceInfo:
         settings = info.context.services.settings
         return ServiceInfo(

@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -112,15 +113,51 @@ async def test_api_rejects_expired_wrong_key_and_malformed_tokens(
 
 
 async def test_public_fields_need_no_token(gql: GraphQLClient) -> None:
-    data = await gql.data("{ serviceInfo { name version stripeMode capabilities environment } }")
+    data = await gql.data("{ serviceInfo { name capabilities } }")
     assert data["serviceInfo"]["name"] == "billing"
-    assert data["serviceInfo"]["stripeMode"] == "emulator"
     capabilities = data["serviceInfo"]["capabilities"]
     assert {"plans", "payments", "invoices", "subscriptions", "statistics", "live"} <= set(
         capabilities
     )
     assert "test_clocks" in capabilities  # outside production
     assert "webhooks" not in capabilities  # no STRIPE_WEBHOOK_SECRET in the test settings
+
+
+STAFF_INFO = "{ serviceInfo { name version environment stripeMode } }"
+
+
+@pytest.mark.parametrize(
+    ("role", "code"),
+    [(None, "UNAUTHENTICATED"), ("customer", "FORBIDDEN"), ("bad", "UNAUTHENTICATED")],
+)
+async def test_release_details_are_for_staff_only(
+    http: httpx.AsyncClient, settings: Settings, org: str, role: str | None, code: str
+) -> None:
+    bearer = None if role is None else "garbage" if role == "bad" else token(settings, org, role)
+    body = await GraphQLClient(http, bearer)(STAFF_INFO)
+    assert body["data"] == {
+        "serviceInfo": {"name": "billing", "version": None, "environment": None, "stripeMode": None}
+    }
+    assert sorted((e["path"][-1], e["extensions"]["code"]) for e in body["errors"]) == [
+        ("environment", code),
+        ("stripeMode", code),
+        ("version", code),
+    ]
+
+
+@pytest.mark.parametrize("role", ["admin", "service"])
+async def test_staff_see_the_release_details(
+    http: httpx.AsyncClient, settings: Settings, org: str, role: str
+) -> None:
+    from app import __version__
+
+    data = await GraphQLClient(http, token(settings, org, role)).data(STAFF_INFO)
+    assert data["serviceInfo"] == {
+        "name": "billing",
+        "version": __version__,
+        "environment": "test",
+        "stripeMode": "emulator",
+    }
 
 
 async def test_a_token_only_sees_its_own_organization(
@@ -131,3 +168,169 @@ async def test_a_token_only_sees_its_own_organization(
     theirs = GraphQLClient(http, token(settings, org + "x"))
     assert (await mine.data(PLANS))["plans"]["totalCount"] == 1
     assert (await theirs.data(PLANS))["plans"]["totalCount"] == 0
+
+
+# -- odd claim shapes: every one is UNAUTHENTICATED, never an exception of another kind ------
+
+
+def _signed_raw(payload_json: str, key: str) -> str:
+    """An HS256 token over this exact JSON text (PyJWT would re-encode 1e20, NaN and the like)."""
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    head = b64(b'{"alg":"HS256","typ":"JWT"}')
+    body = b64(payload_json.encode("utf-8", "surrogatepass"))
+    signature = hmac.new(key.encode(), f"{head}.{body}".encode(), hashlib.sha256).digest()
+    return f"{head}.{body}.{b64(signature)}"
+
+
+_SOON = int(time.time()) + 600
+_GOOD = f'"sub": "u1", "org": "acme", "role": "admin", "exp": {_SOON}'
+_ID = '"sub": "u1", "org": "acme", "role": "admin"'
+_EXP = "Token has an invalid 'exp' claim."
+_IAT = "Token has an invalid 'iat' claim."
+
+ODD_CLAIMS = [
+    # exp: a NumericDate is a finite JSON number of seconds from 1970 to 9999
+    pytest.param(f'{{{_ID}, "exp": 1e20}}', _EXP, id="exp-1e20"),
+    pytest.param(f'{{{_ID}, "exp": {10**30}}}', _EXP, id="exp-huge"),
+    pytest.param(f'{{{_ID}, "exp": 1{"0" * 400}}}', _EXP, id="exp-400"),
+    pytest.param(f'{{{_ID}, "exp": Infinity}}', _EXP, id="exp-inf"),
+    pytest.param(f'{{{_ID}, "exp": NaN}}', _EXP, id="exp-nan"),
+    pytest.param(f'{{{_ID}, "exp": "{_SOON}"}}', _EXP, id="exp-str"),
+    pytest.param(f'{{{_ID}, "exp": true}}', _EXP, id="exp-bool"),
+    pytest.param(f'{{{_ID}, "exp": null}}', "Token lacks the 'exp' claim.", id="exp-null"),
+    pytest.param(f'{{{_ID}, "exp": [{_SOON}]}}', _EXP, id="exp-list"),
+    pytest.param(f'{{{_ID}, "exp": -1e20}}', _EXP, id="exp-neg"),
+    # nbf and iat, when present, follow the same rule
+    pytest.param(f'{{{_GOOD}, "nbf": 1e20}}', "Token has an invalid 'nbf' claim.", id="nbf-1e20"),
+    pytest.param(f'{{{_GOOD}, "nbf": "x"}}', "Token has an invalid 'nbf' claim.", id="nbf-str"),
+    pytest.param(f'{{{_GOOD}, "nbf": false}}', "Token has an invalid 'nbf' claim.", id="nbf-bool"),
+    pytest.param(f'{{{_GOOD}, "iat": Infinity}}', _IAT, id="iat-inf"),
+    pytest.param(f'{{{_GOOD}, "iat": -1e300}}', _IAT, id="iat-neg"),
+    pytest.param(f'{{{_GOOD}, "iat": {{}}}}', _IAT, id="iat-obj"),
+    pytest.param(f'{{{_GOOD}, "nbf": {_SOON}}}', "Token is not valid yet.", id="nbf-future"),
+    pytest.param(f'{{{_GOOD}, "iat": {_SOON}}}', "Token is not valid yet.", id="iat-future"),
+    # sub, org and role: strings of the right shape only
+    pytest.param(
+        f'{{"sub": 5, "org": "acme", "role": "admin", "exp": {_SOON}}}',
+        "Token has an invalid 'sub' claim.",
+        id="sub-int",
+    ),
+    pytest.param(
+        f'{{"sub": "u\\u0000", "org": "acme", "role": "admin", "exp": {_SOON}}}',
+        "Token has an invalid 'sub' claim.",
+        id="sub-nul",
+    ),
+    pytest.param(
+        f'{{"sub": "u\\ud800", "org": "acme", "role": "admin", "exp": {_SOON}}}',
+        "Token has an invalid 'sub' claim.",
+        id="sub-surrogate",
+    ),
+    pytest.param(
+        f'{{"sub": "u\\n", "org": "acme", "role": "admin", "exp": {_SOON}}}',
+        "Token has an invalid 'sub' claim.",
+        id="sub-newline",
+    ),
+    pytest.param(
+        f'{{"sub": "{"u" * 201}", "org": "acme", "role": "admin", "exp": {_SOON}}}',
+        "Token has an invalid 'sub' claim.",
+        id="sub-long",
+    ),
+    pytest.param(
+        f'{{"sub": "", "org": "acme", "role": "admin", "exp": {_SOON}}}',
+        "Token has an invalid 'sub' claim.",
+        id="sub-empty",
+    ),
+    pytest.param(
+        f'{{"sub": "u", "org": ["acme"], "role": "admin", "exp": {_SOON}}}',
+        "Token has an invalid 'org' claim.",
+        id="org-list",
+    ),
+    pytest.param(
+        f'{{"sub": "u", "org": "acme\\n", "role": "admin", "exp": {_SOON}}}',
+        "Token has an invalid 'org' claim.",
+        id="org-newline",
+    ),
+    pytest.param(
+        f'{{"sub": "u", "org": "acme", "role": {{}}, "exp": {_SOON}}}',
+        "Token has an invalid 'role' claim.",
+        id="role-object",
+    ),
+    pytest.param(
+        f'{{"sub": "u", "org": "acme", "role": ["admin"], "exp": {_SOON}}}',
+        "Token has an invalid 'role' claim.",
+        id="role-list",
+    ),
+    pytest.param("[1]", "Token is malformed.", id="payload-list"),
+    pytest.param(
+        '{"a": ' + "[" * 5000 + "]" * 5000 + "}", "Token is malformed.", id="payload-deep"
+    ),
+]
+
+
+@pytest.mark.parametrize(("payload_json", "reason"), ODD_CLAIMS)
+def test_odd_claim_shapes_are_unauthenticated(
+    settings: Settings, payload_json: str, reason: str
+) -> None:
+    bad = _signed_raw(payload_json, settings.jwt_secret or "")
+    with pytest.raises(Unauthenticated) as caught:
+        decode_token(settings, bad)
+    assert str(caught.value) == reason
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        pytest.param("a" * 200_000, id="very-long"),
+        pytest.param("x" * 8193, id="just-too-long"),
+        pytest.param("é.é.é", id="non-ascii"),
+        pytest.param("\ud800.\ud800.\ud800", id="surrogates"),
+        pytest.param("a.b\x00.c", id="nul"),
+        pytest.param("." * 5000, id="dots"),
+    ],
+)
+def test_odd_token_strings_are_malformed(settings: Settings, bad: str) -> None:
+    with pytest.raises(Unauthenticated, match=r"^Token is malformed\.$"):
+        decode_token(settings, bad)
+
+
+def test_a_float_exp_within_range_is_a_valid_numeric_date(settings: Settings) -> None:
+    principal = decode_token(settings, _signed_raw(f'{{{_ID}, "exp": {_SOON}.5}}', JWT))
+    assert principal.expires_at is not None
+    assert int(principal.expires_at.timestamp()) == _SOON
+
+
+JWT = "test-secret-" + "x" * 40  # tests/conftest.py's JWT_SECRET
+
+
+@pytest.fixture
+async def limited(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """The app with its rate limiter on: it decodes every bearer token before GraphQL does,
+    and keys its counters on the token's subject."""
+    from app.main import create_app
+    from tests.conftest import running
+
+    app = create_app(
+        settings.with_overrides(
+            rate_limit_per_minute=10_000, rate_limit_anonymous_per_minute=10_000
+        )
+    )
+    async for client in running(app):
+        yield client
+
+
+@pytest.mark.parametrize(("payload_json", "reason"), ODD_CLAIMS)
+async def test_odd_claims_through_the_api_are_unauthenticated(
+    limited: httpx.AsyncClient, settings: Settings, payload_json: str, reason: str
+) -> None:
+    bad = _signed_raw(payload_json, settings.jwt_secret or "")
+    body = await GraphQLClient(limited, bad)(PLANS)
+    assert body["data"] is None
+    assert error_codes(body) == ["UNAUTHENTICATED"]
+    assert body["errors"][0]["message"] == reason
+    pdf = await limited.get(
+        "/invoices/inv_00000000000000000000000000.pdf", headers={"authorization": f"Bearer {bad}"}
+    )
+    assert (pdf.status_code, pdf.json()) == (401, {"error": reason, "code": "UNAUTHENTICATED"})
