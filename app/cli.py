@@ -11,11 +11,12 @@ import signal
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 from app.auth import Role, mint_token
 from app.settings import Settings, SettingsError, load_settings
 
-__all__ = ["main"]
+__all__ = ["main", "proxy_options"]
 
 log = logging.getLogger("billing")
 
@@ -64,6 +65,15 @@ def _migrate(settings: Settings) -> None:
         log.info("database schema is up to date")
 
 
+def proxy_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's handling of X-Forwarded-For/-Proto: only from TRUSTED_PROXIES, and off when
+    none is configured. (uvicorn's own default trusts 127.0.0.1, so any local process could
+    claim any client address and spread its requests over per-IP rate-limit buckets.)"""
+    if not settings.trusted_proxies:
+        return {"proxy_headers": False, "forwarded_allow_ips": ""}
+    return {"proxy_headers": True, "forwarded_allow_ips": list(settings.trusted_proxies)}
+
+
 def _serve(settings: Settings, args: argparse.Namespace) -> None:
     import uvicorn
 
@@ -86,6 +96,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
             workers=args.workers or runtime.workers,
             log_level=runtime.log_level,
             lifespan="on",
+            **proxy_options(runtime),
         )
 
 

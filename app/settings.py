@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
+import math
 import os
 import secrets
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -11,6 +14,11 @@ from pathlib import Path
 __all__ = ["Settings", "SettingsError", "load_settings"]
 
 _ENVIRONMENTS = ("development", "test", "production")
+# A production JWT_SECRET must look random (see _guessable): these floors pass every random
+# secret of 32+ characters in hex, base64 or UUID form, and refuse "x" * 40 or "password" * 4.
+_SECRET_MIN_DISTINCT = 8
+_SECRET_MIN_BITS = 80
+_SECRET_MIN_BITS_PER_CHARACTER = 2.0
 
 
 class SettingsError(ValueError):
@@ -36,6 +44,7 @@ class Settings:
     port: int = 8000
     workers: int = 1
     log_level: str = "info"
+    trusted_proxies: tuple[str, ...] = ()
     graphql_max_depth: int = 10
     graphql_max_aliases: int = 30
     graphql_max_tokens: int = 2000
@@ -119,6 +128,46 @@ def _secret(env: Mapping[str, str], name: str) -> str | None:
     return env.get(name) or None
 
 
+def _guessable(secret: str) -> str | None:
+    """Why ``secret`` looks guessable despite its length, or None. Random secrets of 32
+    characters or more (hex, base64, ``secrets.token_urlsafe``, UUIDs) pass; a repeated
+    character or pattern, or text with few different characters, does not."""
+    counts = Counter(secret)
+    bits = -sum(n * math.log2(n / len(secret)) for n in counts.values())
+    if secret in (secret + secret)[1:-1]:
+        return "it repeats a shorter pattern"
+    if len(counts) < _SECRET_MIN_DISTINCT:
+        return f"it has only {len(counts)} different characters (at least {_SECRET_MIN_DISTINCT})"
+    if bits < _SECRET_MIN_BITS_PER_CHARACTER * len(secret):
+        return (
+            f"about {bits / len(secret):.1f} bits of entropy per character by their "
+            f"frequencies (at least {_SECRET_MIN_BITS_PER_CHARACTER:.1f})"
+        )
+    if bits < _SECRET_MIN_BITS:
+        return (
+            f"about {bits:.0f} bits of entropy by its characters' frequencies "
+            f"(at least {_SECRET_MIN_BITS})"
+        )
+    return None
+
+
+def _networks(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """Comma-separated IP addresses and CIDR networks, normalized (``10.0.0.1``, ``10.0.0.0/8``)."""
+    found = []
+    for entry in (part.strip() for part in env.get(name, "").split(",")):
+        if not entry:
+            continue
+        try:
+            network = ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise SettingsError(
+                f"{name} must list IP addresses or CIDR networks separated by commas "
+                f"(e.g. 10.0.0.5,10.1.0.0/16), got {entry!r}."
+            ) from None
+        found.append(str(network) if "/" in entry else str(network.network_address))
+    return tuple(found)
+
+
 def _development_jwt_secret(home: Path) -> str:
     """A per-installation random secret kept in BILLING_HOME, so `billing token` and
     `billing serve` agree without a secret written in the code."""
@@ -181,6 +230,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             )
         if stripe_base:
             raise SettingsError("STRIPE_API_BASE (an emulator) is not allowed in production.")
+        weakness = _guessable(jwt_secret) if jwt_secret else None
+        if weakness:
+            raise SettingsError(
+                f"JWT_SECRET looks guessable: {weakness}. Use a random value, e.g. the output "
+                "of `python -c 'import secrets; print(secrets.token_urlsafe(48))'`."
+            )
     elif algorithm == "HS256" and not jwt_secret:
         jwt_secret = _development_jwt_secret(home)
 
@@ -202,6 +257,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         port=_int(env, "PORT", 8000, 0, 65535),
         workers=_int(env, "WEB_CONCURRENCY", 1, 1, 64),
         log_level=env.get("LOG_LEVEL", "info").lower(),
+        trusted_proxies=_networks(env, "TRUSTED_PROXIES"),
         graphql_max_depth=_int(env, "GRAPHQL_MAX_DEPTH", 10, 2, 50),
         graphql_max_aliases=_int(env, "GRAPHQL_MAX_ALIASES", 30, 1, 1000),
         graphql_max_tokens=_int(env, "GRAPHQL_MAX_TOKENS", 2000, 100, 100_000),

@@ -215,3 +215,97 @@ def test_worker_refuses_a_private_stripe_emulator(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "billing worker needs STRIPE_API_KEY" in result.stderr
     assert "--with-worker" in result.stderr
+
+
+# -- X-Forwarded-For is honoured only from TRUSTED_PROXIES -----------------------------------
+
+
+async def _client_seen(options: dict[str, Any], peer: str, forwarded: str) -> str:
+    """The client address the rate limiter would count a request under, after uvicorn's
+    configuration (built from ``proxy_options``) has handled its X-Forwarded-For header."""
+    import uvicorn
+
+    from app.rate_limit import _client_ip
+
+    seen: list[str] = []
+
+    async def inner(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(_client_ip(scope))
+
+    config = uvicorn.Config(inner, **options)
+    config.load()
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/graphql",
+        "client": (peer, 50000),
+        "headers": [(b"x-forwarded-for", forwarded.encode())],
+    }
+    await config.loaded_app(scope, None, None)
+    return seen[0]
+
+
+@pytest.mark.parametrize(
+    ("trusted", "peer", "expected"),
+    [
+        ("", "127.0.0.1", "127.0.0.1"),  # the default trusts no one, not even local clients
+        ("", "10.0.0.5", "10.0.0.5"),
+        ("10.0.0.5", "127.0.0.1", "127.0.0.1"),
+        ("10.0.0.5", "10.0.0.5", "203.0.113.9"),
+        ("10.0.0.0/8,::1", "10.200.1.1", "203.0.113.9"),
+        ("10.0.0.0/8,::1", "192.168.0.1", "192.168.0.1"),
+    ],
+)
+async def test_forwarded_for_counts_only_from_trusted_proxies(
+    tmp_path: Path, trusted: str, peer: str, expected: str
+) -> None:
+    from app.cli import proxy_options
+    from app.settings import load_settings
+
+    settings = load_settings({"BILLING_HOME": str(tmp_path), "TRUSTED_PROXIES": trusted})
+    assert await _client_seen(proxy_options(settings), peer, "203.0.113.9") == expected
+
+
+async def test_a_forged_forwarded_for_does_not_escape_the_rate_limit(
+    settings: Any, tmp_path: Path
+) -> None:
+    """Through real `billing serve` processes: an anonymous client allowed one request a
+    minute cannot get more by claiming other addresses, unless it is a configured proxy."""
+    import asyncpg
+
+    from tests.live_support import serving
+
+    async def buckets(prefix: str) -> dict[str, int]:
+        conn = await asyncpg.connect(settings.database_url)
+        try:
+            rows = await conn.fetch(
+                "SELECT bucket, sum(hits)::int AS hits FROM rate_limit_windows "
+                "WHERE bucket LIKE $1 GROUP BY bucket",
+                f"ip:{prefix}%",
+            )
+        finally:
+            await conn.close()
+        return {row["bucket"]: row["hits"] for row in rows}
+
+    def post(url: str, forwarded: str) -> int:
+        return httpx.post(
+            f"{url}/graphql",
+            json={"query": "{ serviceInfo { name } }"},
+            headers={"x-forwarded-for": forwarded},
+            timeout=10,
+        ).status_code
+
+    limit = {"RATE_LIMIT_ANONYMOUS_PER_MINUTE": "1"}
+    with serving(settings, tmp_path, limit, {**limit, "TRUSTED_PROXIES": "127.0.0.1"}) as (
+        untrusted,
+        trusted,
+    ):
+        forged = [post(untrusted.url, f"198.51.100.{n}") for n in range(3)]
+        relayed = [post(trusted.url, f"203.0.113.{n}") for n in range(3)]
+    # Counted under the real peer (127.0.0.1), so the limit of one bites within 3 requests
+    # (a minute boundary between two of them resets the window at most once).
+    assert 429 in forged
+    assert await buckets("198.51.100.") == {}
+    # A trusted proxy's clients each have their own bucket.
+    assert relayed == [200, 200, 200]
+    assert await buckets("203.0.113.") == {f"ip:203.0.113.{n}": 1 for n in range(3)}

@@ -1,12 +1,22 @@
 from __future__ import annotations
 
+import base64
+import random
+import uuid
 from pathlib import Path
 
 import pytest
 
 from app.settings import SettingsError, load_settings
 
-SECRET = "s" * 40
+# A random value, as `billing token`'s generator makes them (secrets.token_urlsafe(48)).
+SECRET = "q0Vb7lJ3tE9mZ4wK1xR8yH2uN6cD5fA0gS3pL7vB9nM1kQ4jT8zX2eW6rY5iU0oP3aF7dG1hC"
+PRODUCTION = {
+    "BILLING_ENV": "production",
+    "DATABASE_URL": "postgresql://db/billing",
+    "STRIPE_API_KEY": "sk_live_abc",
+    "STRIPE_WEBHOOK_SECRET": "whsec_1",
+}
 
 
 def test_development_defaults(tmp_path: Path) -> None:
@@ -87,3 +97,87 @@ def test_production_refuses_an_emulator(tmp_path: Path) -> None:
                 "STRIPE_API_BASE": "http://127.0.0.1:8420",
             }
         )
+
+
+@pytest.mark.parametrize(
+    ("secret", "why"),
+    [
+        ("x" * 40, "it repeats a shorter pattern"),
+        ("s" * 64, "it repeats a shorter pattern"),
+        ("password" * 4, "it repeats a shorter pattern"),
+        ("abcdefghij" * 4, "it repeats a shorter pattern"),
+        ("0123456789abcdef" * 2, "it repeats a shorter pattern"),
+        ("test-secret-" + "x" * 40, "it has only 7 different characters (at least 8)"),
+        ("ab" * 20 + "c", "it has only 3 different characters (at least 8)"),
+        ("a" * 190 + "bcdefghij", "about 0.4 bits of entropy per character by their"),
+        ("a" * 21 + "bcdefghijkl", "about 68 bits of entropy by its characters' frequencies"),
+    ],
+)
+def test_production_refuses_a_guessable_jwt_secret(tmp_path: Path, secret: str, why: str) -> None:
+    with pytest.raises(SettingsError) as info:
+        load_settings({**PRODUCTION, "BILLING_HOME": str(tmp_path), "JWT_SECRET": secret})
+    assert str(info.value).startswith(f"JWT_SECRET looks guessable: {why}")
+    secret_file = tmp_path / "jwt"
+    secret_file.write_text(secret)
+    with pytest.raises(SettingsError, match="JWT_SECRET looks guessable"):
+        load_settings({**PRODUCTION, "JWT_SECRET_FILE": str(secret_file)})
+
+
+def _random_secrets() -> list[str]:
+    """Random secrets of the usual shapes, from a fixed seed so the test is repeatable."""
+    rng = random.Random(20250131)  # noqa: S311 - repeatable stand-ins for random secrets
+    made = []
+    for _ in range(300):
+        made.append(base64.urlsafe_b64encode(rng.randbytes(48)).decode().rstrip("="))
+        made.append(base64.urlsafe_b64encode(rng.randbytes(24)).decode().rstrip("="))
+        made.append(base64.b64encode(rng.randbytes(32)).decode())
+        made.append(rng.randbytes(16).hex())
+        made.append(rng.randbytes(32).hex())
+        made.append(str(uuid.UUID(bytes=rng.randbytes(16), version=4)))
+    return made
+
+
+def test_production_accepts_random_jwt_secrets(tmp_path: Path) -> None:
+    refused = []
+    for secret in _random_secrets():
+        try:
+            load_settings({**PRODUCTION, "BILLING_HOME": str(tmp_path), "JWT_SECRET": secret})
+        except SettingsError as exc:
+            refused.append((secret, str(exc)))
+    assert refused == []
+    # and the secret `billing serve` generates for itself outside production
+    generated = load_settings({"BILLING_HOME": str(tmp_path)}).jwt_secret
+    assert generated is not None
+    assert load_settings({**PRODUCTION, "JWT_SECRET": generated}).jwt_secret == generated
+
+
+def test_outside_production_only_the_length_of_the_jwt_secret_is_checked(tmp_path: Path) -> None:
+    # Development and test keep fixtures such as tests/conftest.py's secret working.
+    settings = load_settings({"BILLING_HOME": str(tmp_path), "JWT_SECRET": "x" * 40})
+    assert settings.jwt_secret == "x" * 40
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("", ()),
+        ("10.0.0.5", ("10.0.0.5",)),
+        (" 10.0.0.5 , 10.1.0.0/16,::1 ", ("10.0.0.5", "10.1.0.0/16", "::1")),
+        ("10.1.2.3/16", ("10.1.0.0/16",)),
+        ("fd00::/8,192.168.1.1", ("fd00::/8", "192.168.1.1")),
+    ],
+)
+def test_trusted_proxies(tmp_path: Path, value: str, expected: tuple[str, ...]) -> None:
+    assert load_settings({"BILLING_HOME": str(tmp_path)}).trusted_proxies == ()
+    env = {"BILLING_HOME": str(tmp_path), "TRUSTED_PROXIES": value}
+    assert load_settings(env).trusted_proxies == expected
+
+
+@pytest.mark.parametrize("value", ["proxy.internal", "*", "10.0.0.300", "10.0.0.0/33", "10.0.0.1;"])
+def test_trusted_proxies_must_be_addresses_or_networks(tmp_path: Path, value: str) -> None:
+    with pytest.raises(SettingsError) as info:
+        load_settings({"BILLING_HOME": str(tmp_path), "TRUSTED_PROXIES": f"10.0.0.1,{value}"})
+    assert str(info.value) == (
+        "TRUSTED_PROXIES must list IP addresses or CIDR networks separated by commas "
+        f"(e.g. 10.0.0.5,10.1.0.0/16), got {value!r}."
+    )
