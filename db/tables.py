@@ -485,6 +485,8 @@ stripe_events = sa.Table(
     sa.Column("lease_until", sa.DateTime(timezone=True)),
     sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("processed_at", sa.DateTime(timezone=True)),
+    # 0012_stripe_event_failures.sql: why a 'failed' event can never be applied
+    sa.Column("error", sa.Text),
 )
 
 # -- statistics (db/migrations/0007_statistics.sql) ---------------------------------------------
