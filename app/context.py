@@ -23,6 +23,7 @@ from app.plans import Plan
 from app.refunds import Refund
 from app.services import Services
 from app.subscriptions import Subscription
+from app.throttle import Caller
 
 __all__ = ["Context", "InvoicePageKey", "Loaders"]
 
@@ -163,12 +164,16 @@ class Context:
         principal: Principal | None = None,
         auth_error: Unauthenticated | None = None,
         request: Any = None,
+        response: Any = None,
     ) -> None:
         self.services = services
         self.request = request
+        self.response = response  # Starlette's sub-response for HTTP (headers), else None
         self.principal = principal
         self.auth_error = auth_error
         self.connection_params: dict[str, Any] | None = None  # set by graphql-transport-ws
+        # The WebSocket connection slot this connection's token holds (released on close).
+        self.connection_slot: tuple[Principal, str] | None = None
         self._loaders: Loaders | None = None
 
     def require_principal(self) -> Principal:
@@ -197,6 +202,21 @@ class Context:
         sees only itself."""
         principal = self.require_principal()
         return principal.customer_id in (None, customer_id)
+
+    @property
+    def client_ip(self) -> str | None:
+        client = getattr(self.request, "client", None)
+        return str(client.host) if client is not None else None
+
+    def throttle_caller(self) -> Caller | None:
+        """Whose rate-limit budget this request draws on (None when it is not limited)."""
+        return self.services.throttle.caller(self.principal, self.client_ip)
+
+    def set_response_header(self, name: str, value: str) -> None:
+        """Set a header on the HTTP response (nothing to set on a WebSocket message)."""
+        headers = getattr(self.response, "headers", None)
+        if headers is not None:
+            headers[name] = value
 
     @property
     def org(self) -> str:

@@ -19,7 +19,6 @@ from app.dashboard import dashboard_page
 from app.document_routes import credit_note_pdf_route, invoice_pdf_route
 from app.graphql_view import BillingGraphQL
 from app.metrics import Metrics, metrics_endpoint
-from app.rate_limit import RateLimit
 from app.services import Services, require_backends
 from app.settings import Settings, load_settings
 from app.webhooks import stripe_webhook_endpoint
@@ -91,13 +90,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
         graphiql=not settings.production,
         init_timeout_seconds=settings.ws_init_timeout_seconds,
         max_subscriptions=settings.ws_max_subscriptions,
+        max_message_bytes=settings.max_body_bytes,
     )
     registry = CollectorRegistry()
     return Starlette(
         middleware=[
             Middleware(Metrics, registry=registry),
             Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes),
-            Middleware(RateLimit),
         ],
         routes=[
             Route("/health", health),

@@ -29,6 +29,7 @@ from app.subscription_billing import InvoicedBilling
 from app.subscription_service import DunningPolicy, SubscriptionService
 from app.subscriptions import Status
 from app.tax_rates import TaxRateService
+from app.throttle import Budget, ConnectionSlots, Throttle
 from app.webhooks import StripeWebhooks
 from db.connection import Database
 
@@ -73,6 +74,8 @@ class Services:
     statistics: StatisticsService
     live: LiveFeeds
     webhooks: StripeWebhooks
+    throttle: Throttle
+    connections: ConnectionSlots
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -91,7 +94,9 @@ class Services:
         events = EventBroker(database_url)
         try:
             await events.start()
-            yield cls.build(settings, db, stripe, events)
+            services = cls.build(settings, db, stripe, events)
+            async with services.connections.heartbeat():
+                yield services
         finally:
             await events.stop()
             await stripe.close()
@@ -163,4 +168,13 @@ class Services:
             webhooks=StripeWebhooks(
                 db, secret=settings.stripe_webhook_secret, payments=payments, refunds=refunds
             ),
+            throttle=Throttle(
+                db,
+                authenticated=Budget(settings.rate_limit_points, settings.rate_limit_restore_rate),
+                anonymous=Budget(
+                    settings.rate_limit_anonymous_points,
+                    settings.rate_limit_anonymous_restore_rate,
+                ),
+            ),
+            connections=ConnectionSlots(db, per_token=settings.ws_max_connections_per_token),
         )

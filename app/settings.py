@@ -51,8 +51,11 @@ class Settings:
     graphql_max_cost: int = 25_000
     graphql_max_mutations: int = 5
     max_body_bytes: int = 262_144
-    rate_limit_per_minute: int = 600
-    rate_limit_anonymous_per_minute: int = 60
+    rate_limit_points: int = 25_000
+    rate_limit_restore_rate: int = 500
+    rate_limit_anonymous_points: int = 1_000
+    rate_limit_anonymous_restore_rate: int = 20
+    ws_max_connections_per_token: int = 20
     ws_init_timeout_seconds: int = 10
     ws_max_subscriptions: int = 10
     dunning_retry_days: tuple[int, ...] = (3, 5, 7)
@@ -239,6 +242,15 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     elif algorithm == "HS256" and not jwt_secret:
         jwt_secret = _development_jwt_secret(home)
 
+    graphql_max_cost = _int(env, "GRAPHQL_MAX_COST", 25_000, 10, 10_000_000)
+    rate_limit_points = _int(env, "RATE_LIMIT_POINTS", 25_000, 1, 10**9)
+    rate_limit_restore_rate = _int(env, "RATE_LIMIT_RESTORE_RATE", 500, 0, 10**7)
+    if rate_limit_restore_rate and rate_limit_points < graphql_max_cost:
+        raise SettingsError(
+            f"RATE_LIMIT_POINTS ({rate_limit_points}) must be at least GRAPHQL_MAX_COST "
+            f"({graphql_max_cost}), or a query of the largest allowed cost could never run."
+        )
+
     return Settings(
         env=mode,
         home=home,
@@ -261,13 +273,16 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         graphql_max_depth=_int(env, "GRAPHQL_MAX_DEPTH", 10, 2, 50),
         graphql_max_aliases=_int(env, "GRAPHQL_MAX_ALIASES", 30, 1, 1000),
         graphql_max_tokens=_int(env, "GRAPHQL_MAX_TOKENS", 2000, 100, 100_000),
-        graphql_max_cost=_int(env, "GRAPHQL_MAX_COST", 25_000, 10, 10_000_000),
+        graphql_max_cost=graphql_max_cost,
         graphql_max_mutations=_int(env, "GRAPHQL_MAX_MUTATIONS", 5, 1, 50),
         max_body_bytes=_int(env, "MAX_BODY_BYTES", 262_144, 1024, 64 * 2**20),
-        rate_limit_per_minute=_int(env, "RATE_LIMIT_PER_MINUTE", 600, 0, 1_000_000),
-        rate_limit_anonymous_per_minute=_int(
-            env, "RATE_LIMIT_ANONYMOUS_PER_MINUTE", 60, 0, 1_000_000
+        rate_limit_points=rate_limit_points,
+        rate_limit_restore_rate=rate_limit_restore_rate,
+        rate_limit_anonymous_points=_int(env, "RATE_LIMIT_ANONYMOUS_POINTS", 1_000, 1, 10**9),
+        rate_limit_anonymous_restore_rate=_int(
+            env, "RATE_LIMIT_ANONYMOUS_RESTORE_RATE", 20, 0, 10**7
         ),
+        ws_max_connections_per_token=_int(env, "WS_MAX_CONNECTIONS_PER_TOKEN", 20, 1, 10_000),
         ws_init_timeout_seconds=_int(env, "WS_INIT_TIMEOUT_SECONDS", 10, 1, 300),
         ws_max_subscriptions=_int(env, "WS_MAX_SUBSCRIPTIONS_PER_CONNECTION", 10, 1, 1000),
         dunning_retry_days=_days(env, "DUNNING_RETRY_DAYS", (3, 5, 7)),

@@ -60,8 +60,8 @@ async def main(iterations: int) -> None:
             jwt_secret="b" * 48,
             graphql_max_cost=300,
             graphql_max_depth=3,
-            rate_limit_per_minute=0,
-            rate_limit_anonymous_per_minute=0,
+            rate_limit_restore_rate=0,
+            rate_limit_anonymous_restore_rate=0,
         )
         app = create_app(settings)
         bearer = mint_token(settings, org="bench", role=Role.ADMIN, subject="bench")

@@ -243,7 +243,7 @@ def serve(settings: Settings, home: Path) -> tuple[subprocess.Popen[bytes], str]
         "STRIPE_API_KEY": EMULATOR_API_KEY,
         "STRIPE_API_BASE": settings.stripe_api_base or "",
         "JWT_SECRET": JWT_SECRET,
-        "RATE_LIMIT_PER_MINUTE": "0",
+        "RATE_LIMIT_RESTORE_RATE": "0",
         "LOG_LEVEL": "warning",
     }
     process = subprocess.Popen(

@@ -124,8 +124,8 @@ async def main(iterations: int) -> None:
             stripe_api_base=emulator.base_url,
             stripe_max_network_retries=0,
             jwt_secret="b" * 48,
-            rate_limit_per_minute=0,
-            rate_limit_anonymous_per_minute=0,
+            rate_limit_restore_rate=0,
+            rate_limit_anonymous_restore_rate=0,
         )
         org = f"bench{uuid.uuid4().hex[:8]}"
         bearer = mint_token(settings, org=org, role=Role.ADMIN, subject="bench")

@@ -71,8 +71,8 @@ async def main(count: int) -> None:
             stripe_api_key=EMULATOR_API_KEY,
             stripe_api_base=emulator.base_url,
             jwt_secret="r" * 48,
-            rate_limit_per_minute=0,
-            rate_limit_anonymous_per_minute=0,
+            rate_limit_restore_rate=0,
+            rate_limit_anonymous_restore_rate=0,
         )
         org = f"bench{uuid.uuid4().hex[:8]}"
         app = create_app(settings)

@@ -26,7 +26,7 @@ from schema.credit_notes import CreditNoteMutations, CreditNoteQueries
 from schema.customers import CustomerMutations, CustomerQueries
 from schema.errors import is_unexpected, should_mask_error
 from schema.invoices import InvoiceMutations, InvoiceQueries
-from schema.limits import QueryCostLimiter, max_mutations_rule
+from schema.limits import max_mutations_rule
 from schema.live import Live, PerEventExecutor
 from schema.organizations import OrganizationMutations, OrganizationQueries
 from schema.payments import PaymentMutations, PaymentQueries
@@ -37,6 +37,7 @@ from schema.service import ServiceQueries
 from schema.statistics import StatisticsQueries
 from schema.subscriptions import SubscriptionMutations, SubscriptionQueries
 from schema.tax_rates import TaxRateMutations, TaxRateQueries
+from schema.throttling import QueryCost
 
 __all__ = ["Limits", "Mutation", "Query", "build_schema", "schema"]
 
@@ -132,7 +133,7 @@ def build_schema(limits: Limits | None = None, *, production: bool = False) -> s
             lambda: MaxAliasesLimiter(max_alias_count=limits.max_aliases),
             lambda: MaxTokensLimiter(max_token_count=limits.max_tokens),
             lambda: AddValidationRules(rules),
-            lambda: QueryCostLimiter(limits.max_cost),
+            lambda: QueryCost(limits.max_cost),
             lambda: ParserCache(maxsize=512),
             lambda: ValidationCache(maxsize=512),
             lambda: MaskErrors(should_mask_error=should_mask_error),

@@ -104,14 +104,17 @@ def settings(database_url: str, stripe_emulator: StripeEmulator) -> Settings:
         jwt_secret=JWT_SECRET,
         # Off here (0 = unlimited) so statement counts and timing stay about the operation;
         # tests/security/test_limits.py turns them on.
-        rate_limit_per_minute=0,
-        rate_limit_anonymous_per_minute=0,
+        rate_limit_restore_rate=0,
+        rate_limit_anonymous_restore_rate=0,
     )
 
 
-async def running(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
+async def running(
+    app: Starlette, client: tuple[str, int] = ("127.0.0.1", 123)
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The app with its lifespan, called in-process as if from ``client`` (address, port)."""
     async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
+        transport = httpx.ASGITransport(app=app, client=client)
         async with httpx.AsyncClient(transport=transport, base_url="http://billing.test") as http:
             yield http
 

@@ -45,8 +45,8 @@ def _start(settings: Settings, home: Path, extra: dict[str, str]) -> Server:
         "STRIPE_API_KEY": settings.stripe_api_key or "",
         "STRIPE_API_BASE": settings.stripe_api_base or "",
         "JWT_SECRET": settings.jwt_secret or "",
-        "RATE_LIMIT_PER_MINUTE": "0",
-        "RATE_LIMIT_ANONYMOUS_PER_MINUTE": "0",
+        "RATE_LIMIT_RESTORE_RATE": "0",
+        "RATE_LIMIT_ANONYMOUS_RESTORE_RATE": "0",
         "LOG_LEVEL": "warning",
         **extra,
     }

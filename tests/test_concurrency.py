@@ -346,8 +346,8 @@ def two_servers(settings: Settings, tmp_path: Path) -> Iterator[list[str]]:
         "STRIPE_API_BASE": settings.stripe_api_base or "",
         "STRIPE_MAX_NETWORK_RETRIES": "0",
         "JWT_SECRET": settings.jwt_secret or "",
-        "RATE_LIMIT_PER_MINUTE": "0",
-        "RATE_LIMIT_ANONYMOUS_PER_MINUTE": "0",
+        "RATE_LIMIT_RESTORE_RATE": "0",
+        "RATE_LIMIT_ANONYMOUS_RESTORE_RATE": "0",
     }
     processes, urls = [], []
     for n in range(2):

@@ -41,7 +41,7 @@ def _start(settings: Settings, home: Path) -> tuple[subprocess.Popen[str], str, 
         "STRIPE_API_KEY": settings.stripe_api_key or "",
         "STRIPE_API_BASE": settings.stripe_api_base or "",
         "JWT_SECRET": settings.jwt_secret or "",
-        "RATE_LIMIT_PER_MINUTE": "0",
+        "RATE_LIMIT_RESTORE_RATE": "0",
         "LOG_LEVEL": "warning",
     }
     log_path = home / f"serve-{port}.log"
