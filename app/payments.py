@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from app.auth import Principal
+from app.customers import CustomerService
 from app.errors import DomainError, ErrorCode, NotFound, ValidationFailed
 from app.idempotency import Claim, IdempotencyKeys, Stored, validate_key
 from app.ids import has_prefix, new_id
@@ -398,10 +399,12 @@ class PaymentService:
         keys: IdempotencyKeys,
         *,
         lease: timedelta | None = None,
+        customers: CustomerService | None = None,
     ) -> None:
         self._db = db
         self._stripe = stripe
         self._keys = keys
+        self._customer_service = customers
         self._lease = lease or keys.lease
         self._payments = PaymentRepository(db)
         self._customers = CustomerRepository(db)
@@ -477,12 +480,20 @@ class PaymentService:
         customer = rows[0]
         if customer is None or not _visible(actor, customer_id):
             raise NotFound("Customer", ("input", "customerId"))
-        if not customer["stripe_customer_id"]:
-            raise DomainError(
-                ErrorCode.INVALID_STATE,
-                "The customer has no Stripe customer yet.",
-                field=("input", "customerId"),
+        stripe_customer = customer["stripe_customer_id"]
+        if not stripe_customer:
+            # A crash between the customer's row and its Stripe mirror left none: make it now,
+            # with the key and values of the first attempt.
+            if self._customer_service is None:
+                raise DomainError(
+                    ErrorCode.INVALID_STATE,
+                    "The customer has no Stripe customer yet.",
+                    field=("input", "customerId"),
+                )
+            ensured = await self._customer_service.ensure_stripe_customer(
+                org, customer_id, field=("input", "customerId"), repair=False
             )
+            stripe_customer = ensured.stripe_customer_id
         payment_id = claim.resource_id
         amount: Money = values["amount"]
         metadata = {
@@ -496,7 +507,7 @@ class PaymentService:
             idempotency_key=claim.stripe_key("create"),
             amount=amount.amount,
             currency=amount.currency,
-            customer=customer["stripe_customer_id"],
+            customer=stripe_customer,
             payment_method=values["payment_method_id"],
             manual_capture=draft.capture_method is CaptureMethod.MANUAL,
             metadata=metadata,

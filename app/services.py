@@ -111,7 +111,7 @@ class Services:
         customers = CustomerService(db, stripe)
         tax_rates, coupons = TaxRateService(db), CouponService(db)
         balances, invoice_settings = CreditBalances(db), InvoiceSettingsService(db)
-        payments = PaymentService(db, stripe, keys)
+        payments = PaymentService(db, stripe, keys, customers=customers)
         invoices = InvoiceService(
             db,
             customers=customers,
@@ -136,6 +136,7 @@ class Services:
                 final=Status(settings.dunning_final_state),
             ),
             lease=timedelta(seconds=settings.worker_lease_seconds),
+            organizations=organizations,
         )
         return cls(
             settings=settings,

@@ -65,8 +65,8 @@ PLANS = [  # id, tier, amount, currency, unit, count
 LOAD = [
     """INSERT INTO organizations (id) VALUES ('bench')""",
     """INSERT INTO plans (organization_id, id, code, name, tier, amount, currency, interval_unit,
-                          interval_count)
-       SELECT 'bench', id, id, id, tier, amount, currency, unit, n
+                          interval_count, family)
+       SELECT 'bench', id, id, id, tier, amount, currency, unit, n, id
        FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::int[])
             AS p(id, tier, amount, currency, unit, n)""",
     """INSERT INTO customers (organization_id, id, email, name)

@@ -29,7 +29,7 @@ __all__ = [
     "organizations",
     "payments",
     "plans",
-    "rate_limit_windows",
+    "rate_limit_buckets",
     "refunds",
     "revenue_rollups",
     "revenue_totals",
@@ -38,6 +38,7 @@ __all__ = [
     "subscription_stat_states",
     "subscription_stat_totals",
     "tax_rates",
+    "websocket_connections",
 ]
 
 metadata = sa.MetaData()
@@ -83,6 +84,9 @@ plans = sa.Table(
     *_timestamps(),
     sa.Column("archived_at", sa.DateTime(timezone=True)),
     sa.Column("family", sa.Text, nullable=False),
+    sa.Column("stripe_sync_token", sa.Text),
+    sa.Column("stripe_sync_until", sa.DateTime(timezone=True)),
+    sa.Column("stripe_synced", sa.Boolean, nullable=False),
 )
 
 customers = sa.Table(
@@ -101,15 +105,30 @@ customers = sa.Table(
     sa.Column("stripe_customer_id", sa.Text),
     sa.Column("default_payment_method_id", sa.Text),
     *_timestamps(),
+    sa.Column("stripe_sync_token", sa.Text),
+    sa.Column("stripe_sync_until", sa.DateTime(timezone=True)),
+    sa.Column("stripe_synced", sa.Boolean, nullable=False),
 )
 
-rate_limit_windows = sa.Table(
-    "rate_limit_windows",
+rate_limit_buckets = sa.Table(
+    "rate_limit_buckets",
     metadata,
     sa.Column("organization_id", sa.Text, primary_key=True),
     sa.Column("bucket", sa.Text, primary_key=True),
-    sa.Column("window_start", sa.DateTime(timezone=True), primary_key=True),
-    sa.Column("hits", sa.Integer, nullable=False),
+    sa.Column("available", sa.Double, nullable=False),
+    sa.Column("granted", sa.Boolean, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("full_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+websocket_connections = sa.Table(
+    "websocket_connections",
+    metadata,
+    sa.Column("organization_id", sa.Text, primary_key=True),
+    sa.Column("bucket", sa.Text, primary_key=True),
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("process_id", sa.Text, nullable=False),
+    sa.Column("lease_until", sa.DateTime(timezone=True), nullable=False),
 )
 
 payments = sa.Table(

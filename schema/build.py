@@ -37,6 +37,7 @@ from schema.service import ServiceQueries
 from schema.statistics import StatisticsQueries
 from schema.subscriptions import SubscriptionMutations, SubscriptionQueries
 from schema.tax_rates import TaxRateMutations, TaxRateQueries
+from schema.text_rules import StorableStrings
 from schema.throttling import QueryCost
 
 __all__ = ["Limits", "Mutation", "Query", "build_schema", "schema"]
@@ -119,7 +120,10 @@ def build_schema(limits: Limits | None = None, *, production: bool = False) -> s
     """The schema with its protective extensions. Production also hides introspection and
     "did you mean" suggestions, which map the API for an attacker."""
     limits = limits or Limits()
-    rules: list[type[ASTValidationRule]] = [max_mutations_rule(limits.max_mutations)]
+    rules: list[type[ASTValidationRule]] = [
+        max_mutations_rule(limits.max_mutations),
+        StorableStrings,
+    ]
     if production:
         rules.append(NoSchemaIntrospectionCustomRule)
     return BillingSchema(

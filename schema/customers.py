@@ -257,7 +257,8 @@ class CustomerQueries:
 class CustomerMutations:
     @strawberry.mutation(
         description="Create a customer and its Stripe Customer. A Stripe failure creates "
-        "nothing. Admin or service.",
+        "nothing (PAYMENT_PROVIDER_ERROR, also when Stripe does not answer within "
+        "STRIPE_TIMEOUT_SECONDS). Admin or service.",
         permission_classes=[AdminOrService],
     )
     async def customer_create(
@@ -269,8 +270,10 @@ class CustomerMutations:
         return CustomerPayload(customer=customer, errors=errors)  # type: ignore[arg-type]
 
     @strawberry.mutation(
-        description="Change a customer; email, name and address are synced to Stripe. "
-        "Admin or service.",
+        description="Change a customer; email, name and address are synced to Stripe. A Stripe "
+        "failure changes nothing: PAYMENT_PROVIDER_ERROR when Stripe does not answer within "
+        "STRIPE_TIMEOUT_SECONDS; OPERATION_IN_PROGRESS while another change to the same "
+        "customer is still being sent to Stripe. Admin or service.",
         permission_classes=[AdminOrService],
     )
     async def customer_update(
@@ -283,7 +286,10 @@ class CustomerMutations:
 
     @strawberry.mutation(
         description="Attach a card (Stripe PaymentMethod) to the customer and make it the default "
-        "for renewals. A declined card is a CARD_DECLINED error. A customer may set its own.",
+        "for renewals. A declined card is a CARD_DECLINED error; a Stripe failure changes "
+        "nothing (PAYMENT_PROVIDER_ERROR, also past STRIPE_TIMEOUT_SECONDS; "
+        "OPERATION_IN_PROGRESS while another change to the customer is being sent to Stripe). "
+        "A customer may set its own.",
         permission_classes=[AnyRole],
     )
     async def customer_set_default_payment_method(

@@ -52,7 +52,7 @@ __all__ = [
     "operation_cost",
 ]
 
-LIST_ESTIMATE = DEFAULT_PAGE_SIZE
+LIST_ESTIMATE = 10
 """How many items a plain (unpaginated) list of objects is assumed to hold."""
 
 MUTATION_COST = 10

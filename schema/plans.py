@@ -207,7 +207,8 @@ class PlanQueries:
 class PlanMutations:
     @strawberry.mutation(
         description="Create a plan and its Stripe Product and recurring price. A Stripe failure "
-        "creates nothing. Admin only.",
+        "creates nothing (PAYMENT_PROVIDER_ERROR, also when Stripe does not answer within "
+        "STRIPE_TIMEOUT_SECONDS). Admin only.",
         permission_classes=[AdminOnly],
     )
     async def plan_create(
@@ -218,7 +219,9 @@ class PlanMutations:
 
     @strawberry.mutation(
         description="Change a plan's descriptive fields and limits; the new name is synced to "
-        "Stripe. Admin only.",
+        "Stripe. A Stripe failure changes nothing: PAYMENT_PROVIDER_ERROR when Stripe does not "
+        "answer within STRIPE_TIMEOUT_SECONDS; OPERATION_IN_PROGRESS while another change to "
+        "the same plan is still being sent to Stripe. Admin only.",
         permission_classes=[AdminOnly],
     )
     async def plan_update(
@@ -228,8 +231,10 @@ class PlanMutations:
         return PlanPayload(plan=plan, errors=errors)  # type: ignore[arg-type]
 
     @strawberry.mutation(
-        description="Archive a plan: no new subscriptions, Stripe price deactivated. Final. "
-        "Admin only.",
+        description="Archive a plan: no new subscriptions, Stripe price deactivated. Final. A "
+        "Stripe failure changes nothing (PAYMENT_PROVIDER_ERROR, also past "
+        "STRIPE_TIMEOUT_SECONDS; OPERATION_IN_PROGRESS while another change to the plan is "
+        "being sent to Stripe). Admin only.",
         permission_classes=[AdminOnly],
     )
     async def plan_archive(

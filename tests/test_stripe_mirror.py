@@ -418,3 +418,35 @@ async def test_a_failed_create_keeps_a_customer_others_already_reference(
     ensured = await customers.ensure_stripe_customer(org, customer_id)
     assert ensured.stripe_customer_id is not None
     assert len(gateway.calls["create_customer"]) == 2
+
+
+async def test_a_payment_for_a_customer_whose_mirror_died_creates_it_first(
+    db: Database, gateway: Scripted, settings: Settings
+) -> None:
+    from app.auth import Principal, Role
+    from app.idempotency import IdempotencyKeys
+    from app.payments import PaymentDraft, PaymentService
+
+    org = new_org()
+    customers = CustomerService(db, gateway)
+    gateway.after["create_customer"] = Crash()
+    with pytest.raises(Crash):
+        await customers.create(org, CustomerDraft(email="pay@example.com", name="Pay"))
+    (first,) = gateway.calls["create_customer"]
+    customer_id = first["metadata"]["customer_id"]
+    await _expire_lease(db, "customers", org, customer_id)
+
+    payments = PaymentService(db, gateway, IdempotencyKeys(db), customers=customers)
+    admin = Principal(subject="admin", org=org, role=Role.ADMIN)
+    payment = await payments.create(
+        org,
+        admin,
+        PaymentDraft(customer_id=customer_id, amount=1999, currency="USD"),
+        idempotency_key="pay-after-crash",
+    )
+    assert gateway.calls["create_customer"] == [first, first]
+    row = await _row(db, "customers", org, customer_id)
+    assert row["stripe_customer_id"] is not None
+    assert payment.amount.amount == 1999
+    intent = await stripe_get(settings, f"/v1/payment_intents/{payment.stripe_payment_intent_id}")
+    assert intent["customer"] == row["stripe_customer_id"]

@@ -5,14 +5,14 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from db.repositories.base import Filters
-from db.repositories.stripe_mirror import StripeMirrorRepository, with_sync_columns
+from db.repositories.stripe_mirror import StripeMirrorRepository
 from db.tables import customers
 
 __all__ = ["CustomerRepository"]
 
 
 class CustomerRepository(StripeMirrorRepository):
-    table = with_sync_columns(customers)
+    table = customers
     unique = ("external_ref",)
 
     def conditions(self, org: str, filters: Filters) -> list[sa.ColumnElement[bool]]:

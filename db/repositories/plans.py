@@ -5,14 +5,14 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from db.repositories.base import Filters
-from db.repositories.stripe_mirror import StripeMirrorRepository, with_sync_columns
+from db.repositories.stripe_mirror import StripeMirrorRepository
 from db.tables import plans
 
 __all__ = ["PlanRepository"]
 
 
 class PlanRepository(StripeMirrorRepository):
-    table = with_sync_columns(plans)
+    table = plans
     unique = ("code",)
 
     def conditions(self, org: str, filters: Filters) -> list[sa.ColumnElement[bool]]:

@@ -17,28 +17,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from db.connection import Row
 from db.repositories.base import TableRepository
 
-__all__ = ["SYNC_COLUMNS", "StripeMirrorRepository", "with_sync_columns"]
-
-SYNC_COLUMNS = ("stripe_sync_token", "stripe_sync_until", "stripe_synced")
-
-
-def with_sync_columns(table: sa.Table) -> sa.Table:
-    """``table`` with the lease columns of migration 0011. ``db/tables.py`` is the place for
-    them; until it lists them, a private copy of the table carries them (same name and columns,
-    so the SQL is the same)."""
-    if all(name in table.c for name in SYNC_COLUMNS):
-        return table
-    columns: list[sa.Column[Any]] = [
-        sa.Column(c.name, c.type, primary_key=c.primary_key, nullable=c.nullable)
-        for c in table.columns
-    ]
-    extra: dict[str, sa.Column[Any]] = {
-        "stripe_sync_token": sa.Column("stripe_sync_token", sa.Text),
-        "stripe_sync_until": sa.Column("stripe_sync_until", sa.DateTime(timezone=True)),
-        "stripe_synced": sa.Column("stripe_synced", sa.Boolean, nullable=False),
-    }
-    columns += [column for name, column in extra.items() if name not in table.c]
-    return sa.Table(table.name, sa.MetaData(), *columns)
+__all__ = ["StripeMirrorRepository"]
 
 
 def _lease_end(lease: timedelta) -> Any:

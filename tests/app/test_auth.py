@@ -307,14 +307,16 @@ JWT = "test-secret-" + "x" * 40  # tests/conftest.py's JWT_SECRET
 
 @pytest.fixture
 async def limited(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """The app with its rate limiter on: it decodes every bearer token before GraphQL does,
-    and keys its counters on the token's subject."""
+    """The app with its rate limiter on: it keys its budgets on the token's subject."""
     from app.main import create_app
     from tests.conftest import running
 
     app = create_app(
         settings.with_overrides(
-            rate_limit_per_minute=10_000, rate_limit_anonymous_per_minute=10_000
+            rate_limit_points=10**9,
+            rate_limit_restore_rate=10**6,
+            rate_limit_anonymous_points=10**9,
+            rate_limit_anonymous_restore_rate=10**6,
         )
     )
     async for client in running(app):

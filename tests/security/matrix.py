@@ -602,6 +602,7 @@ async def _plan_pool(
                     "tier": "BASIC",
                     "price": {"amount": 1000 + index, "currency": "USD"},
                     "interval": "MONTH",
+                    "trialDays": 7,
                 }
             },
         )
@@ -635,7 +636,22 @@ async def _change_pool(world: World, clients: dict[str, GraphQLClient]) -> None:
     world.extra.update(pool)
 
 
+async def _customers_may_pause(world: World, clients: dict[str, GraphQLClient]) -> None:
+    """Customer tokens pause and resume only where the organization allows it."""
+    done = await clients[ADMIN].data(
+        "mutation { organizationSettingsUpdate(input: {customerCanPause: true}) "
+        "{ errors { code } } }"
+    )
+    assert done["organizationSettingsUpdate"]["errors"] == []
+
+
+async def _pausable_pool(world: World, clients: dict[str, GraphQLClient]) -> None:
+    await _customers_may_pause(world, clients)
+    await _subscription_pool(world, clients)
+
+
 async def _paused_pool(world: World, clients: dict[str, GraphQLClient]) -> None:
+    await _customers_may_pause(world, clients)
     await _subscription_pool(world, clients)
     pause = _mutation("subscriptionPause", "SubscriptionPauseInput", SUB_OUT)
     for index in range(_POOL_SIZE):
@@ -661,7 +677,6 @@ CASES.update(
                 "input": {
                     "customerId": w.owner["id"],
                     "planId": _take(w, "plan"),
-                    "trialDays": 7,
                     "idempotencyKey": str(uuid.uuid4()),
                 }
             },
@@ -687,7 +702,7 @@ CASES.update(
         "Mutation.subscriptionPause": Case(
             _mutation("subscriptionPause", "SubscriptionPauseInput", SUB_OUT),
             lambda w: {"input": {"id": _take(w, "sub")}},
-            prepare=_subscription_pool,
+            prepare=_pausable_pool,
         ),
         "Mutation.subscriptionResume": Case(
             _mutation("subscriptionResume", "SubscriptionResumeInput", SUB_OUT),

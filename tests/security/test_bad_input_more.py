@@ -372,10 +372,6 @@ def test_the_storable_strings_rule_refuses_a_nul_written_as_an_escape(literal: s
         f'query($e: String = "{B}u{{0}}") {{ customers(filter: {{email: $e}}) {{ totalCount }} }}',
     ],
 )
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs schema.text_rules.StorableStrings in schema/build.py's validation rules",
-)
 async def test_a_nul_written_as_an_escape_in_the_document_is_refused(
     admin: GraphQLClient, document: str
 ) -> None:
