@@ -13,10 +13,13 @@ Rules (docs/invoicing-math.md explains them with worked examples):
   ("commercial rounding", the rule tax authorities and calculators use). It is symmetric, so a
   credit note computes exactly the negated amounts of the invoice it reverses. (Proration,
   where exact halves are common, rounds ties to even instead: see docs/invoicing-math.md.)
-* The discount applies to the subtotal: ``round(subtotal * percent_off / 10000)`` or the fixed
-  ``amount_off``, capped at the subtotal (never below zero; no discount on a subtotal <= 0).
-* The discount is spread over the positive lines in proportion to their amounts by the largest
-  remainder method, so the discounted line amounts add up exactly to ``subtotal - discount``.
+* The discount applies to the discountable subtotal (the sum of the lines marked
+  ``discountable``): ``round(base * percent_off / 10000)`` or the fixed ``amount_off``, capped at
+  that base (never below zero; no discount on a base <= 0). Credits for unused time are not
+  discountable: they are computed from what was paid, after the discount of their period.
+* The discount is spread over the positive discountable lines in proportion to their amounts by
+  the largest remainder method, so the discounted line amounts add up exactly to
+  ``subtotal - discount``.
 * Tax is computed once per invoice, with one rounding, on the discounted taxable base (the sum of
   the discounted taxable lines). Exclusive: ``tax = round(base * rate)``, added to the total.
   Inclusive: ``tax = base - round(base / (1 + rate))``, already inside the amounts, so its line is
@@ -119,6 +122,7 @@ class LineDraft:
     period_start: datetime | None = None
     period_end: datetime | None = None
     taxable: bool = True
+    discountable: bool = True
 
     def __post_init__(self) -> None:
         if not self.description.strip():
@@ -225,6 +229,7 @@ class ComputedLine:
     amount: int
     discount_amount: int = 0
     taxable: bool = False
+    discountable: bool = False
     period_start: datetime | None = None
     period_end: datetime | None = None
     tax_rate: int | None = None
@@ -281,7 +286,7 @@ def _allocate(amount: int, weights: Sequence[int]) -> list[int]:
     return shares
 
 
-def _discount(subtotal: int, currency: str, coupon: Coupon) -> int:
+def _discount(base: int, currency: str, coupon: Coupon) -> int:
     amount_off = coupon.amount_off
     if amount_off is not None and amount_off.currency != currency:
         raise DomainError(
@@ -289,11 +294,11 @@ def _discount(subtotal: int, currency: str, coupon: Coupon) -> int:
             f"The coupon is in {amount_off.currency} but the invoice is in {currency}.",
             field=("coupon", "amountOff", "currency"),
         )
-    if subtotal <= 0:
+    if base <= 0:
         return 0
     if amount_off is not None:
-        return min(amount_off.amount, subtotal)
-    return _round_div(subtotal * (coupon.percent_off or 0), BASIS_POINTS)
+        return min(amount_off.amount, base)
+    return _round_div(base * (coupon.percent_off or 0), BASIS_POINTS)
 
 
 def _tax_line(description: str, rate: int, tax: int, *, informational: bool) -> ComputedLine:
@@ -328,8 +333,11 @@ def compute_totals(
     _check_int(customer_balance, "customerBalance", 0, MAX_AMOUNT)
 
     subtotal = _check_bound(sum(line.amount for line in lines), "The subtotal", "lines")
-    discount = _discount(subtotal, code, coupon) if coupon is not None else 0
-    shares = _allocate(discount, [max(line.amount, 0) for line in lines])
+    base = sum(line.amount for line in lines if line.discountable)
+    discount = _discount(base, code, coupon) if coupon is not None else 0
+    shares = _allocate(
+        discount, [max(line.amount, 0) if line.discountable else 0 for line in lines]
+    )
 
     computed = [
         ComputedLine(
@@ -340,6 +348,7 @@ def compute_totals(
             amount=line.amount,
             discount_amount=share,
             taxable=line.taxable,
+            discountable=line.discountable,
             period_start=line.period_start,
             period_end=line.period_end,
         )
@@ -356,18 +365,18 @@ def compute_totals(
             )
         )
 
-    base = sum(line.net_amount for line in computed if line.taxable)
-    tax, taxable_amount, inclusive = 0, base, False
+    tax_base = sum(line.net_amount for line in computed if line.taxable)
+    tax, taxable_amount, inclusive = 0, tax_base, False
     if reverse_charge:
         suffix = f" ({tax_rate.name})" if tax_rate is not None else ""
         computed.append(_tax_line(f"Reverse charge{suffix}", 0, 0, informational=False))
     elif tax_rate is not None:
         inclusive = tax_rate.inclusive
         if inclusive:
-            taxable_amount = _round_div(base * RATE_SCALE, RATE_SCALE + tax_rate.rate)
-            tax = base - taxable_amount
+            taxable_amount = _round_div(tax_base * RATE_SCALE, RATE_SCALE + tax_rate.rate)
+            tax = tax_base - taxable_amount
         else:
-            tax = _round_div(base * tax_rate.rate, RATE_SCALE)
+            tax = _round_div(tax_base * tax_rate.rate, RATE_SCALE)
         label = f"{tax_rate.name} {tax_rate.percent}%{' included' if inclusive else ''}"
         computed.append(_tax_line(label, tax_rate.rate, tax, informational=inclusive))
 

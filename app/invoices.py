@@ -76,6 +76,7 @@ class LineInput:
     period_start: datetime | None = None
     period_end: datetime | None = None
     taxable: bool = True
+    discountable: bool = True
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,7 @@ class InvoiceLine:
     amount: Money
     discount_amount: Money
     taxable: bool
+    discountable: bool
     tax_rate: int | None
     informational: bool
     period_start: datetime | None
@@ -121,6 +123,7 @@ class InvoiceLine:
             amount=Money(row["amount"], currency),
             discount_amount=Money(row["discount_amount"], currency),
             taxable=row["taxable"],
+            discountable=row["discountable"],
             tax_rate=row["tax_rate"],
             informational=row["informational"],
             period_start=row["period_start"],
@@ -141,6 +144,7 @@ class InvoiceLine:
             period_start=self.period_start,
             period_end=self.period_end,
             taxable=self.taxable,
+            discountable=self.discountable,
         )
 
     def computed(self) -> ComputedLine:
@@ -152,6 +156,7 @@ class InvoiceLine:
             amount=self.amount.amount,
             discount_amount=self.discount_amount.amount,
             taxable=self.taxable,
+            discountable=self.discountable,
             period_start=self.period_start,
             period_end=self.period_end,
             tax_rate=self.tax_rate,
@@ -313,6 +318,7 @@ def _line_draft(line: LineInput, path: tuple[str, ...]) -> LineDraft:
             period_start=_utc(line.period_start),
             period_end=_utc(line.period_end),
             taxable=line.taxable,
+            discountable=line.discountable,
         )
     except DomainError as exc:
         raise exc.at((*path, *(exc.field or ()))) from None
@@ -375,6 +381,7 @@ def _line_rows(
                 "amount": line.amount,
                 "discount_amount": line.discount_amount,
                 "taxable": line.taxable,
+                "discountable": line.discountable,
                 "tax_rate": line.tax_rate,
                 "informational": line.informational,
                 "period_start": line.period_start,
@@ -442,6 +449,7 @@ class InvoiceService:
                     line.period_start,
                     line.period_end,
                     line.taxable,
+                    line.discountable,
                 ]
                 for line in checked.lines
             ],

@@ -29,6 +29,8 @@ class BillLine:
     kind: str  # subscription | proration
     period_start: datetime
     period_end: datetime
+    # False for credits for unused time: computed from what was paid, after its discount.
+    discountable: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +85,7 @@ def _line(line: BillLine) -> LineInput:
         kind=LineKind(line.kind),
         period_start=line.period_start,
         period_end=line.period_end,
+        discountable=line.discountable,
     )
 
 

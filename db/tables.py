@@ -425,6 +425,7 @@ invoice_lines = sa.Table(
     sa.Column("period_start", sa.DateTime(timezone=True)),
     sa.Column("period_end", sa.DateTime(timezone=True)),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("discountable", sa.Boolean, nullable=False),
 )
 
 credit_notes = sa.Table(

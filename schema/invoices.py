@@ -63,6 +63,10 @@ class InvoiceLine:
         description="This line's share of the invoice discount (largest remainder method)."
     )
     taxable: bool = strawberry.field(description="Whether the invoice's tax applies to it.")
+    discountable: bool = strawberry.field(
+        description="Whether the invoice's coupon applies to it. False for credits for unused "
+        "time: they are computed from what was paid for that time, after its own discount."
+    )
     tax_rate: int | None = strawberry.field(
         description="On TAX lines, the rate in millionths (200000 = 20 %); null elsewhere."
     )
@@ -247,6 +251,9 @@ class InvoiceLineInput:
         default=None, description="End of the period billed (UTC when no offset is given)."
     )
     taxable: bool = strawberry.field(default=True, description="Whether tax applies.")
+    discountable: bool = strawberry.field(
+        default=True, description="Whether the invoice's coupon applies to it."
+    )
 
     def to_domain(self) -> LineInput:
         return LineInput(
@@ -257,6 +264,7 @@ class InvoiceLineInput:
             period_start=_utc(self.period_start),
             period_end=_utc(self.period_end),
             taxable=self.taxable,
+            discountable=self.discountable,
         )
 
 

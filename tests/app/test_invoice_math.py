@@ -427,3 +427,22 @@ def test_a_credit_note_mirrors_its_invoice(
     invoice = compute_totals(lines, "USD", tax_rate=tax_rate)
     credit = compute_totals(negated, "USD", tax_rate=tax_rate)
     assert (credit.tax_total, credit.total) == (-invoice.tax_total, -invoice.total)
+
+
+def test_a_coupon_leaves_lines_that_are_not_discountable_alone() -> None:
+    """A credit for unused time is computed from what was paid after its own discount; the
+    coupon of the invoice it lands on applies to the other lines only."""
+    period = LineDraft("Pro, next month", 1, 10_000, LineKind.SUBSCRIPTION)
+    credit = LineDraft("Unused time on Pro", 1, -2_500, LineKind.PRORATION, discountable=False)
+    charge = LineDraft("Remaining time on Team", 1, 4_000, LineKind.PRORATION)
+    totals = compute_totals([period, credit, charge], "USD", coupon=Coupon(percent_off=5_000))
+    assert totals.discount_total == 7_000  # half of 100.00 + 40.00, the credit untouched
+    assert [line.discount_amount for line in totals.lines[:3]] == [5_000, 0, 2_000]
+    assert totals.total == 10_000 - 2_500 + 4_000 - 7_000
+    # Only non-discountable lines: no discount at all, even on a positive total.
+    alone = compute_totals(
+        [LineDraft("Fee", 1, 1_000, LineKind.ONE_OFF, discountable=False)],
+        "USD",
+        coupon=Coupon(percent_off=5_000),
+    )
+    assert (alone.discount_total, alone.total) == (0, 1_000)
