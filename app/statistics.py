@@ -5,7 +5,8 @@ the overview behind the `stats` query, and the snapshot the live dashboard shows
 Definitions are in docs/statistics.md. In short: money is per currency, never summed across
 currencies, in integer minor units; averages and ARPU are rounded half-even to a minor unit;
 revenue is counted when it happened by the organization's clock (a payment when it succeeded, a
-refund when it succeeded), and ranges are ``[from, to)``.
+refund when it succeeded, a declined charge attempt when it was declined), and ranges are
+``[from, to)``.
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ class RevenueFigures:
     refunds: Money  # refunds that succeeded in the range (of payments from any time)
     net: Money  # gross - refunds; negative when refunds exceed takings
     payment_count: int  # payments that succeeded in the range
-    failed_payment_count: int  # payments that failed in the range and are still failed
+    failed_payment_count: int  # declined charge attempts recorded in the range
     refund_count: int
     average_payment: Money | None  # gross / payment_count, half-even; None without payments
 

@@ -3,11 +3,18 @@ refund or subscription change (so a rolled-back change leaves no trace in them).
 
 Revenue: each payment and refund *contributes* to one 15-minute bucket of its currency, as a
 function of its row alone (a succeeded payment: its captured amount and a count at
-``succeeded_at``; a failed payment: a count at ``failed_at``; a succeeded refund: its amount and
-a count at its ``succeeded_at``). A change adds ``contribution(after) - contribution(before)``,
-so the rollups always equal the sum of the contributions of the rows as they are. Callers pass
-the row as their conditional update found it (the update names the status it starts from, and
-the contributing columns only change with the status), and the row it returned.
+``succeeded_at``; a succeeded refund: its amount and a count at its ``succeeded_at``). A change
+adds ``contribution(after) - contribution(before)``, so the rollups always equal the sum of the
+contributions of the rows as they are. Callers pass the row as their conditional update found it
+(the update names the status it starts from, and the contributing columns only change with the
+status), and the row it returned.
+
+Declines are events, not a state: a payment entering FAILED appends one ``payment_declines`` row
+(keyed by the payment and the operation that saw the decline) and counts one failed payment at
+its ``failed_at``, and nothing takes it back (a declined payment canceled before dunning charges
+again, or retried and paid, was still declined). The conditional update that records the status
+already happens once per transition; the key makes a second recording of the same attempt (a
+replay, a concurrent worker) add nothing even if it got this far.
 
 Subscriptions: each subscription's inputs (customer, currency, plan, status, MRR by
 ``stats_subscription_mrr``) are compared with what was last recorded for it, under a lock on
@@ -26,12 +33,14 @@ from app.stats_math import Movement, classify, customer_delta
 from db.connection import Database, Row
 from db.repositories.statistics import (
     REVENUE_COLUMNS,
+    DeclineRow,
     StatisticsRepository,
     SubscriptionChangeRow,
 )
 
 __all__ = [
     "StatsRecorder",
+    "decline_of",
     "movement_numbers",
     "payment_contribution",
     "refund_contribution",
@@ -54,15 +63,37 @@ _CUSTOMER_COLUMN = {
 
 
 def payment_contribution(row: Mapping[str, Any] | None) -> _Parts:
-    """What one payment row adds to the revenue rollups."""
-    if row is None:
+    """What one payment row, as it is, adds to the revenue rollups (declines are counted as
+    they happen instead: ``decline_of``)."""
+    if row is None or row["status"] != "succeeded":
         return {}
-    if row["status"] == "succeeded":
-        key = (row["currency"], bucket_floor(row["succeeded_at"]))
-        return {key: {"gross": int(row["amount_captured"]), "payments": 1}}
-    if row["status"] == "failed":
-        return {(row["currency"], bucket_floor(row["failed_at"])): {"failed": 1}}
-    return {}
+    key = (row["currency"], bucket_floor(row["succeeded_at"]))
+    return {key: {"gross": int(row["amount_captured"]), "payments": 1}}
+
+
+def decline_of(before: Mapping[str, Any] | None, after: Mapping[str, Any]) -> DeclineRow | None:
+    """The declined charge attempt that ``before`` becoming ``after`` records, if it entered
+    FAILED. The attempt is the operation that recorded it (``before``'s operation key: the
+    prefix of the idempotency keys sent to Stripe for that request, so every retry of one
+    request has the same); a payment inserted already failed is its creation's attempt."""
+    if after["status"] != "failed" or (before is not None and before["status"] == "failed"):
+        return None
+    if before is None:
+        attempt = "create"
+    elif before["operation_key"]:
+        attempt = str(before["operation_key"])
+    else:  # every status change holds an operation; a change without one is still one attempt
+        attempt = f"{before['status']}:{after['failed_at'].isoformat()}"
+    return DeclineRow(
+        organization_id=after["organization_id"],
+        payment_id=after["id"],
+        attempt_key=attempt,
+        customer_id=after["customer_id"],
+        currency=after["currency"],
+        amount=int(after["amount"]),
+        failure_code=after["failure_code"],
+        declined_at=after["failed_at"],
+    )
 
 
 def refund_contribution(row: Mapping[str, Any] | None) -> _Parts:
@@ -117,6 +148,9 @@ class StatsRecorder:
         changes = _difference(payment_contribution(before), payment_contribution(after))
         if changes:
             await self._repo.add_revenue(after["organization_id"], changes)
+        decline = decline_of(before, after)
+        if decline is not None:
+            await self._repo.add_decline(decline, bucket_floor(decline.declined_at))
 
     async def refund_changed(self, before: Row | None, after: Row) -> None:
         """``before`` (None for a new refund) became ``after`` in this transaction."""

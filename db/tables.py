@@ -27,6 +27,7 @@ __all__ = [
     "metadata",
     "mrr_movement_days",
     "organizations",
+    "payment_declines",
     "payments",
     "plans",
     "rate_limit_buckets",
@@ -534,6 +535,20 @@ revenue_totals = sa.Table(
     sa.Column("failed", sa.BigInteger, nullable=False),
     sa.Column("refunded", sa.BigInteger, nullable=False),
     sa.Column("refunds", sa.BigInteger, nullable=False),
+)
+
+# db/migrations/0016_payment_declines.sql: one row per declined charge attempt
+payment_declines = sa.Table(
+    "payment_declines",
+    metadata,
+    sa.Column("organization_id", sa.Text, primary_key=True),
+    sa.Column("payment_id", sa.Text, primary_key=True),
+    sa.Column("attempt_key", sa.Text, primary_key=True),
+    sa.Column("customer_id", sa.Text, nullable=False),
+    sa.Column("currency", sa.CHAR(3), nullable=False),
+    sa.Column("amount", sa.BigInteger, nullable=False),
+    sa.Column("failure_code", sa.Text),
+    sa.Column("declined_at", sa.DateTime(timezone=True), nullable=False),
 )
 
 subscription_stat_states = sa.Table(

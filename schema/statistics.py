@@ -59,8 +59,9 @@ class Ratio:
 
 @strawberry.type(
     description="Revenue of one currency over `[start, end)`: payments are counted when they "
-    "succeeded and refunds when they succeeded, by the organization's clock (see "
-    "docs/statistics.md). All amounts in the currency's minor units."
+    "succeeded, refunds when they succeeded and declined charge attempts when they were "
+    "declined, by the organization's clock (see docs/statistics.md). All amounts in the "
+    "currency's minor units."
 )
 class RevenueFigures:
     start: datetime = strawberry.field(
@@ -79,8 +80,12 @@ class RevenueFigures:
     )
     payment_count: int = strawberry.field(description="Payments that succeeded in the period.")
     failed_payment_count: int = strawberry.field(
-        description="Payments that failed in the period and are still failed (a declined "
-        "payment retried successfully counts as succeeded instead)."
+        description="Declined charge attempts in the period: each time a payment became FAILED "
+        "(a card declined at confirmation, a failed 3-D Secure, a decline picked up by "
+        "`paymentRefresh` or a webhook), counted once at the moment it was recorded, by the "
+        "organization's clock. A declined payment that is later canceled, retried or paid "
+        "still counts, so a renewal declined and retried three times by dunning counts 4; "
+        "replays and retries of the same request never count twice."
     )
     refund_count: int = strawberry.field(description="Refunds that succeeded in the period.")
     average_payment: Money | None = strawberry.field(
@@ -121,7 +126,8 @@ class Stats:
         description="Payments that succeeded, all time, all currencies (a count, so it adds up)."
     )
     failed_payments_today: int = strawberry.field(
-        description="Payments that failed today and are still failed, all currencies."
+        description="Declined charge attempts today (local day in `timeZone`), all currencies: "
+        "the sum of `currencies.today.failedPaymentCount`."
     )
     active_subscriptions: int = strawberry.field(description="Subscriptions ACTIVE now.")
     trialing_subscriptions: int = strawberry.field(description="Subscriptions TRIALING now.")

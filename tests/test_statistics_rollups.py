@@ -6,7 +6,8 @@ trials, on monthly, quarterly, yearly and weekly plans, with quantities), plan c
 resumptions, cancellations, coupons, failing cards and the renewals and dunning the clock
 drives. Then:
 
-* every rollup table equals the same sums recomputed from payments, refunds and subscriptions;
+* every rollup table equals the same sums recomputed from payments, declines, refunds and
+  subscriptions;
 * `revenueStats` over random ranges (unaligned to the microsecond), time zones (including
   +05:45 and +12:45 ones) and intervals equals a recomputation from the raw rows in Python;
 * `subscriptionStats` at every instant a snapshot of the raw tables was taken equals it, and
@@ -28,6 +29,7 @@ from app.settings import Settings
 from app.statistics import StatsInterval
 from tests.conftest import CONFIRM_PAYMENT, CREATE_PAYMENT
 from tests.schema.test_customers_api import stripe_card
+from tests.stats_raw import assert_rollups_match_raw, raw_revenue_items
 from tests.stats_support import (
     CANCEL,
     CHANGE_PLAN,
@@ -37,7 +39,6 @@ from tests.stats_support import (
     SET_CARD,
     SUBSCRIBE,
     advance,
-    assert_rollups_match_raw,
     mutate,
 )
 from tests.support import GraphQLClient
@@ -280,12 +281,17 @@ async def test_rollups_equal_a_recomputation_from_raw_tables_on_random_data(
         " WHERE organization_id = :org) AS statuses,"
         " (SELECT count(DISTINCT movement) FROM subscription_stat_events"
         " WHERE organization_id = :org) AS movements,"
-        " (SELECT count(*) FROM refunds WHERE organization_id = :org) AS refunds",
+        " (SELECT count(*) FROM refunds WHERE organization_id = :org) AS refunds,"
+        " (SELECT count(*) FROM payment_declines d JOIN payments p"
+        "  ON p.organization_id = d.organization_id AND p.id = d.payment_id"
+        "  WHERE d.organization_id = :org AND p.status <> 'failed') AS declines_retried",
         {"org": org},
     )
     assert variety["statuses"] >= 6, dict(variety._mapping)  # the walk is not degenerate
     assert variety["movements"] >= 4, dict(variety._mapping)
     assert variety["refunds"] > 5, dict(variety._mapping)
+    # Declines of payments that left FAILED (dunning cancels them before charging anew) count.
+    assert variety["declines_retried"] >= 2, dict(variety._mapping)
 
     await assert_rollups_match_raw(app_services.db, org)
     await check_revenue(walk, app_services)
@@ -304,31 +310,8 @@ def _key(at: datetime, interval: StatsInterval, tz: ZoneInfo) -> date:
     return local
 
 
-async def raw_items(db: Any, org: str) -> list[tuple[str, datetime, str, int]]:
-    """(currency, time, figure, value) of every counted payment and refund."""
-    items = []
-    for row in await db.fetch_all(
-        "SELECT currency, status, amount_captured, succeeded_at, failed_at FROM payments "
-        "WHERE organization_id = :org",
-        {"org": org},
-    ):
-        if row["status"] == "succeeded":
-            items.append((row["currency"], row["succeeded_at"], "gross", row["amount_captured"]))
-            items.append((row["currency"], row["succeeded_at"], "payments", 1))
-        elif row["status"] == "failed":
-            items.append((row["currency"], row["failed_at"], "failed", 1))
-    for row in await db.fetch_all(
-        "SELECT currency, amount, succeeded_at FROM refunds "
-        "WHERE organization_id = :org AND status = 'succeeded'",
-        {"org": org},
-    ):
-        items.append((row["currency"], row["succeeded_at"], "refunded", row["amount"]))
-        items.append((row["currency"], row["succeeded_at"], "refunds", 1))
-    return items
-
-
 async def check_revenue(walk: Walk, services: Any) -> None:
-    items = await raw_items(walk.db, walk.org)
+    items = await raw_revenue_items(walk.db, walk.org)
     assert {i[2] for i in items} == {"gross", "payments", "failed", "refunded", "refunds"}
     names = {
         "gross": "gross",

@@ -16,6 +16,7 @@ from db.connection import Database, Row
 from db.repositories.payments import any_of
 from db.tables import (
     mrr_movement_days,
+    payment_declines,
     payments,
     plans,
     refunds,
@@ -29,6 +30,7 @@ from db.tables import (
 __all__ = [
     "MOVEMENT_COLUMNS",
     "REVENUE_COLUMNS",
+    "DeclineRow",
     "StatisticsRepository",
     "SubscriptionChangeRow",
 ]
@@ -60,6 +62,28 @@ def _revenue_upsert(buckets: int) -> str:
         f"ON CONFLICT (organization_id, currency, bucket) DO UPDATE SET {_ADD.format(alias='r')}"
     )
 
+
+# A declined charge attempt and what it adds to the rollups, counted only if the attempt was
+# not recorded before: the rollup upserts read the inserted row, so a conflict (a replay of the
+# same attempt, or a concurrent recorder of it that committed first) adds nothing. As in
+# _revenue_upsert, the unreferenced totals CTE runs after the bucket's upsert.
+_DECLINE = """
+WITH decline AS (
+    INSERT INTO payment_declines (organization_id, payment_id, attempt_key, customer_id,
+                                  currency, amount, failure_code, declined_at)
+    VALUES (:org, :payment, :attempt, :customer, :currency, :amount, :code, :at)
+    ON CONFLICT (organization_id, payment_id, attempt_key) DO NOTHING
+    RETURNING organization_id, currency
+), totals AS (
+    INSERT INTO revenue_totals AS t (organization_id, currency, failed)
+    SELECT organization_id, currency, 1 FROM decline
+    ON CONFLICT (organization_id, currency) DO UPDATE SET failed = t.failed + 1
+)
+INSERT INTO revenue_rollups AS r (organization_id, currency, bucket, failed)
+SELECT organization_id, currency, CAST(:bucket AS timestamptz), 1 FROM decline
+ON CONFLICT (organization_id, currency, bucket) DO UPDATE SET failed = r.failed + 1
+RETURNING 1 AS counted
+"""
 
 _LOCK_STATE = """
 SELECT clock.now, state.*
@@ -143,6 +167,20 @@ def _subscription_change(counts: int, movement: bool) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class DeclineRow:
+    """One declined charge attempt of a payment (a ``payment_declines`` row)."""
+
+    organization_id: str
+    payment_id: str
+    attempt_key: str
+    customer_id: str
+    currency: str
+    amount: int
+    failure_code: str | None
+    declined_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class SubscriptionChangeRow:
     """One subscription change to record: its ledger row and what it adds to the rollups."""
 
@@ -177,6 +215,23 @@ class StatisticsRepository:
                 values.update({f"b{n}_{name}": numbers.get(name, 0) for name in REVENUE_COLUMNS})
             await self._db.execute(_revenue_upsert(len(buckets)), values)
 
+    async def add_decline(self, decline: DeclineRow, bucket: datetime) -> bool:
+        """Record the declined attempt and count it in ``bucket`` (its 15-minute bucket) and
+        the totals, in one statement; False, and nothing written, when that attempt of that
+        payment was recorded already."""
+        values = {
+            "org": decline.organization_id,
+            "payment": decline.payment_id,
+            "attempt": decline.attempt_key,
+            "customer": decline.customer_id,
+            "currency": decline.currency,
+            "amount": decline.amount,
+            "code": decline.failure_code,
+            "at": decline.declined_at,
+            "bucket": bucket,
+        }
+        return await self._db.fetch_one(_DECLINE, values) is not None
+
     # -- revenue: reads ------------------------------------------------------------------------
 
     async def revenue_by_period(
@@ -192,7 +247,7 @@ class StatisticsRepository:
         """Sums per currency and period over ``[start, end)``; ``bounds`` are the periods'
         starts (ascending, the first ``start``), and a row's ``period`` is the 1-based index of
         its period. The whole buckets of ``inner`` come from the rollups, the rest (less than a
-        bucket at each end) from the payments and refunds themselves."""
+        bucket at each end) from the payments, declines and refunds themselves."""
         # The caller's period starts, not the database's time zone rules: the periods are
         # exactly those reported, whatever tz data the server has.
         starts = sa.cast(
@@ -213,7 +268,7 @@ class StatisticsRepository:
         # would read an untyped one in a UNION's select list as text.
         zero = sa.literal_column("0::bigint", sa.BigInteger)
         one = sa.literal_column("1::bigint", sa.BigInteger)
-        r, p, f = revenue_rollups.c, payments.c, refunds.c
+        r, p, d, f = revenue_rollups.c, payments.c, payment_declines.c, refunds.c
         parts = [
             sa.select(r.currency, period(r.bucket), r.gross, r.payments, r.failed)
             .add_columns(r.refunded, r.refunds)
@@ -221,9 +276,9 @@ class StatisticsRepository:
             sa.select(p.currency, period(p.succeeded_at), p.amount_captured, one, zero)
             .add_columns(zero, zero)
             .where(p.organization_id == org, edge(p.succeeded_at)),
-            sa.select(p.currency, period(p.failed_at), zero, zero, one)
+            sa.select(d.currency, period(d.declined_at), zero, zero, one)
             .add_columns(zero, zero)
-            .where(p.organization_id == org, edge(p.failed_at)),
+            .where(d.organization_id == org, edge(d.declined_at)),
             sa.select(f.currency, period(f.succeeded_at), zero, zero, zero)
             .add_columns(f.amount, one)
             .where(f.organization_id == org, f.status == "succeeded", edge(f.succeeded_at)),
