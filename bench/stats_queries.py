@@ -141,8 +141,8 @@ FROM (
     FROM payments WHERE organization_id = $1 AND status = 'succeeded'
       AND succeeded_at >= $2 AND succeeded_at < $3
     UNION ALL
-    SELECT currency, failed_at, 0, 0, 1, 0, 0 FROM payments
-    WHERE organization_id = $1 AND status = 'failed' AND failed_at >= $2 AND failed_at < $3
+    SELECT currency, declined_at, 0, 0, 1, 0, 0 FROM payment_declines
+    WHERE organization_id = $1 AND declined_at >= $2 AND declined_at < $3
     UNION ALL
     SELECT currency, succeeded_at, 0, 0, 0, amount, 1 FROM refunds
     WHERE organization_id = $1 AND status = 'succeeded'

@@ -105,12 +105,24 @@ FROM (
            1 AS payments, 0 AS failed, 0 AS refunded, 0 AS refunds
     FROM payments WHERE organization_id = :org AND status = 'succeeded'
     UNION ALL
-    SELECT currency, stats_bucket(failed_at), 0, 0, 1, 0, 0
-    FROM payments WHERE organization_id = :org AND status = 'failed'
+    SELECT currency, stats_bucket(declined_at), 0, 0, 1, 0, 0
+    FROM payment_declines WHERE organization_id = :org
     UNION ALL
     SELECT currency, stats_bucket(succeeded_at), 0, 0, 0, amount, 1
     FROM refunds WHERE organization_id = :org AND status = 'succeeded'
 ) raw GROUP BY currency, bucket
+"""
+# Every payment failed now has a decline recorded at the time it failed (its latest one).
+UNRECORDED_FAILURES = """
+SELECT p.id FROM payments p
+WHERE p.organization_id = :org AND p.status = 'failed' AND NOT EXISTS (
+    SELECT 1 FROM payment_declines d
+    WHERE d.organization_id = p.organization_id AND d.payment_id = p.id
+      AND d.declined_at = p.failed_at)
+"""
+DECLINES = """
+SELECT payment_id, attempt_key, currency, amount, failure_code, declined_at
+FROM payment_declines WHERE organization_id = :org ORDER BY declined_at, payment_id
 """
 REVENUE_ROLLUPS = """
 SELECT currency, bucket, gross, payments, failed, refunded, refunds FROM revenue_rollups
@@ -163,8 +175,10 @@ def _rows(rows: Any, *key: str) -> dict[tuple[Any, ...], tuple[int, ...]]:
 
 
 async def assert_rollups_match_raw(db: Any, org: str) -> None:
-    """Every rollup of ``org`` equals the same figure recomputed from the raw tables."""
+    """Every rollup of ``org`` equals the same figure recomputed from the raw tables (failed
+    payments counted as declined attempts, ``payment_declines``: each once, when recorded)."""
     values = {"org": org}
+    assert await db.fetch_all(UNRECORDED_FAILURES, values) == []
     raw = _rows(await db.fetch_all(REVENUE_FROM_RAW, values), "currency", "bucket")
     raw = {k: v for k, v in raw.items() if any(v)}
     assert _rows(await db.fetch_all(REVENUE_ROLLUPS, values), "currency", "bucket") == raw
@@ -197,3 +211,26 @@ async def assert_rollups_match_raw(db: Any, org: str) -> None:
     assert {c: v for c, v in moved.items() if any(v)} == {(c,): (mrr[c], paying[c]) for c in mrr}
     ledger = _rows(await db.fetch_all(LEDGER_TOTALS, values), "currency")
     assert {c: v for c, v in ledger.items() if any(v)} == {(c,): (mrr[c],) for c in mrr}
+
+
+async def raw_revenue_items(db: Any, org: str) -> list[tuple[str, Any, str, int]]:
+    """(currency, time, figure, value) of every counted payment, decline and refund."""
+    values = {"org": org}
+    items: list[tuple[str, Any, str, int]] = []
+    for row in await db.fetch_all(
+        "SELECT currency, amount_captured, succeeded_at FROM payments "
+        "WHERE organization_id = :org AND status = 'succeeded'",
+        values,
+    ):
+        items.append((row["currency"], row["succeeded_at"], "gross", row["amount_captured"]))
+        items.append((row["currency"], row["succeeded_at"], "payments", 1))
+    for row in await db.fetch_all(DECLINES, values):
+        items.append((row["currency"], row["declined_at"], "failed", 1))
+    for row in await db.fetch_all(
+        "SELECT currency, amount, succeeded_at FROM refunds "
+        "WHERE organization_id = :org AND status = 'succeeded'",
+        values,
+    ):
+        items.append((row["currency"], row["succeeded_at"], "refunded", row["amount"]))
+        items.append((row["currency"], row["succeeded_at"], "refunds", 1))
+    return items

@@ -17,7 +17,6 @@ import httpx
 from app.settings import Settings
 from tests.conftest import CONFIRM_PAYMENT
 from tests.schema.test_customers_api import stripe_card
-from tests.stats_raw import assert_rollups_match_raw
 from tests.stats_support import (
     CANCEL,
     CHANGE_PLAN,
@@ -29,6 +28,7 @@ from tests.stats_support import (
     SUBSCRIPTION_STATS,
     advance,
     amount,
+    assert_rollups_match_raw,
     iso,
     mutate,
 )

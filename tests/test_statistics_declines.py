@@ -22,8 +22,17 @@ from app.stats_recorder import StatsRecorder
 from app.subscription_billing import InvoicedBilling
 from tests.conftest import CONFIRM_PAYMENT
 from tests.schema.test_customers_api import stripe_card
-from tests.stats_raw import DECLINES, assert_rollups_match_raw
-from tests.stats_support import REVENUE, SET_CARD, STATS, SUBSCRIBE, advance, iso, mutate
+from tests.stats_support import (
+    DECLINES,
+    REVENUE,
+    SET_CARD,
+    STATS,
+    SUBSCRIBE,
+    advance,
+    assert_rollups_match_raw,
+    iso,
+    mutate,
+)
 from tests.support import GraphQLClient
 
 DECLINING = "4000000000000341"  # attaches, declines every charge

@@ -29,7 +29,6 @@ from app.settings import Settings
 from app.statistics import StatsInterval
 from tests.conftest import CONFIRM_PAYMENT, CREATE_PAYMENT
 from tests.schema.test_customers_api import stripe_card
-from tests.stats_raw import assert_rollups_match_raw, raw_revenue_items
 from tests.stats_support import (
     CANCEL,
     CHANGE_PLAN,
@@ -39,7 +38,9 @@ from tests.stats_support import (
     SET_CARD,
     SUBSCRIBE,
     advance,
+    assert_rollups_match_raw,
     mutate,
+    raw_revenue_items,
 )
 from tests.support import GraphQLClient
 

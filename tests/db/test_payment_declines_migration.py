@@ -11,7 +11,7 @@ import asyncpg
 
 from db import migrate
 from db.connection import Database
-from tests.stats_raw import assert_rollups_match_raw
+from tests.stats_support import assert_rollups_match_raw
 
 ORG = "legacy"
 DECLINES_VERSION = 16
