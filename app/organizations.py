@@ -1,6 +1,7 @@
 """Organization settings: the refund approval policy (a threshold per currency, applied to the
-cumulative amount refunded on a payment) and the customer self-service policy
-(``app.customer_policy``)."""
+cumulative amount refunded on a payment), the customer self-service policy
+(``app.customer_policy``), and what becomes of the open invoices of a subscription that dunning
+cancels (``EndedSubscriptionInvoices``, default ``UNCOLLECTIBLE``)."""
 
 from __future__ import annotations
 
@@ -10,13 +11,15 @@ from dataclasses import dataclass
 from app.customer_policy import CustomerPolicy, policy_problems
 from app.errors import DomainError, ErrorCode, ValidationFailed
 from app.money import MAX_AMOUNT, Money
-from app.subscriptions import ProrationBehavior
+from app.subscriptions import EndedSubscriptionInvoices, ProrationBehavior
 from db.connection import Database, Row
 from db.repositories.organizations import OrganizationRepository
 
 __all__ = ["Organization", "OrganizationService"]
 
 _THRESHOLDS = "refund_approval_thresholds"
+_ENDED_INVOICES = "ended_subscription_invoices"
+_DEFAULT_ENDED_INVOICES = EndedSubscriptionInvoices.UNCOLLECTIBLE
 _MAX_CURRENCIES = 50
 
 
@@ -26,6 +29,7 @@ class Organization:
     name: str
     refund_approval_thresholds: list[Money]
     customer_policy: CustomerPolicy
+    ended_subscription_invoices: EndedSubscriptionInvoices = _DEFAULT_ENDED_INVOICES
 
     @classmethod
     def from_row(cls, org: str, row: Row | None) -> Organization:
@@ -35,11 +39,15 @@ class Organization:
             )
         settings = row["settings"] or {}
         stored: dict[str, int] = settings.get(_THRESHOLDS) or {}
+        ended = settings.get(_ENDED_INVOICES)
         return cls(
             id=row["id"],
             name=row["name"],
             refund_approval_thresholds=[Money(int(stored[c]), c) for c in sorted(stored)],
             customer_policy=CustomerPolicy.from_settings(settings),
+            ended_subscription_invoices=(
+                EndedSubscriptionInvoices(ended) if ended else _DEFAULT_ENDED_INVOICES
+            ),
         )
 
     def approval_threshold(self, currency: str) -> int | None:
@@ -58,6 +66,10 @@ class OrganizationService:
 
     async def customer_policy(self, org: str) -> CustomerPolicy:
         return (await self.get(org)).customer_policy
+
+    async def ended_subscription_invoices(self, org: str) -> EndedSubscriptionInvoices:
+        """What dunning does with the open invoices of a subscription it cancels."""
+        return (await self.get(org)).ended_subscription_invoices
 
     async def needs_refund_approval(self, org: str, cumulative: Money) -> bool:
         """A refund waits for an admin when ``cumulative`` (what the payment has refunded,
@@ -81,6 +93,7 @@ class OrganizationService:
         customer_max_quantity: int | None = None,
         customer_proration_behavior: ProrationBehavior | None = None,
         customer_can_pause: bool | None = None,
+        ended_subscription_invoices: EndedSubscriptionInvoices | None = None,
     ) -> Organization:
         """Change the given settings (None: unchanged) in one statement, after checking all of
         them: an invalid value changes nothing."""
@@ -92,6 +105,8 @@ class OrganizationService:
             proration_behavior=customer_proration_behavior,
             can_pause=customer_can_pause,
         )
+        if ended_subscription_invoices is not None:
+            changes[_ENDED_INVOICES] = ended_subscription_invoices.value
         if refund_approval_thresholds is not None:
             try:
                 changes[_THRESHOLDS] = self._thresholds(refund_approval_thresholds)

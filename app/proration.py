@@ -23,6 +23,11 @@ Rules (the same ones ``docs/proration.md`` explains with examples):
   ``[t2, end)`` of the same price are both "prorate from a time to the period end", so a price
   held from ``t1`` to ``t2`` costs exactly ``prorate(t1) - prorate(t2)``, and summing those
   differences over any split of a whole period gives back exactly the price.
+* **Credit from what was paid.** The credit for unused time is what the rest of the period is
+  worth by what the customer paid for it (``app.service_value.unused_value``: the paid lines,
+  after their discount, net of credits already given), passed in as ``unused``. Left out, it is
+  the old price paid in full at list price (``prorate(old price x quantity)``), which is what a
+  fully paid, undiscounted period is worth.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ __all__ = [
     "divide_round_half_even",
     "plan_change_lines",
     "prorate",
+    "prorate_until",
 ]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -85,6 +91,14 @@ def prorate(amount: int, period_start: datetime, period_end: datetime, from_time
     return divide_round_half_even(amount * remaining, total)
 
 
+def prorate_until(
+    amount: int, period_start: datetime, period_end: datetime, until: datetime
+) -> int:
+    """The part of ``amount`` for ``[period_start, until)``: the complement of ``prorate`` from
+    ``until``, so the two parts of a split line add up to ``amount`` exactly."""
+    return amount - prorate(amount, period_start, period_end, until)
+
+
 def plan_change_lines(
     old_amount: int,
     old_quantity: int,
@@ -96,14 +110,17 @@ def plan_change_lines(
     *,
     old_label: str = "previous plan",
     new_label: str = "new plan",
+    unused: int | None = None,
 ) -> list[ProrationLine]:
     """Lines for switching from ``old_amount`` x ``old_quantity`` to ``new_amount`` x
     ``new_quantity`` (unit prices in minor units) at ``change_at`` within the period.
 
-    Returns the credit for the unused old price, then the charge for the new price over the
-    rest of the period. Upgrades and downgrades both produce both lines; no change of price or
-    quantity, or a change at or after the period end, produces none, and a line that rounds to
-    zero (such as the credit when leaving a free plan) is left out.
+    Returns the credit for the unused time, then the charge for the new price over the rest of
+    the period. The credit is ``unused`` (what the rest of the period is worth by what was paid
+    for it, >= 0; see the module rules), or the old price prorated when it is left out.
+    Upgrades and downgrades both produce both lines; no change of price or quantity, or a
+    change at or after the period end, produces none, and a line that rounds to zero (such as
+    the credit when leaving a free plan, or when nothing was paid) is left out.
     """
     start, end, at = _change_window(period_start, period_end, change_at)
     old_total = _line_total(old_amount, old_quantity)
@@ -114,7 +131,7 @@ def plan_change_lines(
     lines = [
         ProrationLine(
             description=f"Unused time on {old_label} after {when}",
-            amount=-prorate(old_total, start, end, at),
+            amount=-_credit(unused, old_total, start, end, at),
             quantity=old_quantity,
             period_start=at,
             period_end=end,
@@ -138,15 +155,17 @@ def cancellation_credit(
     cancel_at: datetime,
     *,
     label: str = "plan",
+    unused: int | None = None,
 ) -> ProrationLine | None:
     """The credit for the unused rest of a period paid in advance, when a subscription of
-    ``amount`` x ``quantity`` is cancelled immediately at ``cancel_at``; ``None`` when nothing
-    is left to credit."""
+    ``amount`` x ``quantity`` is cancelled immediately at ``cancel_at``: ``unused`` (what the
+    rest is worth by what was paid for it, >= 0), or the price prorated when it is left out;
+    ``None`` when nothing is left to credit."""
     start, end, at = _change_window(period_start, period_end, cancel_at)
     total = _line_total(amount, quantity)
     if at >= end:
         return None
-    credit = prorate(total, start, end, at)
+    credit = _credit(unused, total, start, end, at)
     if credit == 0:
         return None
     return ProrationLine(
@@ -156,6 +175,16 @@ def cancellation_credit(
         period_start=at,
         period_end=end,
     )
+
+
+def _credit(
+    unused: int | None, old_total: int, start: datetime, end: datetime, at: datetime
+) -> int:
+    if unused is None:
+        return prorate(old_total, start, end, at)
+    if unused < 0:
+        raise ValueError(f"the unused value must not be negative, got {unused}")
+    return unused
 
 
 def _seconds(value: datetime, name: str) -> int:

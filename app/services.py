@@ -130,6 +130,7 @@ class Services:
             clock=clock,
             plans=plans,
             billing=InvoicedBilling(invoice_billing),
+            invoices=invoices,
             keys=keys,
             dunning=DunningPolicy(
                 retry_days=settings.dunning_retry_days,

@@ -10,6 +10,23 @@ period advances in the same transaction that bills it.
 Every operation takes the caller (``Principal``): a customer token is held to the organization's
 customer policy (``app.customer_policy``: trial, start, quantity, proration, pause), admins and
 services are not.
+
+Money rules (``docs/proration.md``):
+
+* A credit for unused time is what the rest of the period is worth by what was paid for it
+  (``app.service_value``), never the list price; it is not discountable (already net of its
+  own invoice's discount).
+* A plan change also cuts the charges still pending (``CREATE_PRORATIONS``) for the plan it
+  leaves to end at the change: the customer is charged for the time it had that plan, and the
+  next invoice's coupon applies to what is really charged.
+* When a subscription ends (cancel now, cancel at period end, dunning), its pending lines are
+  settled on a final invoice under the key ``<subscription>:final``: credits in full, charges
+  for the time up to the end; an immediate cancellation adds the credit for unused time
+  (unless ``prorate`` is false).
+* An ``ALWAYS_INVOICE`` change that is not paid puts the subscription in dunning (``past_due``),
+  as a failed renewal does, whoever made it.
+* Lines of renewal and final invoices are ordered: credits (by period start), charges for the
+  rest of a period (by period start), then the new period.
 """
 
 from __future__ import annotations
@@ -39,18 +56,21 @@ from app.customer_policy import (
 from app.errors import DomainError, ErrorCode, NotFound, ValidationFailed
 from app.idempotency import Claim, IdempotencyKeys, Stored
 from app.ids import new_id
+from app.invoices import InvoiceService, InvoiceStatus
 from app.listing import Listing
 from app.organizations import OrganizationService
-from app.periods import period_bounds
+from app.periods import ensure_utc, period_bounds
 from app.plans import IntervalUnit, Plan, PlanService
-from app.proration import plan_change_lines, prorate
+from app.proration import cancellation_credit, plan_change_lines, prorate, prorate_until
 from app.pubsub import Event, publish
+from app.service_value import ServiceLine, Standing, unused_value
 from app.stats_recorder import StatsRecorder
 from app.stripe_gateway import ProviderUnreachable
 from app.subscription_billing import BillLine, ChargeOutcome, SubscriptionBilling
 from app.subscriptions import (
     INCOMPLETE_WINDOW,
     LIVE,
+    EndedSubscriptionInvoices,
     ProrationBehavior,
     Status,
     Subscription,
@@ -58,6 +78,7 @@ from app.subscriptions import (
 )
 from db.connection import Database, Row
 from db.repositories.customers import CustomerRepository
+from db.repositories.service_periods import ServicePeriodRepository
 from db.repositories.subscriptions import LivePlanConflict, SubscriptionRepository
 
 __all__ = ["DunningPolicy", "SubscriptionDraft", "SubscriptionService"]
@@ -102,6 +123,7 @@ class SubscriptionService:
         clock: Clock,
         plans: PlanService,
         billing: SubscriptionBilling,
+        invoices: InvoiceService,
         keys: IdempotencyKeys,
         dunning: DunningPolicy | None = None,
         lease: timedelta = timedelta(minutes=5),
@@ -111,11 +133,13 @@ class SubscriptionService:
         self._clock = clock
         self._plans = plans
         self._billing = billing
+        self._invoices = invoices
         self._keys = keys
         self._dunning = dunning or DunningPolicy()
         self._lease = lease
         self._organizations = organizations or OrganizationService(db)
         self._subs = SubscriptionRepository(db)
+        self._periods = ServicePeriodRepository(db)
         self._customers = CustomerRepository(db)
         self._stats = StatsRecorder(db)
         self.read = Listing(self._subs, Subscription.from_row)
@@ -394,7 +418,17 @@ class SubscriptionService:
                 trial, ends_trial = await self._customer_trial_change(org, sub, plan, first, now)
                 values.update(trial)
             lines: list[BillLine] = []
-            if sub.status is Status.ACTIVE and behavior is not ProrationBehavior.NONE:
+            prorates = (
+                sub.status is Status.ACTIVE
+                and behavior is not ProrationBehavior.NONE
+                and now < sub.current_period_end
+                and (sub.price.amount, sub.quantity) != (plan.price.amount, new_quantity)
+            )
+            if prorates:
+                # The plan it leaves stops now: its pending charges end here (before the value
+                # of what is left is read, so they are not credited as well).
+                await self._shorten_pending_charges(org, sub.id, now)
+                unused = await self._unused(org, sub.id, now)
                 for line in plan_change_lines(
                     sub.price.amount,
                     sub.quantity,
@@ -405,6 +439,7 @@ class SubscriptionService:
                     now,
                     old_label=f"{sub.plan_id} x {sub.quantity}",
                     new_label=f"{plan.name} x {new_quantity}",
+                    unused=unused,
                 ):
                     lines.append(
                         BillLine(
@@ -414,6 +449,8 @@ class SubscriptionService:
                             "proration",
                             line.period_start,
                             line.period_end,
+                            # The credit is already net of the discount its time was paid with.
+                            discountable=line.amount > 0,
                         )
                     )
             try:
@@ -454,11 +491,10 @@ class SubscriptionService:
             key=claim.stripe_key("proration"),
             period_index=sub.period_index,
         )
+        # A change is not free when its invoice is not paid, whoever made it: dunning, as a
+        # failed renewal (the change stands; paid, it is active again).
         after: dict[str, Any] = {"latest_invoice_id": outcome.invoice_id}
-        if policy is not None:
-            # A customer's upgrade is not free when its invoice is not paid: dunning, as a
-            # failed renewal (staff changes keep the subscription as it is).
-            after.update(self._unpaid(outcome, now))
+        after.update(self._unpaid(outcome, now))
         async with self._db.transaction():
             row = await self._require(self._subs.transition(org, subscription_id, allowed, after))
             await self._keys.complete(claim)
@@ -529,24 +565,39 @@ class SubscriptionService:
         at_period_end: bool,
         reason: str | None,
         feedback: str | None,
+        prorate: bool = True,
     ) -> Subscription:
+        """Cancel at period end, or now. Now, the pending lines are settled on a final invoice
+        with, if ``prorate``, the credit for the unused time (``_final_lines``); it is charged
+        or, as a net credit, goes to the customer's credit balance. An incomplete subscription
+        never started: its first invoice is voided."""
         if feedback is not None and len(feedback) > 2000:
             raise ValidationFailed([_bad("feedback", "Feedback is at most 2,000 characters.")])
         if reason is not None and len(reason) > 200:
             raise ValidationFailed([_bad("reason", "Reason is at most 200 characters.")])
         now = await self._clock.now(org)
+        if not at_period_end:
+            await self._void_first_invoice_if_incomplete(org, subscription_id)
+        final: list[BillLine] = []
         async with self._db.transaction():
             current = await self._locked(org, subscription_id)
             status = Status(current["status"])
             if status not in LIVE:
                 raise invalid_state(status, "be canceled")
-            common = {"cancel_reason": reason, "cancel_feedback": feedback, "canceled_at": now}
+            common: dict[str, Any] = {
+                "cancel_reason": reason,
+                "cancel_feedback": feedback,
+                "canceled_at": now,
+            }
+            values: dict[str, Any]
             if at_period_end:
                 if status not in (Status.ACTIVE, Status.TRIALING):
                     raise invalid_state(status, "be canceled at period end")
                 values = {**common, "cancel_at_period_end": True}
                 allowed = [Status.ACTIVE.value, Status.TRIALING.value]
             else:
+                sub = Subscription.from_row(current)
+                final = await self._final_lines(sub, now, credit=prorate)
                 values = {
                     **common,
                     "status": Status.CANCELED.value,
@@ -554,10 +605,33 @@ class SubscriptionService:
                     "next_action_at": None,
                     "next_retry_at": None,
                 }
+                if final:
+                    # The final invoice is billed below; should this request die first, the
+                    # worker bills it once the lease runs out (the same key bills it once).
+                    values.update(
+                        next_action_at=now,
+                        leased_until=sa.func.now() + sa.literal(self._lease, sa.Interval()),
+                    )
                 allowed = [s.value for s in LIVE]
             row = await self._require(self._subs.transition(org, subscription_id, allowed, values))
             await self._changed(row)
+        if final:
+            row = await self._bill_final(row, final)
         return Subscription.from_row(row)
+
+    async def _void_first_invoice_if_incomplete(self, org: str, subscription_id: str) -> None:
+        """An incomplete subscription canceled now never started: void its unpaid first invoice
+        first (if it was paid meanwhile, it is canceled as a paid one)."""
+        found = (await self.read.by_ids(org, [subscription_id]))[0]
+        if found is None or found.status is not Status.INCOMPLETE:
+            return
+        if found.latest_invoice_id is not None:
+            await self._close_invoice(
+                org,
+                found.latest_invoice_id,
+                EndedSubscriptionInvoices.VOID,
+                "The subscription was canceled before its first payment.",
+            )
 
     async def pause(
         self, org: str, actor: Principal, subscription_id: str, *, resumes_at: datetime | None
@@ -730,16 +804,11 @@ class SubscriptionService:
             else:
                 await self._advance_without_invoice(row, sub)
         elif status in (Status.TRIALING, Status.ACTIVE) and sub.cancel_at_period_end:
-            await self._set(
-                row,
-                {
-                    "status": Status.CANCELED.value,
-                    "ended_at": sub.current_period_end,
-                    "next_action_at": None,
-                },
-            )
+            await self._end_at_period_end(row, sub)
         elif status in (Status.TRIALING, Status.ACTIVE):
             await self._renew(row, sub, now)
+        elif status is Status.CANCELED:
+            await self._finish_canceled(row, sub)
         else:
             await self._set(row, {"next_action_at": None})
 
@@ -758,17 +827,7 @@ class SubscriptionService:
         start, end = period_bounds(sub.billing_anchor, sub.interval, sub.interval_count, index)
         key = f"{sub.id}:period:{index}"
         pending = await self._subs.take_pending_lines(sub.organization_id, sub.id, key)
-        lines = [self._period_line(sub, index)] + [
-            BillLine(
-                p["description"],
-                p["quantity"],
-                p["amount"],
-                "proration",
-                p["period_start"],
-                p["period_end"],
-            )
-            for p in pending
-        ]
+        lines = [*_ordered([_pending_line(p) for p in pending]), self._period_line(sub, index)]
         outcome = await self._billing.bill(
             sub.organization_id,
             customer_id=sub.customer_id,
@@ -835,6 +894,10 @@ class SubscriptionService:
             }
             if final is Status.CANCELED:
                 values["ended_at"] = now
+                billed = await self._settle_at_end(sub, now)
+                if billed is not None:
+                    values["latest_invoice_id"] = billed.invoice_id
+                await self._close_open_invoices(sub)
         await self._set(row, values)
 
     async def _expire_or_activate(self, row: Row, sub: Subscription, now: datetime) -> None:
@@ -849,7 +912,17 @@ class SubscriptionService:
             key=f"{sub.id}:period:0",
             period_index=0,
         )
-        if outcome.paid:
+        paid = outcome.paid
+        if not paid:
+            # It never started: nothing is owed (paid meanwhile, it starts after all).
+            closed = await self._close_invoice(
+                sub.organization_id,
+                outcome.invoice_id,
+                EndedSubscriptionInvoices.VOID,
+                "The subscription expired before its first payment.",
+            )
+            paid = closed is InvoiceStatus.PAID
+        if paid:
             values: dict[str, Any] = {
                 "status": Status.ACTIVE.value,
                 "latest_invoice_id": outcome.invoice_id,
@@ -863,6 +936,186 @@ class SubscriptionService:
                 "ended_at": now,
             }
         await self._set(row, values)
+
+    # -- the end of a subscription --------------------------------------------------------
+
+    async def _end_at_period_end(self, row: Row, sub: Subscription) -> None:
+        """A cancellation at period end is due: settle the pending lines, then end it."""
+        values: dict[str, Any] = {
+            "status": Status.CANCELED.value,
+            "ended_at": sub.current_period_end,
+            "next_action_at": None,
+        }
+        billed = await self._settle_at_end(sub, sub.current_period_end)
+        if billed is not None:
+            values["latest_invoice_id"] = billed.invoice_id
+        await self._set(row, values)
+
+    async def _settle_at_end(self, sub: Subscription, end: datetime) -> ChargeOutcome | None:
+        """Bill the pending lines of a subscription ending at ``end`` (for the worker, which
+        holds its lease): the row lock keeps plan changes out while they are taken."""
+        async with self._db.transaction():
+            await self._locked(sub.organization_id, sub.id)
+            lines = await self._final_lines(sub, end, credit=False)
+        if not lines:
+            return None
+        return await self._bill_final_lines(sub, lines)
+
+    async def _finish_canceled(self, row: Row, sub: Subscription) -> None:
+        """A canceled subscription with something due: the final invoice of an immediate
+        cancellation whose request did not bill it (its lines are reserved already)."""
+        lines = await self._subs.take_pending_lines(sub.organization_id, sub.id, _final_key(sub))
+        values: dict[str, Any] = {"next_action_at": None}
+        if lines:
+            outcome = await self._bill_final_lines(sub, _ordered([_pending_line(p) for p in lines]))
+            values["latest_invoice_id"] = outcome.invoice_id
+        await self._set(row, values)
+
+    async def _final_lines(
+        self, sub: Subscription, end: datetime, *, credit: bool
+    ) -> list[BillLine]:
+        """Reserve the lines of the final invoice of a subscription ending at ``end`` (call it
+        with the row locked), in invoice order: the pending lines, credits in full and charges
+        cut to ``end``, and with ``credit`` the credit for the time paid after ``end``
+        (``unused_value``; not discountable). Asked again for the same subscription, it returns
+        the lines it reserved the first time."""
+        org, key = sub.organization_id, _final_key(sub)
+        rows = await self._subs.lines_taken_by(org, sub.id, key)
+        if not rows:
+            await self._shorten_pending_charges(org, sub.id, end)
+            line = None
+            if credit and sub.current_period_start <= end < sub.current_period_end:
+                line = cancellation_credit(
+                    sub.price.amount,
+                    sub.quantity,
+                    sub.current_period_start,
+                    sub.current_period_end,
+                    end,
+                    label=f"{sub.plan_id} x {sub.quantity}",
+                    unused=await self._unused(org, sub.id, end),
+                )
+            if line is not None:
+                await self._subs.add_pending_lines(
+                    [
+                        {
+                            "organization_id": org,
+                            "id": new_id("il"),
+                            "subscription_id": sub.id,
+                            "description": line.description,
+                            "quantity": line.quantity,
+                            "amount": line.amount,
+                            "period_start": line.period_start,
+                            "period_end": line.period_end,
+                            "taken_by": key,
+                        }
+                    ]
+                )
+            rows = await self._subs.take_pending_lines(org, sub.id, key)
+        return _ordered([_pending_line(p) for p in rows])
+
+    async def _bill_final(self, row: Row, lines: list[BillLine]) -> Row:
+        """Bill the final invoice of a subscription this request just canceled, then release
+        the lease it took; the worker bills it instead if this fails on the way."""
+        sub = Subscription.from_row(row)
+        try:
+            outcome = await self._bill_final_lines(sub, lines)
+        except (ProviderUnreachable, DomainError) as exc:
+            log.warning("subscription %s: final invoice not billed yet (%s)", sub.id, exc)
+            return row
+        async with self._db.transaction():
+            updated = await self._subs.transition(
+                sub.organization_id,
+                sub.id,
+                [Status.CANCELED.value],
+                {
+                    "latest_invoice_id": outcome.invoice_id,
+                    "next_action_at": None,
+                    "leased_until": None,
+                },
+            )
+            if updated is None:
+                return row
+            await self._changed(updated)
+        return updated
+
+    async def _bill_final_lines(self, sub: Subscription, lines: list[BillLine]) -> ChargeOutcome:
+        return await self._billing.bill(
+            sub.organization_id,
+            customer_id=sub.customer_id,
+            subscription_id=sub.id,
+            currency=sub.price.currency,
+            lines=lines,
+            key=_final_key(sub),
+            period_index=sub.period_index,
+        )
+
+    async def _close_open_invoices(self, sub: Subscription) -> None:
+        """Dunning canceled the subscription: its invoices still open are voided or written
+        off, as the organization chose (``ended_subscription_invoices``)."""
+        org = sub.organization_id
+        how = await self._organizations.ended_subscription_invoices(org)
+        (invoices,) = await self._invoices.of_subscriptions(org, [sub.id])
+        for invoice in invoices:
+            if invoice.status is InvoiceStatus.OPEN:
+                await self._close_invoice(
+                    org, invoice.id, how, "The subscription was canceled after failed payments."
+                )
+
+    async def _close_invoice(
+        self, org: str, invoice_id: str, how: EndedSubscriptionInvoices, reason: str
+    ) -> InvoiceStatus:
+        """Void or write off an open invoice; its status after. One that left ``open``
+        meanwhile (paid, voided, written off) stays as it is; a charge in flight raises
+        ``OPERATION_IN_PROGRESS`` (try the step again later)."""
+        try:
+            if how is EndedSubscriptionInvoices.VOID:
+                closed = await self._invoices.void(org, invoice_id, reason)
+            else:
+                closed = await self._invoices.mark_uncollectible(org, invoice_id, reason)
+        except DomainError as exc:
+            if exc.code is not ErrorCode.INVALID_STATE:
+                raise
+            invoice = await self._invoices.get(org, invoice_id)
+            if invoice.status is InvoiceStatus.OPEN:
+                raise
+            return invoice.status
+        return closed.status
+
+    # -- what was paid for ----------------------------------------------------------------
+
+    async def _unused(self, org: str, subscription_id: str, at: datetime) -> int:
+        """What the subscription's service after ``at`` is worth by what was paid or promised
+        for it (``app.service_value``)."""
+        rows = await self._periods.lines_after(org, subscription_id, at)
+        return unused_value(
+            (
+                ServiceLine(
+                    value=r["value"],
+                    period_start=r["period_start"],
+                    period_end=r["period_end"],
+                    standing=Standing(r["standing"]),
+                )
+                for r in rows
+            ),
+            at,
+        )
+
+    async def _shorten_pending_charges(self, org: str, subscription_id: str, at: datetime) -> None:
+        """Cut the pending charges (call it with the row locked) to end at ``at``: the plan
+        they charge for is left then. Charging the part after ``at`` and crediting it back
+        would net the same without a coupon, but the coupon of the invoice that bills them
+        takes its share of the charge, not of the credit."""
+        for p in await self._subs.open_pending_lines(org, subscription_id):
+            if p["amount"] <= 0 or p["period_end"] <= at:
+                continue
+            kept = prorate_until(p["amount"], p["period_start"], p["period_end"], at)
+            await self._subs.shorten_pending_line(
+                org,
+                p["id"],
+                amount=kept,
+                period_end=max(at, p["period_start"]),
+                description=f"{p['description']}, until {_describe(at)}"[:1000],
+            )
 
     async def _advance_without_invoice(self, row: Row, sub: Subscription) -> None:
         """A paused subscription's period ends: move to the next period, bill nothing."""
@@ -956,6 +1209,34 @@ class SubscriptionService:
         if found is None:
             raise NotFound("Subscription", ("input", "id"))
         return found
+
+
+def _final_key(sub: Subscription) -> str:
+    return f"{sub.id}:final"
+
+
+def _describe(at: datetime) -> str:
+    return f"{ensure_utc(at, 'at'):%Y-%m-%d %H:%M:%S} UTC"
+
+
+def _pending_line(row: Row) -> BillLine:
+    """A pending line as invoiced: a credit for unused time (negative) is already net of the
+    discount its time was paid with, so the invoice's coupon does not apply to it."""
+    return BillLine(
+        row["description"],
+        row["quantity"],
+        row["amount"],
+        "proration",
+        row["period_start"],
+        row["period_end"],
+        discountable=row["amount"] > 0,
+    )
+
+
+def _ordered(lines: list[BillLine]) -> list[BillLine]:
+    """Proration lines in invoice order: credits for unused time (by period start), then
+    charges for the rest of a period (by period start); ties keep the order they came in."""
+    return sorted(lines, key=lambda line: (line.amount >= 0, line.period_start))
 
 
 def _period_began_while_paused(row: Row) -> bool:

@@ -26,6 +26,7 @@ from db.connection import Row
 
 __all__ = [
     "LIVE",
+    "EndedSubscriptionInvoices",
     "ProrationBehavior",
     "Status",
     "Subscription",
@@ -63,6 +64,14 @@ class ProrationBehavior(enum.Enum):
     CREATE_PRORATIONS = "create_prorations"
     ALWAYS_INVOICE = "always_invoice"
     NONE = "none"
+
+
+class EndedSubscriptionInvoices(enum.Enum):
+    """What happens to the invoices a subscription leaves open when dunning cancels it (an
+    organization setting)."""
+
+    VOID = "void"
+    UNCOLLECTIBLE = "uncollectible"
 
 
 @dataclass(frozen=True, slots=True)

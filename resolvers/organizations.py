@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from app.context import Context
 from app.organizations import Organization
-from app.subscriptions import ProrationBehavior
+from app.subscriptions import EndedSubscriptionInvoices, ProrationBehavior
 
 __all__ = ["get", "set_refund_approval_thresholds", "update_settings"]
 
@@ -28,6 +28,7 @@ async def update_settings(
     customer_max_quantity: int | None,
     customer_proration_behavior: ProrationBehavior | None,
     customer_can_pause: bool | None,
+    ended_subscription_invoices: EndedSubscriptionInvoices | None = None,
 ) -> Organization:
     return await ctx.services.organizations.update_settings(
         ctx.org,
@@ -35,4 +36,5 @@ async def update_settings(
         customer_max_quantity=customer_max_quantity,
         customer_proration_behavior=customer_proration_behavior,
         customer_can_pause=customer_can_pause,
+        ended_subscription_invoices=ended_subscription_invoices,
     )

@@ -88,10 +88,16 @@ async def cancel(
     at_period_end: bool,
     reason: str | None,
     feedback: str | None,
+    prorate: bool = True,
 ) -> Subscription:
     owned = await _owned(ctx, subscription_id)
     return await ctx.services.subscriptions.cancel(
-        ctx.org, owned, at_period_end=at_period_end, reason=reason, feedback=feedback
+        ctx.org,
+        owned,
+        at_period_end=at_period_end,
+        reason=reason,
+        feedback=feedback,
+        prorate=prorate,
     )
 
 

@@ -12,10 +12,11 @@ from app.errors import ErrorCode
 from app.payments import CaptureMethod, PaymentStatus
 from app.plans import IntervalUnit, Tier
 from app.refunds import RefundReason, RefundStatus
-from app.subscriptions import ProrationBehavior, Status
+from app.subscriptions import EndedSubscriptionInvoices, ProrationBehavior, Status
 
 __all__ = [
     "CaptureMethod",
+    "EndedSubscriptionInvoices",
     "ErrorCode",
     "IntervalUnit",
     "PaymentStatus",
@@ -203,5 +204,17 @@ expose(
         ProrationBehavior.CREATE_PRORATIONS: "Credit and charge lines go on the next invoice.",
         ProrationBehavior.ALWAYS_INVOICE: "Credit and charge lines are invoiced and charged now.",
         ProrationBehavior.NONE: "No proration; the new price applies from the next period.",
+    },
+)
+
+expose(
+    EndedSubscriptionInvoices,
+    "EndedSubscriptionInvoices",
+    "What becomes of a subscription's still-open invoices when dunning cancels it.",
+    {
+        EndedSubscriptionInvoices.VOID: "Voided: nothing is owed any more; the credit balance "
+        "an invoice used goes back to the customer.",
+        EndedSubscriptionInvoices.UNCOLLECTIBLE: "Marked uncollectible: written off as a bad "
+        "debt, and still payable with `invoicePay` (default).",
     },
 )

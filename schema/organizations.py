@@ -1,5 +1,5 @@
-"""The caller's organization and its settings (the refund approval policy and the customer
-self-service policy)."""
+"""The caller's organization and its settings (the refund approval policy, the customer
+self-service policy, and the invoices of subscriptions that dunning cancels)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from app.organizations import Organization as DomainOrganization
 from app.subscriptions import ProrationBehavior
 from resolvers import organizations as resolve
 from schema.base import INPUT, Info
+from schema.enums import EndedSubscriptionInvoices
 from schema.errors import UserError, attempt
 from schema.money import Money, MoneyInput
 from schema.permissions import AdminOnly
@@ -46,6 +47,14 @@ _CAN_PAUSE = (
     "began while it was paused is billed the rest of that period at once, prorated to the "
     "second. Undoing a cancellation at period end is always allowed."
 )
+_ENDED_INVOICES = (
+    "What happens to a subscription's still-open invoices when dunning cancels it after its "
+    "last failed retry (`DUNNING_FINAL_STATE` `canceled`): `UNCOLLECTIBLE` (default: written "
+    "off, still payable with `invoicePay`) or `VOID` (nothing owed; a credit balance they used "
+    "goes back to the customer). Applies from the next cancellation; invoices already closed "
+    "stay as they are. An incomplete subscription that expires (its first charge never "
+    "succeeded) always voids its first invoice, whatever this says."
+)
 
 
 @strawberry.type(description="Your organization (the token's tenant) and its settings.")
@@ -67,6 +76,12 @@ class Organization:
     def customer_can_pause(self, root: strawberry.Parent[DomainOrganization]) -> bool:
         return root.customer_policy.can_pause
 
+    @strawberry.field(description=_ENDED_INVOICES)
+    def ended_subscription_invoices(
+        self, root: strawberry.Parent[DomainOrganization]
+    ) -> EndedSubscriptionInvoices:
+        return root.ended_subscription_invoices
+
 
 @strawberry.input(description="Changes to the organization's settings; omitted fields stay.")
 class OrganizationSettingsUpdateInput:
@@ -86,6 +101,9 @@ class OrganizationSettingsUpdateInput:
     )
     customer_can_pause: bool | None = strawberry.field(
         default=strawberry.UNSET, description=_CAN_PAUSE
+    )
+    ended_subscription_invoices: EndedSubscriptionInvoices | None = strawberry.field(
+        default=strawberry.UNSET, description=_ENDED_INVOICES
     )
 
 
@@ -115,9 +133,10 @@ class OrganizationQueries:
 @strawberry.type
 class OrganizationMutations:
     @strawberry.mutation(
-        description="Change the organization's settings: the refund approval thresholds and "
-        "the customer self-service policy. All given fields are checked first; an invalid one "
-        "changes nothing. Admin only.",
+        description="Change the organization's settings: the refund approval thresholds, "
+        "the customer self-service policy and what dunning does with the open invoices of the "
+        "subscriptions it cancels. All given fields are checked first; an invalid one changes "
+        "nothing. Admin only.",
         permission_classes=[AdminOnly],
     )
     async def organization_settings_update(
@@ -135,6 +154,7 @@ class OrganizationMutations:
                 customer_max_quantity=_given(input.customer_max_quantity),
                 customer_proration_behavior=_given(input.customer_proration_behavior),
                 customer_can_pause=_given(input.customer_can_pause),
+                ended_subscription_invoices=_given(input.ended_subscription_invoices),
             )
         )
         return OrganizationPayload(organization=organization, errors=errors)  # type: ignore[arg-type]

@@ -145,12 +145,20 @@ class SubscriptionChangePlanInput:
     )
     proration_behavior: ProrationBehavior | None = strawberry.field(
         default=None,
-        description="How the unused and remaining parts of the period are billed. Null: "
-        "`CREATE_PRORATIONS` for admin and service tokens; the organization's "
-        "`customerProrationBehavior` (default `ALWAYS_INVOICE`) for a customer token, which "
-        "may also ask for `ALWAYS_INVOICE` but never `NONE` (nor `CREATE_PRORATIONS` unless "
-        "that is the organization's choice): `NOT_PERMITTED`. A customer's change invoiced at "
-        "once and not paid puts the subscription `PAST_DUE` (dunning retries that invoice).",
+        description="How the unused and remaining parts of the period are billed: a credit "
+        "for the unused time worth what was paid for it (the paid invoice lines of the rest of "
+        "the period, after their discount, net of credits already given, never more; not "
+        "discounted again) and a charge for the rest of the period at the new price and "
+        "quantity (discounted by the coupon in force). Pending charges of the plan left are "
+        "cut to end now. Null: `CREATE_PRORATIONS` for admin and service tokens; the "
+        "organization's `customerProrationBehavior` (default `ALWAYS_INVOICE`) for a customer "
+        "token, which may also ask for `ALWAYS_INVOICE` but never `NONE` (nor "
+        "`CREATE_PRORATIONS` unless that is the organization's choice): `NOT_PERMITTED`. A "
+        "change invoiced at once (`ALWAYS_INVOICE`) whose invoice is not paid (card declined, "
+        "no payment method) still stands, for any caller, and puts the subscription "
+        "`PAST_DUE`: that invoice is retried on the dunning schedule like a failed renewal "
+        "(paid: `ACTIVE` again; retries exhausted: `DUNNING_FINAL_STATE`). A net credit (a "
+        "downgrade) goes to the customer's credit balance.",
     )
     idempotency_key: str = strawberry.field(description=IDEMPOTENCY)
 
@@ -160,7 +168,20 @@ class SubscriptionCancelInput:
     id: strawberry.ID = strawberry.field(description="The subscription.")
     at_period_end: bool = strawberry.field(
         description="True: keep access until `currentPeriodEnd` (undo with "
-        "`subscriptionResume`); false: end now."
+        "`subscriptionResume`); then plan-change lines still pending (`CREATE_PRORATIONS`) "
+        "are billed on a final invoice. False: end now, and bill a final invoice at once with "
+        "the pending lines (credits in full, charges only up to now) and, unless `prorate` is "
+        "false, the credit for the unused time."
+    )
+    prorate: bool = strawberry.field(
+        default=True,
+        description="Only with `atPeriodEnd: false`. True (default): the final invoice credits "
+        "the unused rest of the period, worth what was paid for it (the paid invoice lines "
+        "after their discount, net of credits already given; nothing for a trial or an unpaid "
+        "period). The final invoice is charged to the default payment method if it nets a "
+        "charge; a net credit goes to the customer's credit balance (spent by its next "
+        "invoices in that currency). False: no credit for unused time; pending lines are "
+        "settled all the same. Ignored with `atPeriodEnd: true`.",
     )
     reason: str | None = strawberry.field(default=None, description="Why (≤ 200 chars).")
     feedback: str | None = strawberry.field(
@@ -295,7 +316,11 @@ class SubscriptionMutations:
         )
 
     @strawberry.mutation(
-        description="Cancel now (access ends, status `canceled`) or at period end.",
+        description="Cancel now (access ends, status `canceled`, and a final invoice settles "
+        "pending plan-change lines and, by default, credits the unused time) or at period end "
+        "(pending lines are settled on a final invoice then). Canceling an `INCOMPLETE` "
+        "subscription now voids its unpaid first invoice. Other open invoices stay open "
+        "(they are still owed; void them with `invoiceVoid`).",
         permission_classes=[AnyRole],
     )
     async def subscription_cancel(
@@ -311,6 +336,7 @@ class SubscriptionMutations:
                     at_period_end=input.at_period_end,
                     reason=input.reason,
                     feedback=input.feedback,
+                    prorate=input.prorate,
                 )
             )
         )

@@ -1,4 +1,5 @@
-"""SQL for subscriptions: reads, guarded state changes, the worker's claim, pending lines."""
+"""SQL for subscriptions: reads, guarded state changes, the worker's claim, pending lines (added,
+shortened when the time they charge for ends early, reserved for the invoice that bills them)."""
 
 from __future__ import annotations
 
@@ -188,10 +189,42 @@ class SubscriptionRepository(TableRepository):
         if rows:
             await self._db.execute(sa.insert(_pending).values(list(rows)))
 
-    async def take_pending_lines(self, org: str, subscription_id: str, key: str) -> list[Row]:
-        """The lines waiting for the next invoice, reserved for the billing ``key``. A retry with
-        the same key gets the same lines back, so a retried period bills exactly what the first
-        attempt did; lines added meanwhile wait for the following invoice."""
+    async def open_pending_lines(self, org: str, subscription_id: str) -> list[Row]:
+        """The lines waiting for the next invoice and not reserved by a billing key yet, in
+        the order they were added. Call it with the subscription's row locked (every change
+        of pending lines does), so they cannot change or be taken meanwhile."""
+        query = (
+            sa.select(_pending)
+            .where(
+                _pending.c.organization_id == org,
+                _pending.c.subscription_id == subscription_id,
+                _pending.c.taken_by.is_(None),
+            )
+            .order_by(_pending.c.id)
+        )
+        return list(await self._db.fetch_all(query))
+
+    async def shorten_pending_line(
+        self, org: str, line_id: str, *, amount: int, period_end: datetime, description: str
+    ) -> None:
+        """Cut a waiting charge to end at ``period_end`` (``amount`` for the time it keeps);
+        a line left with nothing to bill is removed."""
+        where = (
+            _pending.c.organization_id == org,
+            _pending.c.id == line_id,
+            _pending.c.taken_by.is_(None),
+        )
+        if amount == 0:
+            await self._db.execute(sa.delete(_pending).where(*where))
+            return
+        await self._db.execute(
+            sa.update(_pending)
+            .where(*where)
+            .values(amount=amount, period_end=period_end, description=description)
+        )
+
+    async def lines_taken_by(self, org: str, subscription_id: str, key: str) -> list[Row]:
+        """The pending lines already reserved for the billing ``key``, in the order added."""
         mine = (
             sa.select(_pending)
             .where(
@@ -201,9 +234,15 @@ class SubscriptionRepository(TableRepository):
             )
             .order_by(_pending.c.id)
         )
-        rows = await self._db.fetch_all(mine)
+        return list(await self._db.fetch_all(mine))
+
+    async def take_pending_lines(self, org: str, subscription_id: str, key: str) -> list[Row]:
+        """The lines waiting for the next invoice, reserved for the billing ``key``. A retry with
+        the same key gets the same lines back, so a retried period bills exactly what the first
+        attempt did; lines added meanwhile wait for the following invoice."""
+        rows = await self.lines_taken_by(org, subscription_id, key)
         if rows:
-            return list(rows)
+            return rows
         await self._db.execute(
             sa.update(_pending)
             .where(
@@ -213,4 +252,4 @@ class SubscriptionRepository(TableRepository):
             )
             .values(taken_by=key)
         )
-        return list(await self._db.fetch_all(mine))
+        return await self.lines_taken_by(org, subscription_id, key)

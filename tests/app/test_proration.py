@@ -15,6 +15,7 @@ from app.proration import (
     divide_round_half_even,
     plan_change_lines,
     prorate,
+    prorate_until,
 )
 
 START = datetime(2027, 4, 1, tzinfo=UTC)
@@ -203,6 +204,40 @@ def test_cancellation_credit() -> None:
     assert cancellation_credit(0, 1, START, END, TEN_DAYS_IN) is None
     with pytest.raises(ValueError, match="before the period"):
         cancellation_credit(2999, 1, START, END, START - SECOND)
+
+
+def test_the_credit_is_what_was_paid_for_the_unused_time_when_given() -> None:
+    # 100.00 paid 50.00 (50 % off); half the period left: 25.00 is left of what was paid.
+    half = datetime(2027, 4, 16, tzinfo=UTC)
+    lines = plan_change_lines(10000, 1, 2000, 1, START, END, half, unused=2500)
+    assert [line.amount for line in lines] == [-2500, 1000]
+    assert lines[0].description == "Unused time on previous plan after 2027-04-16 00:00:00 UTC"
+    # Nothing paid (a trial, an unpaid invoice): only the charge.
+    assert [
+        line.amount for line in plan_change_lines(1000, 1, 2999, 1, START, END, half, unused=0)
+    ] == [1500]
+    # Left out: the old price paid in full, as before.
+    assert plan_change_lines(1000, 1, 2999, 1, START, END, TEN_DAYS_IN) == plan_change_lines(
+        1000, 1, 2999, 1, START, END, TEN_DAYS_IN, unused=667
+    )
+    with pytest.raises(ValueError, match="unused value must not be negative"):
+        plan_change_lines(1000, 1, 2999, 1, START, END, half, unused=-1)
+
+
+def test_cancellation_credit_from_what_was_paid() -> None:
+    credit = cancellation_credit(10000, 1, START, END, TEN_DAYS_IN, label="Pro", unused=3333)
+    assert credit is not None
+    assert (credit.amount, credit.period_start, credit.period_end) == (-3333, TEN_DAYS_IN, END)
+    assert cancellation_credit(10000, 1, START, END, TEN_DAYS_IN, unused=0) is None
+
+
+def test_prorate_until_is_the_complement_of_prorate() -> None:
+    # 20.00 for [Apr 11, May 1) cut on Apr 21: 10.00 kept; 6.67 cut there: 6.67 - 3.34 (3.335
+    # rounds to even) = 3.33.
+    assert prorate_until(2000, TEN_DAYS_IN, END, datetime(2027, 4, 21, tzinfo=UTC)) == 1000
+    assert prorate_until(667, TEN_DAYS_IN, END, datetime(2027, 4, 21, tzinfo=UTC)) == 333
+    assert prorate_until(667, TEN_DAYS_IN, END, TEN_DAYS_IN) == 0
+    assert prorate_until(667, TEN_DAYS_IN, END, END) == 667
 
 
 amounts = st.integers(min_value=-MAX_AMOUNT, max_value=MAX_AMOUNT)

@@ -34,12 +34,14 @@ from tests.schema.test_subscriptions_api import (
 from tests.support import GraphQLClient, token
 
 ORGANIZATION = """{ organization {
-  customerMaxQuantity customerProrationBehavior customerCanPause
+  customerMaxQuantity customerProrationBehavior customerCanPause endedSubscriptionInvoices
   refundApprovalThresholds { amount currency }
 } }"""
 SETTINGS = """mutation($input: OrganizationSettingsUpdateInput!) {
   organizationSettingsUpdate(input: $input) {
-    organization { customerMaxQuantity customerProrationBehavior customerCanPause }
+    organization {
+      customerMaxQuantity customerProrationBehavior customerCanPause endedSubscriptionInvoices
+    }
     errors { field code message }
   }
 }"""
@@ -279,6 +281,7 @@ async def test_organization_policy_settings(admin: GraphQLClient) -> None:
         "customerMaxQuantity": 1,
         "customerProrationBehavior": "ALWAYS_INVOICE",
         "customerCanPause": False,
+        "endedSubscriptionInvoices": "UNCOLLECTIBLE",
         "refundApprovalThresholds": [],
     }
     bad = await set_policy(
@@ -286,6 +289,7 @@ async def test_organization_policy_settings(admin: GraphQLClient) -> None:
         customerMaxQuantity=0,
         customerProrationBehavior="NONE",
         customerCanPause=True,
+        endedSubscriptionInvoices="VOID",
         refundApprovalThresholds=[{"amount": 100, "currency": "USD"}],
     )
     assert bad["organization"] is None
@@ -301,10 +305,21 @@ async def test_organization_policy_settings(admin: GraphQLClient) -> None:
         "customerMaxQuantity": 25,
         "customerProrationBehavior": "CREATE_PRORATIONS",
         "customerCanPause": False,
+        "endedSubscriptionInvoices": "UNCOLLECTIBLE",
     }
-    await set_policy(admin, customerCanPause=True)
+    await set_policy(admin, customerCanPause=True, endedSubscriptionInvoices="VOID")
     after = (await admin.data(ORGANIZATION))["organization"]
-    assert (after["customerMaxQuantity"], after["customerCanPause"]) == (25, True)
+    assert (
+        after["customerMaxQuantity"],
+        after["customerCanPause"],
+        after["endedSubscriptionInvoices"],
+    ) == (25, True, "VOID")
+    await set_policy(admin, endedSubscriptionInvoices="UNCOLLECTIBLE")
+    after = (await admin.data(ORGANIZATION))["organization"]
+    assert (after["endedSubscriptionInvoices"], after["customerMaxQuantity"]) == (
+        "UNCOLLECTIBLE",
+        25,
+    )
 
 
 async def test_a_customer_changing_plan_in_a_trial_keeps_no_more_trial_than_the_new_plan(
@@ -354,7 +369,7 @@ async def test_a_customer_changing_plan_in_a_trial_keeps_no_more_trial_than_the_
     assert (moved["status"], moved["trialEnd"]) == ("TRIALING", staff["trialEnd"])
 
 
-async def test_a_customers_unpaid_upgrade_goes_past_due_not_free(
+async def test_an_unpaid_upgrade_goes_past_due_not_free_whoever_made_it(
     admin: GraphQLClient,
     plan_factory: Callable[..., Any],
     customer_with_card: Callable[..., Any],
@@ -379,15 +394,17 @@ async def test_a_customers_unpaid_upgrade_goes_past_due_not_free(
         assert upgrade["errors"] == []
         subs[who] = (customer, upgrade["subscription"])
 
-    customer, after = subs["customer"]
-    assert (after["status"], after["dunningAttempts"], after["nextRetryAt"]) == (
-        "PAST_DUE",
-        0,
-        iso(JAN_31 + timedelta(days=3)),
-    )
-    unpaid = (await invoices_of(admin, customer["id"]))[-1]
-    assert (unpaid["id"], unpaid["status"]) == (after["latestInvoiceId"], "OPEN")
-    assert subs["admin"][1]["status"] == "ACTIVE", "staff changes keep today's behaviour"
+    # Whoever made the change (a staff change too, since the unpaid change rule): dunning.
+    for who in ("customer", "admin"):
+        customer, after = subs[who]
+        assert (after["status"], after["dunningAttempts"], after["nextRetryAt"]) == (
+            "PAST_DUE",
+            0,
+            iso(JAN_31 + timedelta(days=3)),
+        ), who
+        assert after["plan"]["id"] == pro["id"], "the change stands"
+        unpaid = (await invoices_of(admin, customer["id"]))[-1]
+        assert (unpaid["id"], unpaid["status"]) == (after["latestInvoiceId"], "OPEN")
 
 
 async def test_customers_pause_only_when_allowed_and_pay_for_the_period_they_resume_in(

@@ -49,6 +49,8 @@ INVOICES = f"""query($customer: ID!) {{
   }}
 }}"""
 
+BALANCES = "query($id: ID!) { customer(id: $id) { creditBalances { amount currency } } }"
+
 JAN_31 = datetime(2027, 1, 31, 10, 0, tzinfo=UTC)
 
 
@@ -77,8 +79,15 @@ async def current(admin: GraphQLClient, subscription_id: str) -> dict[str, Any]:
 
 
 async def invoices_of(admin: GraphQLClient, customer_id: str) -> list[dict[str, Any]]:
+    """The customer's invoices by period start, then in the order they were made."""
     edges = (await admin.data(INVOICES, {"customer": customer_id}))["invoices"]["edges"]
     return sorted((e["node"] for e in edges), key=lambda i: i["periodStart"] or "")
+
+
+async def balances_of(admin: GraphQLClient, customer_id: str) -> list[dict[str, Any]]:
+    found = await admin.data(BALANCES, {"id": customer_id})
+    balances: list[dict[str, Any]] = found["customer"]["creditBalances"]
+    return balances
 
 
 @pytest.fixture
@@ -249,10 +258,32 @@ async def test_immediate_cancellation_ends_access_now(
         "subscriptionCancel"
     ]["subscription"]
     assert (done["status"], done["endedAt"]) == ("CANCELED", iso(JAN_31))
+    # Canceled the instant it was paid: the final invoice credits the whole period (19.99) to
+    # the customer's credit balance.
+    paid, final = await invoices_of(admin, customer["id"])
+    assert (paid["total"]["amount"], done["latestInvoiceId"]) == ("1999", final["id"])
+    assert [(line["kind"], line["amount"]["amount"]) for line in final["lines"]] == [
+        ("PRORATION", "-1999")
+    ]
+    assert (final["status"], final["total"]["amount"], final["creditToBalance"]["amount"]) == (
+        "PAID",
+        "-1999",
+        "1999",
+    )
+    assert await balances_of(admin, customer["id"]) == [{"amount": "1999", "currency": "USD"}]
     await advance(admin, datetime(2027, 6, 1, tzinfo=UTC))
-    assert len(await invoices_of(admin, customer["id"])) == 1
+    assert len(await invoices_of(admin, customer["id"])) == 2
     again = await admin.data(CANCEL, {"input": {"id": sub["id"], "atPeriodEnd": False}})
     assert [e["code"] for e in again["subscriptionCancel"]["errors"]] == ["INVALID_STATE"]
+
+    # prorate: false ends it without the credit (no final invoice: nothing was pending).
+    other = await paying_customer()
+    kept = await subscribe(admin, customerId=other["id"], planId=plan["id"], trialDays=0)
+    plain = {"id": kept["id"], "atPeriodEnd": False, "prorate": False}
+    ended = (await admin.data(CANCEL, {"input": plain}))["subscriptionCancel"]["subscription"]
+    assert ended["status"] == "CANCELED"
+    assert [i["total"]["amount"] for i in await invoices_of(admin, other["id"])] == ["1999"]
+    assert await balances_of(admin, other["id"]) == []
 
 
 async def test_pause_skips_invoices_and_resume_bills_again(
@@ -331,8 +362,10 @@ async def test_dunning_ends_canceled_after_the_last_retry(
         "2027-03-15T10:00:00+00:00",
     )
     invoices = await invoices_of(admin, customer["id"])
-    assert [i["status"] for i in invoices] == ["PAID", "OPEN"]
+    # The organization's endedSubscriptionInvoices (default UNCOLLECTIBLE) closes the unpaid one.
+    assert [i["status"] for i in invoices] == ["PAID", "UNCOLLECTIBLE"]
     assert invoices[1]["paymentAttempts"] == 4
+    assert invoices[1]["statusReason"] == "The subscription was canceled after failed payments."
 
 
 async def test_first_charge_failure_leaves_it_incomplete_then_expired(
@@ -348,6 +381,12 @@ async def test_first_charge_failure_leaves_it_incomplete_then_expired(
     assert sub["status"] == "INCOMPLETE"
     await advance(admin, JAN_31 + timedelta(hours=24))
     assert (await current(admin, sub["id"]))["status"] == "INCOMPLETE_EXPIRED"
+    # It never started: its first invoice is void, whatever the organization's setting.
+    (invoice,) = await invoices_of(admin, customer["id"])
+    assert (invoice["status"], invoice["statusReason"]) == (
+        "VOID",
+        "The subscription expired before its first payment.",
+    )
 
 
 async def test_lifecycle_errors_are_payload_errors(
