@@ -3,7 +3,9 @@
 ``SubscriptionBilling`` turns lines into an invoice for the customer, finalizes it and charges
 the customer's default payment method through the one internal "bill this invoice now" service,
 and reports the outcome. The engine calls it for first periods, renewals, plan changes invoiced
-at once, and dunning retries.
+at once, final invoices and dunning retries. ``issue`` and ``charge`` are the two halves of
+``bill``: a plan change issues its invoice in the transaction that changes the subscription (so
+the next change reads what it credited), and charges it after the commit.
 """
 
 from __future__ import annotations
@@ -54,6 +56,26 @@ class SubscriptionBilling(Protocol):
         period_index: int | None,
     ) -> ChargeOutcome:
         """Invoice ``lines`` (at most once per ``key``) and charge the invoice."""
+        ...
+
+    async def issue(
+        self,
+        org: str,
+        *,
+        customer_id: str,
+        subscription_id: str,
+        currency: str,
+        lines: list[BillLine],
+        key: str,
+        period_index: int | None,
+    ) -> str:
+        """Invoice ``lines`` (finalized, at most once per ``key``) without charging it; the
+        invoice id. Inside a transaction, the invoice commits with it."""
+        ...
+
+    async def charge(self, org: str, *, invoice_id: str, key: str) -> ChargeOutcome:
+        """Charge the invoice ``issue`` made under ``key`` (``issue`` then ``charge`` with one
+        key is ``bill``)."""
         ...
 
     async def retry(self, org: str, *, invoice_id: str, key: str) -> ChargeOutcome:
@@ -116,6 +138,28 @@ class InvoicedBilling:
         key: str,
         period_index: int | None,
     ) -> ChargeOutcome:
+        invoice_id = await self.issue(
+            org,
+            customer_id=customer_id,
+            subscription_id=subscription_id,
+            currency=currency,
+            lines=lines,
+            key=key,
+            period_index=period_index,
+        )
+        return await self.charge(org, invoice_id=invoice_id, key=key)
+
+    async def issue(
+        self,
+        org: str,
+        *,
+        customer_id: str,
+        subscription_id: str,
+        currency: str,
+        lines: list[BillLine],
+        key: str,
+        period_index: int | None,
+    ) -> str:
         starts = [line.period_start for line in lines]
         ends = [line.period_end for line in lines]
         invoice = await self._billing.issue(
@@ -129,7 +173,10 @@ class InvoicedBilling:
             period_start=min(starts),
             period_end=max(ends),
         )
-        return await self._charge(org, invoice.id, _key(f"{key}:charge"))
+        return invoice.id
+
+    async def charge(self, org: str, *, invoice_id: str, key: str) -> ChargeOutcome:
+        return await self._charge(org, invoice_id, _key(f"{key}:charge"))
 
     async def retry(self, org: str, *, invoice_id: str, key: str) -> ChargeOutcome:
         return await self._charge(org, invoice_id, _key(key))

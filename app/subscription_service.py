@@ -418,6 +418,7 @@ class SubscriptionService:
                 trial, ends_trial = await self._customer_trial_change(org, sub, plan, first, now)
                 values.update(trial)
             lines: list[BillLine] = []
+            invoice_id: str | None = None
             prorates = (
                 sub.status is Status.ACTIVE
                 and behavior is not ProrationBehavior.NONE
@@ -480,16 +481,23 @@ class SubscriptionService:
                 await self._changed(row)
                 if not ends_trial:
                     return Subscription.from_row(row)
+            else:
+                # Issued (not charged) in this transaction: the invoice commits with the change,
+                # so a change right after it reads the credit it gave (no credit twice).
+                invoice_id = await self._billing.issue(
+                    org,
+                    customer_id=sub.customer_id,
+                    subscription_id=sub.id,
+                    currency=sub.price.currency,
+                    lines=lines,
+                    key=claim.stripe_key("proration"),
+                    period_index=sub.period_index,
+                )
         if ends_trial:
             return await self._bill_trial_ended(row, now)
-        outcome = await self._billing.bill(
-            org,
-            customer_id=sub.customer_id,
-            subscription_id=sub.id,
-            currency=sub.price.currency,
-            lines=lines,
-            key=claim.stripe_key("proration"),
-            period_index=sub.period_index,
+        assert invoice_id is not None  # issued above: a change invoiced at once
+        outcome = await self._billing.charge(
+            org, invoice_id=invoice_id, key=claim.stripe_key("proration")
         )
         # A change is not free when its invoice is not paid, whoever made it: dunning, as a
         # failed renewal (the change stands; paid, it is active again).

@@ -8,6 +8,7 @@ net of credits already given), never the list price.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -284,6 +285,36 @@ async def test_an_upgrade_never_paid_is_never_credited(
     assert (ended["status"], ended["latestInvoiceId"]) == ("CANCELED", unpaid["id"])
     assert await balances_of(admin, customer["id"]) == []
     assert [i["status"] for i in await invoices_of(admin, customer["id"])] == ["PAID", "OPEN"]
+
+
+@pytest.mark.usefixtures("april")
+async def test_concurrent_changes_credit_what_was_paid_once(
+    admin: GraphQLClient, plan_factory: Callable[..., Any], customer_with_card: Callable[..., Any]
+) -> None:
+    """19.99 paid; two changes invoiced at once arrive together, to 1.00 and to 2.00. They run
+    one after the other (the row lock), and the second reads the credit the first gave: the
+    balance is what one order or the other gives (to 1.00 then 2.00: 18.99 - 1.00 = 17.99;
+    to 2.00 then 1.00: 17.99 + 1.00 = 18.99), never a second 19.99."""
+    dear = await plan_factory(price={"amount": 1999, "currency": "USD"})
+    one = await plan_factory(price={"amount": 100, "currency": "USD"})
+    two = await plan_factory(price={"amount": 200, "currency": "USD"})
+    customer, _ = await customer_with_card()
+    sub = await subscribe(admin, customerId=customer["id"], planId=dear["id"], trialDays=0)
+    results = await asyncio.gather(
+        *(
+            change(admin, sub["id"], planId=plan["id"], prorationBehavior="ALWAYS_INVOICE")
+            for plan in (one, two)
+        )
+    )
+    assert [r["errors"] for r in results] == [[], []]
+    final_plan = (await current(admin, sub["id"]))["plan"]["id"]
+    balance, totals = {
+        two["id"]: (1799, [-1899, 100, 1999]),  # -19.99 + 1.00, then -1.00 + 2.00
+        one["id"]: (1899, [-1799, -100, 1999]),  # -19.99 + 2.00, then -2.00 + 1.00
+    }[final_plan]
+    assert await balances_of(admin, customer["id"]) == usd(balance)
+    invoices = await invoices_of(admin, customer["id"])
+    assert sorted(int(i["total"]["amount"]) for i in invoices) == totals
 
 
 # -- defect 2: discounted customers ------------------------------------------------------------
@@ -637,6 +668,12 @@ class _Unreachable:
     """Billing that never gets an answer from Stripe (as if the process died there)."""
 
     async def bill(self, org: str, **_: Any) -> ChargeOutcome:
+        raise ProviderUnreachable("charge the final invoice")
+
+    async def issue(self, org: str, **_: Any) -> str:
+        raise ProviderUnreachable("charge the final invoice")
+
+    async def charge(self, org: str, **_: Any) -> ChargeOutcome:
         raise ProviderUnreachable("charge the final invoice")
 
     async def retry(self, org: str, **_: Any) -> ChargeOutcome:
