@@ -171,3 +171,90 @@ async def test_a_killed_worker_is_finished_by_the_next_one_exactly_once(
     assert result["charged_invoices"] == COUNT
     assert result["charges_per_invoice"] == [1]
     assert result["statuses"] == {"active": COUNT}
+
+
+CHANGE = """mutation($input: SubscriptionChangePlanInput!) {
+  subscriptionChangePlan(input: $input) { subscription { id } errors { code } }
+}"""
+CANCEL = """mutation($input: SubscriptionCancelInput!) {
+  subscriptionCancel(input: $input) { subscription { id } errors { code } }
+}"""
+ENDING = 100
+
+
+@pytest.mark.slow
+async def test_two_workers_bill_each_final_invoice_exactly_once(
+    admin: GraphQLClient,
+    app_services: Any,
+    org: str,
+    settings: Settings,
+    customer_factory: Callable[..., Any],
+    plan_factory: Callable[..., Any],
+    tmp_path: Path,
+) -> None:
+    """ENDING subscriptions upgraded on day 10 of June with CREATE_PRORATIONS (10.00 -> 29.99:
+    -6.67 and 19.99 pending) and canceled at period end: two worker processes end them on
+    July 1, each with one final invoice of 13.32 charged once, and no renewal."""
+    await app_services.clock.advance(org, START)
+    basic = await plan_factory(price={"amount": 1000, "currency": "EUR"})
+    pro = await plan_factory(price={"amount": 2999, "currency": "EUR"})
+
+    async def subscribed() -> str:
+        customer = await customer_factory()
+        await admin.data(
+            SET_CARD, {"input": {"customerId": customer["id"], "paymentMethodId": "pm_card_visa"}}
+        )
+        made = await admin.data(
+            CREATE,
+            {
+                "input": {
+                    "customerId": customer["id"],
+                    "planId": basic["id"],
+                    "trialDays": 0,
+                    "idempotencyKey": str(uuid.uuid4()),
+                }
+            },
+        )
+        assert made["subscriptionCreate"]["errors"] == []
+        subscription_id: str = made["subscriptionCreate"]["subscription"]["id"]
+        return subscription_id
+
+    async def upgraded_then_canceled(subscription_id: str) -> None:
+        moved = await admin.data(
+            CHANGE,
+            {
+                "input": {
+                    "id": subscription_id,
+                    "planId": pro["id"],
+                    "prorationBehavior": "CREATE_PRORATIONS",
+                    "idempotencyKey": str(uuid.uuid4()),
+                }
+            },
+        )
+        assert moved["subscriptionChangePlan"]["errors"] == []
+        done = await admin.data(CANCEL, {"input": {"id": subscription_id, "atPeriodEnd": True}})
+        assert done["subscriptionCancel"]["errors"] == []
+
+    ids: list[str] = []
+    for _ in range(ENDING // 20):
+        ids += await asyncio.gather(*(subscribed() for _ in range(20)))
+    await app_services.clock.advance(org, START + timedelta(days=10))
+    for start in range(0, ENDING, 20):
+        await asyncio.gather(*(upgraded_then_canceled(i) for i in ids[start : start + 20]))
+    await app_services.clock.advance(org, datetime(2027, 7, 1, 1, tzinfo=UTC))
+
+    env = worker_env(settings, tmp_path)
+    workers = [start_worker(env, "--once", log=tmp_path / f"w{i}.log") for i in range(2)]
+    for worker in workers:
+        assert await asyncio.to_thread(worker.wait, 300) == 0, (tmp_path / "w0.log").read_text()
+    result = await billed(app_services, org)
+    assert result["invoices"] == dict.fromkeys(ids, 2)
+    assert result["charged_invoices"] == 2 * ENDING
+    assert result["charges_per_invoice"] == [1]
+    assert result["statuses"] == {"canceled": ENDING}
+    finals = await app_services.db.fetch_all(
+        "SELECT total, status, count(*) AS n FROM invoices WHERE organization_id = :org "
+        "AND period_start > :start GROUP BY total, status",
+        {"org": org, "start": START},
+    )
+    assert [(r["total"], r["status"], r["n"]) for r in finals] == [(1332, "paid", ENDING)]
