@@ -496,9 +496,15 @@ class SubscriptionService:
         if ends_trial:
             return await self._bill_trial_ended(row, now)
         assert invoice_id is not None  # issued above: a change invoiced at once
-        outcome = await self._billing.charge(
-            org, invoice_id=invoice_id, key=claim.stripe_key("proration")
-        )
+        try:
+            outcome = await self._billing.charge(
+                org, invoice_id=invoice_id, key=claim.stripe_key("proration")
+            )
+        except (ProviderUnreachable, DomainError) as exc:
+            # Not known to be paid (Stripe unreachable, a charge in flight): dunning retries it,
+            # and reads Stripe's state before charging again, so nothing is charged twice.
+            log.warning("subscription %s: change invoice not charged (%s)", sub.id, exc.code)
+            outcome = ChargeOutcome(invoice_id, False, exc.code.value, exc.message)
         # A change is not free when its invoice is not paid, whoever made it: dunning, as a
         # failed renewal (the change stands; paid, it is active again).
         after: dict[str, Any] = {"latest_invoice_id": outcome.invoice_id}

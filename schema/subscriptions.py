@@ -155,7 +155,8 @@ class SubscriptionChangePlanInput:
         "token, which may also ask for `ALWAYS_INVOICE` but never `NONE` (nor "
         "`CREATE_PRORATIONS` unless that is the organization's choice): `NOT_PERMITTED`. A "
         "change invoiced at once (`ALWAYS_INVOICE`) whose invoice is not paid (card declined, "
-        "no payment method) still stands, for any caller, and puts the subscription "
+        "no payment method, no answer from the processor) still stands, for any caller, and "
+        "puts the subscription "
         "`PAST_DUE`: that invoice is retried on the dunning schedule like a failed renewal "
         "(paid: `ACTIVE` again; retries exhausted: `DUNNING_FINAL_STATE`). A net credit (a "
         "downgrade) goes to the customer's credit balance.",

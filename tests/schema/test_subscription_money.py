@@ -17,10 +17,12 @@ from typing import Any
 import httpx
 import pytest
 
+from app.auth import Principal, Role
 from app.settings import Settings
 from app.stripe_gateway import ProviderUnreachable
-from app.subscription_billing import ChargeOutcome
+from app.subscription_billing import ChargeOutcome, InvoicedBilling
 from app.subscription_service import SubscriptionService
+from app.subscriptions import ProrationBehavior
 from tests.conftest import INVOICE_FIELDS
 from tests.schema.test_coupons_api import APPLY, CREATE_COUPON
 from tests.schema.test_customers_api import SET_CARD
@@ -680,12 +682,25 @@ class _Unreachable:
         raise ProviderUnreachable("charge the final invoice")
 
 
-def _dying(services: Any) -> SubscriptionService:
+class _ChargeUnanswered:
+    """Billing whose invoices are issued but whose charge gets no answer from Stripe."""
+
+    def __init__(self, services: Any) -> None:
+        self._real = InvoicedBilling(services.invoice_billing)
+
+    async def issue(self, org: str, **values: Any) -> str:
+        return await self._real.issue(org, **values)
+
+    async def charge(self, org: str, **_: Any) -> ChargeOutcome:
+        raise ProviderUnreachable("charge the invoice")
+
+
+def _dying(services: Any, billing: Any = None) -> SubscriptionService:
     return SubscriptionService(
         services.db,
         clock=services.clock,
         plans=services.plans,
-        billing=_Unreachable(),
+        billing=billing or _Unreachable(),
         invoices=services.invoices,
         keys=services.idempotency,
         lease=timedelta(0),
@@ -746,3 +761,46 @@ async def test_a_final_invoice_left_unbilled_is_billed_once_by_the_worker(
     await advance(admin, MAY_1 + timedelta(days=40))
     assert len(await invoices_of(admin, now_customer["id"])) == 2
     assert len(await invoices_of(admin, end_customer["id"])) == 2
+
+
+@pytest.mark.usefixtures("april")
+async def test_a_change_whose_charge_gets_no_answer_is_left_to_dunning(
+    admin: GraphQLClient,
+    plan_factory: Callable[..., Any],
+    customer_with_card: Callable[..., Any],
+    app_services: Any,
+    org: str,
+) -> None:
+    """Upgrade 10.00 -> 30.00 on day 10, invoiced at once (13.33), and Stripe does not answer
+    the charge: the change stands, PAST_DUE, and the dunning retry on Apr 14 charges it (the
+    invoice is not lost open)."""
+    basic = await plan_factory(price={"amount": 1000, "currency": "USD"})
+    pro = await plan_factory(price={"amount": 3000, "currency": "USD"})
+    customer, _ = await customer_with_card()
+    sub = await subscribe(admin, customerId=customer["id"], planId=basic["id"], trialDays=0)
+    await advance(admin, day(10))
+    principal = Principal(subject="staff", org=org, role=Role.ADMIN)
+    moved = await _dying(app_services, _ChargeUnanswered(app_services)).change_plan(
+        org,
+        principal,
+        sub["id"],
+        plan_id=pro["id"],
+        quantity=None,
+        behavior=ProrationBehavior.ALWAYS_INVOICE,
+        key=str(uuid.uuid4()),
+    )
+    assert (moved.status.value, moved.plan_id, moved.next_retry_at) == (
+        "past_due",
+        pro["id"],
+        day(13),
+    )
+    assert moved.latest_invoice_id is not None
+    unpaid = await invoice(admin, moved.latest_invoice_id)
+    assert (lines_of(unpaid), unpaid["status"]) == (
+        [("PRORATION", -667, 0), ("PRORATION", 2000, 0)],
+        "OPEN",
+    )
+    await advance(admin, day(14))
+    assert (await current(admin, sub["id"]))["status"] == "ACTIVE"
+    paid = await invoice(admin, moved.latest_invoice_id)
+    assert (paid["status"], paid["amountPaid"]["amount"]) == ("PAID", "1333")
