@@ -14,9 +14,15 @@ gets what the catalog offers and what the organization allows, nothing more:
   assigned by staff), unless the subscription is already on it.
 * **Plan change**: always billed. ``NONE`` (no proration) would give an upgrade for free for the
   rest of the period, so it is refused; ``CREATE_PRORATIONS`` defers the charge to the next
-  renewal, which a cancellation avoids, so it is allowed only when the organization chooses it.
-  Omitted, the organization's choice applies (``ALWAYS_INVOICE`` unless changed). An upgrade
-  whose invoice is not paid leaves the subscription ``past_due`` (dunning), not active for free.
+  renewal (or to the final invoice if the subscription ends first, which dunning does not
+  retry), so it is allowed only when the organization chooses it. Omitted, the organization's
+  choice applies (``ALWAYS_INVOICE`` unless changed). A change whose invoice is not paid leaves
+  the subscription ``past_due`` (dunning), not active for free (for staff changes too). The
+  credit for unused time is what was paid for it (``app.service_value``), so changing back and
+  forth earns nothing.
+* **Cancel**: a customer token may cancel its own subscriptions, now or at period end; now, the
+  credit for the unused time it paid for goes to its credit balance (spent by its next
+  invoices in that currency), unless it sends ``prorate: false``.
 * **Trial and plan change**: a change during a trial cannot make the trial outlast what the new
   plan offers: it ends at ``min(current end, trial start + new plan's trial_days)``, at once if
   the new plan's family was already used by another of the customer's subscriptions; a trial

@@ -38,8 +38,9 @@ _BEHAVIOR = (
     "How a customer token's plan change is billed when it omits `prorationBehavior`: "
     "`ALWAYS_INVOICE` (default: the difference is invoiced and charged at once; unpaid, the "
     "subscription goes `PAST_DUE`) or `CREATE_PRORATIONS` (added to the next renewal invoice, "
-    "which a cancellation at period end avoids: choose it only if you accept that). A customer "
-    "may always ask for `ALWAYS_INVOICE`, never for `NONE`."
+    "or to the final invoice if the subscription ends first, which is charged once and not "
+    "retried by dunning: choose it only if you accept collecting later). A customer may always "
+    "ask for `ALWAYS_INVOICE`, never for `NONE`."
 )
 _CAN_PAUSE = (
     "Whether customer tokens may pause (without `resumesAt`) and resume their own "
