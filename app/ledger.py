@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from app.ids import new_id
+from app.ids import monotonic_ids, new_id
 from db.connection import Database, Row
 from db.repositories.ledger import LedgerRepository
 
@@ -158,6 +158,7 @@ class Ledger:
         if sum(entry.amount for entry in moving) != 0:
             raise ValueError(f"unbalanced ledger transaction {kind.value}: {moving}")
         transaction_id = new_id("lt")
+        ids = monotonic_ids("le", len(moving))  # entries list in the order they were posted
         await self._entries.insert(
             org,
             transaction_id=transaction_id,
@@ -165,8 +166,8 @@ class Ledger:
             currency=refs.currency,
             kind=kind.value,
             entries=[
-                (new_id("le"), e.account.value, e.amount, e.payment_id or refs.payment_id)
-                for e in moving
+                (entry_id, e.account.value, e.amount, e.payment_id or refs.payment_id)
+                for entry_id, e in zip(ids, moving, strict=True)
             ],
             invoice_id=refs.invoice_id,
             refund_id=refs.refund_id,
@@ -354,15 +355,44 @@ class Ledger:
         customer_id: str,
         currency: str,
         *,
+        accounts: Sequence[Account] = tuple(Account),
         since: datetime | None = None,
         until: datetime | None = None,
-        after: tuple[datetime, str] | None = None,
+        after: str | None = None,
         limit: int = 100,
-    ) -> list[LedgerEntry]:
+    ) -> tuple[list[LedgerEntry], bool]:
+        """A page of the customer's entries in one currency, oldest first, and whether more
+        follow (``after``: the last entry id of the previous page)."""
         rows = await self._entries.page(
-            org, customer_id, currency, since=since, until=until, after=after, limit=limit
+            org,
+            customer_id,
+            currency,
+            accounts=[a.value for a in accounts],
+            since=since,
+            until=until,
+            after=after,
+            limit=limit + 1,
         )
-        return [LedgerEntry.from_row(row) for row in rows]
+        return [LedgerEntry.from_row(row) for row in rows[:limit]], len(rows) > limit
+
+    async def count(
+        self,
+        org: str,
+        customer_id: str,
+        currency: str,
+        *,
+        accounts: Sequence[Account] = tuple(Account),
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> int:
+        return await self._entries.count(
+            org,
+            customer_id,
+            currency,
+            accounts=[a.value for a in accounts],
+            since=since,
+            until=until,
+        )
 
     async def balances(
         self, org: str, customer_id: str, currency: str, *, until: datetime | None = None

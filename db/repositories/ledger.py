@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
 from db.connection import Database, Row
 
@@ -72,12 +71,20 @@ SELECT id, transaction_id, customer_id, currency, account, amount, kind, invoice
        refund_id, credit_note_id, subscription_id, occurred_at
 FROM ledger_entries
 WHERE organization_id = :org AND customer_id = :customer_id AND currency = :currency
+  AND account = ANY(CAST(:accounts AS text[]))
   AND occurred_at >= coalesce(CAST(:since AS timestamptz), '-infinity')
   AND occurred_at < coalesce(CAST(:until AS timestamptz), 'infinity')
-  AND (CAST(:after_at AS timestamptz) IS NULL
-       OR (occurred_at, id) > (CAST(:after_at AS timestamptz), CAST(:after_id AS text)))
-ORDER BY occurred_at, id
+  AND id > coalesce(CAST(:after AS text), '')
+ORDER BY id
 LIMIT :limit
+"""
+
+_COUNT = """
+SELECT count(*) FROM ledger_entries
+WHERE organization_id = :org AND customer_id = :customer_id AND currency = :currency
+  AND account = ANY(CAST(:accounts AS text[]))
+  AND occurred_at >= coalesce(CAST(:since AS timestamptz), '-infinity')
+  AND occurred_at < coalesce(CAST(:until AS timestamptz), 'infinity')
 """
 
 _TOTALS = """
@@ -159,22 +166,44 @@ class LedgerRepository:
         customer_id: str,
         currency: str,
         *,
+        accounts: Sequence[str],
         since: datetime | None,
         until: datetime | None,
-        after: tuple[datetime, str] | None,
+        after: str | None,
         limit: int,
     ) -> Sequence[Row]:
-        values: Mapping[str, Any] = {
+        """Entries in id order (ids sort by time), after the entry id ``after``."""
+        values = {
             "org": org,
             "customer_id": customer_id,
             "currency": currency,
+            "accounts": list(accounts),
             "since": since,
             "until": until,
-            "after_at": after[0] if after else None,
-            "after_id": after[1] if after else None,
+            "after": after,
             "limit": limit,
         }
-        return await self._db.fetch_all(_PAGE, dict(values))
+        return await self._db.fetch_all(_PAGE, values)
+
+    async def count(
+        self,
+        org: str,
+        customer_id: str,
+        currency: str,
+        *,
+        accounts: Sequence[str],
+        since: datetime | None,
+        until: datetime | None,
+    ) -> int:
+        values = {
+            "org": org,
+            "customer_id": customer_id,
+            "currency": currency,
+            "accounts": list(accounts),
+            "since": since,
+            "until": until,
+        }
+        return int(await self._db.fetch_val(_COUNT, values))
 
     async def totals(
         self, org: str, customer_id: str, currency: str, *, until: datetime | None
