@@ -1,4 +1,4 @@
-"""The ``billing`` command: serve, worker, migrate, token, export-schema."""
+"""The ``billing`` command: serve, worker, migrate, token, export-schema, verify."""
 
 from __future__ import annotations
 
@@ -139,6 +139,30 @@ def _token(settings: Settings, args: argparse.Namespace) -> None:
     print(mint_token(settings, org=args.org, role=role, subject=subject, ttl_seconds=args.ttl))
 
 
+def _verify(settings: Settings, args: argparse.Namespace) -> int:
+    from app.ledger_verify import verify
+    from db.connection import Database
+    from db.repositories.ledger_audit import CHECKS
+
+    async def run(runtime: Settings) -> int:
+        assert runtime.database_url is not None
+        db = Database(runtime.database_url, min_size=1, max_size=2)
+        await db.connect()
+        try:
+            violations = await verify(db, args.org)
+        finally:
+            await db.disconnect()
+        for violation in violations:
+            print(violation)
+        print(f"{len(CHECKS)} invariants checked: {len(violations)} violation(s).")
+        return 1 if violations else 0
+
+    if settings.database_url:
+        return asyncio.run(run(settings))
+    with embedded_runtime(settings.with_overrides(stripe_api_key="sk_unused")) as runtime:
+        return asyncio.run(run(runtime))
+
+
 def _export_schema() -> None:
     from schema import schema
 
@@ -175,6 +199,10 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (default 3600)")
 
     commands.add_parser("export-schema", help="print the GraphQL schema (SDL)")
+    verify = commands.add_parser(
+        "verify", help="check every money invariant of the database; exit 1 on a violation"
+    )
+    verify.add_argument("--org", help="only this organization")
     return parser
 
 
@@ -200,6 +228,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 _migrate(runtime)
         elif args.command == "token":
             _token(settings, args)
+        elif args.command == "verify":
+            return _verify(settings, args)
     except SettingsError as exc:
         print(f"billing: configuration error: {exc}", file=sys.stderr)
         return 2

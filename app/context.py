@@ -71,6 +71,13 @@ class Loaders:
         self.payment_by_id: DataLoader[str, Payment | None] = DataLoader(payments)
         self.refund_by_id: DataLoader[str, Refund | None] = DataLoader(refunds)
         self.refunds_by_payment_id: DataLoader[str, list[Refund]] = DataLoader(refunds_of_payments)
+
+        async def credited_of_payments(payment_ids: list[str]) -> list[int]:
+            return await services.ledger.credited_to_balance(org, payment_ids)
+
+        self.credited_to_balance_by_payment_id: DataLoader[str, int] = DataLoader(
+            credited_of_payments
+        )
         self.payments_by_customer_id: DataLoader[
             tuple[str, int, str | None], tuple[list[Payment], bool]
         ] = DataLoader(payment_pages)

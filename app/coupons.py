@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -337,6 +338,7 @@ class CouponService:
         subscription_id: str | None,
         currency: str,
         invoice_id: str,
+        discounts: Callable[[Coupon], bool],
         period_index: int | None = None,
     ) -> AppliedCoupon | None:
         """The coupon that applies to ``invoice_id``, its use recorded; None if none applies.
@@ -344,7 +346,10 @@ class CouponService:
         Call it inside the transaction that finalizes the invoice (the discount row stays
         locked until it ends). Subscriptions pass the billing period's ``period_index``: asking
         again for a period already redeemed returns the same coupon without using another
-        period.
+        period. ``discounts`` says whether the terms would take anything off this invoice: an
+        invoice the coupon cannot discount (a credit, or only lines it does not apply to) does
+        not use one of its periods, so a ``once`` coupon waits for the first invoice it can
+        discount.
         """
         key = invoice_id
         if subscription_id is not None and period_index is not None:
@@ -355,6 +360,8 @@ class CouponService:
                 continue
             if await self._discounts.redeemed_for(org, discount.id, key):
                 return AppliedCoupon(discount, coupon, terms)
+            if not discounts(terms):
+                continue
             if coupon.covers(discount.periods_used):
                 await self._discounts.record_redemption(org, discount.id, key, invoice_id)
                 if subscription_id is not None and period_index is not None:

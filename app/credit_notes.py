@@ -6,9 +6,16 @@ a proration credit, a goodwill gesture), taxed like the invoice (same rate, incl
 reverse charge), up to what the invoice has not yet credited. Its total goes:
 
 1. first to what is still due on an open invoice (which is paid once nothing is left);
-2. the rest to the customer's credit balance, spent by the next invoices; or, with the
-   ``refund`` settlement on a paid invoice, to a refund the issuer makes of the invoice's payment
-   (``refundCreate``); the credit note records it and moves no money itself.
+2. on a paid invoice with the ``refund`` settlement, to a refund of the invoice's payment, at
+   most what that payment may still refund (the note makes the refund itself);
+3. the rest back where it came from, as credit balance: first the credit balance the invoice
+   spent, then card money (which the payment can then no longer refund: a refund and a credit
+   to the balance come out of the same amount).
+
+Its tax is the invoice's tax in proportion to what all its notes credit (rounded on the
+cumulative amount), so crediting an invoice in pieces gives back exactly its tax. Everything a
+note moves is posted to the ledger in its transaction; what may still be credited and refunded
+is read back from there.
 """
 
 from __future__ import annotations
@@ -19,17 +26,27 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from app.balances import BalanceChange, CreditBalances
+from app.auth import Principal
 from app.customers import CustomerService
 from app.errors import DomainError, ErrorCode, NotFound, ValidationFailed
 from app.idempotency import Claim, IdempotencyKeys, Stored
 from app.ids import new_id
-from app.invoice_math import InvoiceTotals, LineDraft, LineKind, TaxRate, compute_totals
+from app.invoice_math import (
+    InvoiceTotals,
+    LineDraft,
+    LineKind,
+    TaxRate,
+    compute_totals,
+    credited_tax,
+    tax_line,
+)
 from app.invoice_numbering import InvoiceSettingsService, Series
 from app.invoices import Invoice, InvoiceStatus, customer_snapshot
+from app.ledger import InvoicePosition, Ledger, Refs
 from app.listing import Listing
 from app.money import MAX_AMOUNT, Money
 from app.pubsub import Event, publish
+from app.refunds import RefundService
 from db.connection import Database, Row
 from db.repositories.credit_notes import CreditNoteLineRepository, CreditNoteRepository
 from db.repositories.invoices import InvoiceRepository
@@ -203,19 +220,63 @@ def _lines(draft: CreditNoteDraft) -> tuple[list[LineDraft], list[DomainError]]:
     return drafts, errors
 
 
+def _credit_totals(
+    lines: list[LineDraft], invoice: Invoice, position: InvoicePosition
+) -> InvoiceTotals:
+    """The note's lines and totals, taxed like the invoice. The tax is the invoice's tax in
+    proportion to what all its credit notes credit, rounded on the cumulative amount, so notes in
+    pieces add up exactly to the invoice's tax (``app.invoice_math.credited_tax``)."""
+    try:
+        plain = compute_totals(lines, invoice.currency)
+    except DomainError as exc:
+        raise exc.at(("input", "lines")) from None
+    computed = list(plain.lines)
+    subtotal, tax, inclusive = plain.subtotal, 0, invoice.tax_inclusive
+    if invoice.reverse_charge:
+        suffix = f" ({invoice.tax_name})" if invoice.tax_name else ""
+        computed.append(tax_line(f"Reverse charge{suffix}", 0, 0, informational=False))
+    elif invoice.tax_name is not None and invoice.tax_rate is not None:
+        invoice_tax = invoice.tax_total.amount
+        if inclusive:  # amounts are gross: the share of the invoice's gross total
+            basis, before = invoice.total.amount, position.credited
+        else:  # amounts are net: the share of the invoice's net total
+            basis = invoice.total.amount - invoice_tax
+            before = position.credited - position.credited_tax
+        tax = credited_tax(invoice_tax, basis, before, before + subtotal)
+        rate = TaxRate(invoice.tax_name, invoice.tax_rate, inclusive)
+        label = f"{rate.name} {rate.percent}%{' included' if inclusive else ''}"
+        computed.append(tax_line(label, rate.rate, tax, informational=inclusive))
+    total = subtotal if inclusive else subtotal + tax
+    return InvoiceTotals(
+        currency=invoice.currency,
+        lines=tuple(computed),
+        subtotal=subtotal,
+        discount_total=0,
+        taxable_amount=subtotal - tax if inclusive else subtotal,
+        tax_total=tax,
+        tax_inclusive=inclusive,
+        total=total,
+        balance_applied=0,
+        amount_due=0,
+        credit_to_balance=0,
+    )
+
+
 class CreditNoteService:
     def __init__(
         self,
         db: Database,
         *,
         customers: CustomerService,
-        balances: CreditBalances,
         settings: InvoiceSettingsService,
         idempotency: IdempotencyKeys,
+        ledger: Ledger,
+        refunds: RefundService,
     ) -> None:
         self._db = db
         self._customers = customers
-        self._balances = balances
+        self._ledger = ledger
+        self._refunds = refunds
         self._settings = settings
         self._keys = idempotency
         self._notes = CreditNoteRepository(db)
@@ -223,8 +284,13 @@ class CreditNoteService:
         self._invoices = InvoiceRepository(db)
         self.read = Listing(self._notes, CreditNote.from_row)
 
-    async def create(self, org: str, draft: CreditNoteDraft, *, idempotency_key: str) -> CreditNote:
-        """Issue a credit note at most once per idempotency key."""
+    async def create(
+        self, org: str, actor: Principal, draft: CreditNoteDraft, *, idempotency_key: str
+    ) -> CreditNote:
+        """Issue a credit note at most once per idempotency key. With the ``refund``
+        settlement, the refund it makes is sent to Stripe once the note is committed (held
+        for approval past the organization's threshold, as any refund); a retry with the same
+        key sends it if that was interrupted."""
         lines, errors = _lines(draft)
         memo = draft.memo.strip()
         if len(memo) > _MAX_MEMO:
@@ -247,8 +313,12 @@ class CreditNoteService:
 
         async def work(claim: Claim) -> CreditNote:
             async with self._db.transaction():
-                note = await self._issue(org, claim.resource_id, draft, lines, memo)
+                note, refund_id = await self._issue(
+                    org, actor, claim.resource_id, draft, lines, memo
+                )
                 await self._keys.complete(claim)
+            if refund_id is not None:
+                await self._refunds.send_reserved(org, refund_id, retry=False)
             return note
 
         async def replay(stored: Stored) -> CreditNote:
@@ -256,6 +326,7 @@ class CreditNoteService:
                 raise stored.error
             (note,) = await self.read.by_ids(org, [stored.resource_id])
             assert note is not None  # completed keys point at committed credit notes
+            await self._refunds.send_reserved_for_credit_note(org, note.id)
             return note
 
         return await self._keys.run(
@@ -269,8 +340,16 @@ class CreditNoteService:
         )
 
     async def _issue(
-        self, org: str, note_id: str, draft: CreditNoteDraft, lines: list[LineDraft], memo: str
-    ) -> CreditNote:
+        self,
+        org: str,
+        actor: Principal,
+        note_id: str,
+        draft: CreditNoteDraft,
+        lines: list[LineDraft],
+        memo: str,
+    ) -> tuple[CreditNote, str | None]:
+        """Issue the note in the caller's transaction; returns it and the refund it reserved
+        (to send to Stripe once this transaction has committed), if any."""
         row = await self._invoices.lock_in(org, draft.invoice_id, _CREDITABLE)
         if row is None:
             raise await self._refusal(org, draft.invoice_id)
@@ -281,31 +360,34 @@ class CreditNoteService:
                 "A payment of this invoice is in flight; credit it when that has finished.",
                 field=("input", "invoiceId"),
             )
-        rate = None
-        if invoice.tax_name is not None and invoice.tax_rate is not None:
-            rate = TaxRate(invoice.tax_name, invoice.tax_rate, invoice.tax_inclusive)
-        try:
-            totals = compute_totals(
-                lines, invoice.currency, tax_rate=rate, reverse_charge=invoice.reverse_charge
-            )
-        except DomainError as exc:
-            raise exc.at(("input", "lines")) from None
-        creditable = max(invoice.total.amount, 0) - invoice.amount_credited.amount
+        position = await self._ledger.invoice_position(org, invoice.id)
+        totals = _credit_totals(lines, invoice, position)
+        creditable = max(invoice.total.amount, 0) - position.credited - position.refunded_directly
         if totals.total > creditable:
             raise DomainError(
                 ErrorCode.AMOUNT_EXCEEDS_CREDITABLE,
                 f"The credit note totals {Money(totals.total, invoice.currency).decimal} "
-                f"{invoice.currency} but only {Money(creditable, invoice.currency).decimal} of "
-                "the invoice can still be credited.",
+                f"{invoice.currency} but only {Money(max(creditable, 0), invoice.currency).decimal}"
+                " of the invoice can still be credited (its total, less earlier credit notes "
+                "and refunds of its payment).",
                 field=("input", "lines"),
             )
         open_invoice = invoice.status is InvoiceStatus.OPEN
-        applied = min(totals.total, invoice.amount_remaining.amount) if open_invoice else 0
+        applied = min(totals.total, max(position.receivable, 0)) if open_invoice else 0
         leftover = totals.total - applied
-        refunded = (
-            leftover if draft.settlement is CreditSettlement.REFUND and not open_invoice else 0
-        )
-        to_balance = leftover - refunded
+        refund = balance_returned = card_credited = 0
+        payment: Row | None = None
+        if leftover:
+            card_room = 0
+            if invoice.payment_id is not None:
+                payment, _, card_room = await self._refunds.payment_room(org, invoice.payment_id)
+            # A refund pays back card money; what is left returns where it came from: first
+            # the credit balance the invoice spent, then the card money, to the balance.
+            if draft.settlement is CreditSettlement.REFUND and not open_invoice:
+                refund = min(leftover, max(card_room, 0))
+            rest = leftover - refund
+            balance_returned = min(rest, position.paid_by_balance - position.balance_returned)
+            card_credited = rest - balance_returned
         (customer,) = await self._customers.read.by_ids(org, [invoice.customer_id])
         assert customer is not None  # invoices reference their customer (foreign key)
         settled = open_invoice and applied == invoice.amount_remaining.amount
@@ -320,16 +402,23 @@ class CreditNoteService:
             org, invoice.id, allowed=[invoice.status.value], values=values
         )
         assert updated is not None  # locked above
-        if to_balance:
-            await self._balances.change(
-                org,
+        await self._ledger.credit_note_issued(
+            org,
+            Refs(
                 invoice.customer_id,
                 invoice.currency,
-                to_balance,
-                BalanceChange.CREDIT_NOTE,
                 invoice_id=invoice.id,
                 credit_note_id=note_id,
-            )
+                subscription_id=invoice.subscription_id,
+            ),
+            total=totals.total,
+            tax=totals.tax_total,
+            applied_to_invoice=applied,
+            balance_returned=balance_returned,
+            card_credited=card_credited,
+            refund=refund,
+            payment_id=invoice.payment_id,
+        )
         settings = await self._settings.get(org)
         # Last: the counter row stays locked until commit.
         number = await self._settings.next_number(org, Series.CREDIT_NOTE)
@@ -350,8 +439,8 @@ class CreditNoteService:
                 "tax_inclusive": totals.tax_inclusive,
                 "total": totals.total,
                 "applied_to_invoice": applied,
-                "credited_to_balance": to_balance,
-                "refunded": refunded,
+                "credited_to_balance": balance_returned + card_credited,
+                "refunded": refund,
                 "customer_snapshot": invoice.customer_snapshot or customer_snapshot(customer),
                 "issuer_snapshot": settings.issuer_snapshot(),
             }
@@ -359,6 +448,17 @@ class CreditNoteService:
         assert note_row is not None
         await self._note_lines.insert_many(_line_rows(org, note_id, totals))
         note = CreditNote.from_row(note_row)
+        refund_id = None
+        if refund:
+            assert payment is not None  # a refund needs the invoice's payment
+            refund_id = await self._refunds.reserve_for_credit_note(
+                org,
+                actor,
+                payment,
+                amount=refund,
+                credit_note_id=note.id,
+                label=note.number,
+            )
         await publish(
             self._db,
             Event(
@@ -379,7 +479,7 @@ class CreditNoteService:
                     {"status": changed.status.value, "number": changed.number},
                 ),
             )
-        return note
+        return note, refund_id
 
     async def _refusal(self, org: str, invoice_id: str) -> DomainError:
         (row,) = await self._invoices.by_ids(org, [invoice_id])

@@ -10,7 +10,7 @@ import os
 import re
 import time
 
-__all__ = ["PREFIXES", "has_prefix", "new_id"]
+__all__ = ["PREFIXES", "has_prefix", "monotonic_ids", "new_id"]
 
 PREFIXES = {
     "plan": "plan",
@@ -33,7 +33,24 @@ _BODY = re.compile(r"^[0-9a-hjkmnp-tv-z]{26}$")
 
 def new_id(prefix: str, *, at_ms: int | None = None) -> str:
     ms = time.time_ns() // 1_000_000 if at_ms is None else at_ms
-    value = (ms << 80) | int.from_bytes(os.urandom(10), "big")
+    return _encode(prefix, (ms << 80) | int.from_bytes(os.urandom(10), "big"))
+
+
+_last_monotonic = 0
+
+
+def monotonic_ids(prefix: str, count: int) -> list[str]:
+    """``count`` ids that sort after every id this process made with this function before, in
+    the order given (ids made in the same millisecond count up from a random start), so rows
+    written one after the other list in that order."""
+    global _last_monotonic
+    value = (time.time_ns() // 1_000_000 << 80) | int.from_bytes(os.urandom(8), "big")
+    value = max(value, _last_monotonic + 1)
+    _last_monotonic = value + count - 1
+    return [_encode(prefix, value + n) for n in range(count)]
+
+
+def _encode(prefix: str, value: int) -> str:
     chars = []
     for _ in range(26):
         value, index = divmod(value, 32)

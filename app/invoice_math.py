@@ -51,6 +51,8 @@ __all__ = [
     "LineKind",
     "TaxRate",
     "compute_totals",
+    "credited_tax",
+    "tax_line",
 ]
 
 BASIS_POINTS = 10_000
@@ -301,7 +303,7 @@ def _discount(base: int, currency: str, coupon: Coupon) -> int:
     return _round_div(base * (coupon.percent_off or 0), BASIS_POINTS)
 
 
-def _tax_line(description: str, rate: int, tax: int, *, informational: bool) -> ComputedLine:
+def tax_line(description: str, rate: int, tax: int, *, informational: bool) -> ComputedLine:
     return ComputedLine(
         description=description,
         kind=LineKind.TAX,
@@ -369,7 +371,7 @@ def compute_totals(
     tax, taxable_amount, inclusive = 0, tax_base, False
     if reverse_charge:
         suffix = f" ({tax_rate.name})" if tax_rate is not None else ""
-        computed.append(_tax_line(f"Reverse charge{suffix}", 0, 0, informational=False))
+        computed.append(tax_line(f"Reverse charge{suffix}", 0, 0, informational=False))
     elif tax_rate is not None:
         inclusive = tax_rate.inclusive
         if inclusive:
@@ -378,7 +380,7 @@ def compute_totals(
         else:
             tax = _round_div(tax_base * tax_rate.rate, RATE_SCALE)
         label = f"{tax_rate.name} {tax_rate.percent}%{' included' if inclusive else ''}"
-        computed.append(_tax_line(label, tax_rate.rate, tax, informational=inclusive))
+        computed.append(tax_line(label, tax_rate.rate, tax, informational=inclusive))
 
     total = _check_bound(
         subtotal - discount + (0 if inclusive else tax), "The invoice total", "lines"
@@ -397,4 +399,22 @@ def compute_totals(
         balance_applied=balance_applied,
         amount_due=payable - balance_applied,
         credit_to_balance=max(-total, 0),
+    )
+
+
+def credited_tax(invoice_tax: int, invoice_amount: int, before: int, after: int) -> int:
+    """The tax a credit note gives back when the amount credited on an invoice goes from
+    ``before`` to ``after`` (net of tax for exclusive tax, gross for inclusive), given the
+    invoice's ``invoice_tax`` on ``invoice_amount`` (its net total, or gross total).
+
+    The tax credited so far is the invoice's tax in proportion to what was credited, rounded
+    once on the cumulative amount; each note takes the difference. So notes in any number of
+    pieces add up exactly to the invoice's tax once everything is credited, and never to more.
+    """
+    if invoice_amount <= 0 or invoice_tax == 0:
+        return 0
+    upto = min(max(after, 0), invoice_amount)
+    done = min(max(before, 0), invoice_amount)
+    return _round_div(invoice_tax * upto, invoice_amount) - _round_div(
+        invoice_tax * done, invoice_amount
     )

@@ -20,14 +20,22 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from app.balances import BalanceChange, CreditBalances
+from app.balances import CreditBalances
 from app.coupons import AppliedCoupon, CouponService
 from app.customers import Address, Customer, CustomerService
 from app.errors import DomainError, ErrorCode, NotFound, ValidationFailed
 from app.idempotency import Claim, IdempotencyKeys, Stored
 from app.ids import new_id
-from app.invoice_math import ComputedLine, InvoiceTotals, LineDraft, LineKind, compute_totals
+from app.invoice_math import (
+    ComputedLine,
+    Coupon,
+    InvoiceTotals,
+    LineDraft,
+    LineKind,
+    compute_totals,
+)
 from app.invoice_numbering import InvoiceSettingsService, Series
+from app.ledger import Ledger, Refs
 from app.listing import Listing
 from app.money import Money, normalize_currency
 from app.pubsub import Event, publish
@@ -419,8 +427,10 @@ class InvoiceService:
         balances: CreditBalances,
         settings: InvoiceSettingsService,
         idempotency: IdempotencyKeys,
+        ledger: Ledger,
     ) -> None:
         self._db = db
+        self._ledger = ledger
         self._customers = customers
         self._tax_rates = tax_rates
         self._coupons = coupons
@@ -541,36 +551,36 @@ class InvoiceService:
                     field=("input", "invoiceId"),
                 )
             currency = row["currency"]
+            drafts = [line.draft() for line in current]
+
+            def discounts(terms: Coupon) -> bool:
+                return compute_totals(drafts, currency, coupon=terms).discount_total > 0
+
             applied = await self._coupons.redeem(
                 org,
                 customer_id=customer.id,
                 subscription_id=row["subscription_id"],
                 currency=currency,
                 invoice_id=invoice_id,
+                discounts=discounts,
                 period_index=period_index,
             )
             balance = await self._balances.lock(org, customer.id, currency)
-            totals = self._compute(
-                [line.draft() for line in current], currency, tax, applied, balance
+            totals = self._compute(drafts, currency, tax, applied, balance)
+            await self._ledger.invoice_finalized(
+                org,
+                Refs(
+                    customer.id,
+                    currency,
+                    invoice_id=invoice_id,
+                    subscription_id=row["subscription_id"],
+                ),
+                total=totals.total,
+                discount=totals.discount_total,
+                tax=totals.tax_total,
+                balance_applied=totals.balance_applied,
+                credit_to_balance=totals.credit_to_balance,
             )
-            if totals.balance_applied:
-                await self._balances.change(
-                    org,
-                    customer.id,
-                    currency,
-                    -totals.balance_applied,
-                    BalanceChange.APPLIED_TO_INVOICE,
-                    invoice_id=invoice_id,
-                )
-            if totals.credit_to_balance:
-                await self._balances.change(
-                    org,
-                    customer.id,
-                    currency,
-                    totals.credit_to_balance,
-                    BalanceChange.CREDIT_INVOICE,
-                    invoice_id=invoice_id,
-                )
             settings = await self._settings.get(org)
             await self._lines.replace(
                 org, invoice_id, _line_rows(org, invoice_id, totals, [i.id for i in current])
@@ -602,8 +612,8 @@ class InvoiceService:
         return invoice
 
     async def void(self, org: str, invoice_id: str, reason: str = "") -> Invoice:
-        """Cancel an open or uncollectible invoice; it keeps its number, and the credit balance
-        it used goes back to the customer."""
+        """Cancel an open or uncollectible invoice; it keeps its number, and everything it moved
+        in the ledger is undone (the credit balance it used goes back to the customer)."""
         note = self._reason(reason)
         async with self._db.transaction():
             row = await self._invoices.transition(
@@ -620,15 +630,7 @@ class InvoiceService:
             if row is None:
                 raise await self._refusal(org, invoice_id, "voided")
             invoice = Invoice.from_row(row)
-            if invoice.balance_applied.amount:
-                await self._balances.change(
-                    org,
-                    invoice.customer_id,
-                    invoice.currency,
-                    invoice.balance_applied.amount,
-                    BalanceChange.INVOICE_VOIDED,
-                    invoice_id=invoice.id,
-                )
+            await self._ledger.invoice_voided(org, invoice.id)
             await publish(self._db, _event(invoice))
         return invoice
 
@@ -650,6 +652,9 @@ class InvoiceService:
             if row is None:
                 raise await self._refusal(org, invoice_id, "marked uncollectible")
             invoice = Invoice.from_row(row)
+            await self._ledger.invoice_uncollectible(
+                org, Refs(invoice.customer_id, invoice.currency, invoice_id=invoice.id)
+            )
             await publish(self._db, _event(invoice))
         return invoice
 

@@ -25,6 +25,7 @@ from app.customers import CustomerService
 from app.errors import DomainError, ErrorCode, NotFound, ValidationFailed
 from app.idempotency import Claim, IdempotencyKeys, Stored, validate_key
 from app.ids import has_prefix, new_id
+from app.ledger import Ledger, Refs
 from app.listing import Listing
 from app.money import MAX_AMOUNT, Money, format_decimal, normalize_currency
 from app.pubsub import Event, publish
@@ -38,6 +39,7 @@ from app.stripe_gateway import (
 )
 from db.connection import Database, Row
 from db.repositories.customers import CustomerRepository
+from db.repositories.invoices import InvoiceRepository
 from db.repositories.payments import PaymentRepository
 
 __all__ = [
@@ -400,8 +402,11 @@ class PaymentService:
         *,
         lease: timedelta | None = None,
         customers: CustomerService | None = None,
+        ledger: Ledger | None = None,
     ) -> None:
         self._db = db
+        self._ledger = ledger or Ledger(db)
+        self._invoices = InvoiceRepository(db)
         self._stripe = stripe
         self._keys = keys
         self._customer_service = customers
@@ -540,7 +545,7 @@ class PaymentService:
                 }
             )
             assert row is not None  # payments have no natural unique key besides the intent
-            await self._stats.payment_changed(None, row)
+            await self._moved(None, row)
             await self._keys.complete(claim)
             await self._announce(row)
         return Payment.from_row(row)
@@ -818,7 +823,7 @@ class PaymentService:
                 values=_recorded(row, intent),
             )
             if done is not None and done["status"] != row["status"]:
-                await self._stats.payment_changed(row, done)
+                await self._moved(row, done)
                 await self._announce(done)
         if done is None:
             current = await self._payments.get(org, row["id"])
@@ -850,7 +855,7 @@ class PaymentService:
                 )
             await self._keys.complete(claim, error=error)
             if done["status"] != row["status"]:
-                await self._stats.payment_changed(row, done)
+                await self._moved(row, done)
                 await self._announce(done)
         return Payment.from_row(done)
 
@@ -875,6 +880,23 @@ class PaymentService:
                 raise PaymentDeclined(payment, stored.error)
             raise stored.error
         return payment
+
+    async def _moved(self, before: Row | None, after: Row) -> None:
+        """A payment changed status (in the transaction that changes it): the statistics
+        count it, and money received is posted to the ledger, against the invoice it pays."""
+        await self._stats.payment_changed(before, after)
+        became = after["status"] == S.SUCCEEDED.value
+        if became and (before is None or before["status"] != S.SUCCEEDED.value):
+            org = after["organization_id"]
+            invoice = await self._invoices.paid_by(org, after["id"])
+            refs = Refs(
+                after["customer_id"],
+                after["currency"],
+                payment_id=after["id"],
+                invoice_id=invoice["id"] if invoice is not None else None,
+                subscription_id=invoice["subscription_id"] if invoice is not None else None,
+            )
+            await self._ledger.payment_succeeded(org, refs, after["amount_captured"])
 
     async def _announce(self, row: Row) -> None:
         await publish(

@@ -17,7 +17,7 @@ import enum
 import logging
 import secrets
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -27,6 +27,7 @@ from app.auth import Principal, Role
 from app.errors import DomainError, ErrorCode, NotFound
 from app.idempotency import Claim, IdempotencyKeys, Stored, validate_key
 from app.ids import has_prefix, new_id
+from app.ledger import Ledger, Refs
 from app.listing import Listing
 from app.money import MAX_AMOUNT, Money, format_decimal, normalize_currency
 from app.organizations import OrganizationService
@@ -35,6 +36,7 @@ from app.pubsub import Event, publish
 from app.stats_recorder import StatsRecorder
 from app.stripe_gateway import ProviderUnreachable, StripeGateway, StripeRefund
 from db.connection import Database, Row
+from db.repositories.invoices import InvoiceRepository
 from db.repositories.payments import PaymentRepository
 from db.repositories.refunds import RefundRepository
 
@@ -147,11 +149,13 @@ class RefundFailed(DomainError):
         self.refund = refund
 
 
-def refundable(payment: Payment, refunds: Sequence[Refund]) -> Money:
+def refundable(payment: Payment, refunds: Sequence[Refund], credited: int = 0) -> Money:
     """What can still be refunded: captured, minus refunds that succeeded, are in flight or
-    await approval (the same sum ``refundCreate`` checks under the payment's row lock)."""
+    await approval, minus ``credited``, the card money credit notes gave to the credit balance
+    (the same sum ``refundCreate`` checks under the payment's row lock)."""
     committed = sum(r.amount.amount for r in refunds if r.committed)
-    return Money(max(payment.amount_captured.amount - committed, 0), payment.amount.currency)
+    left = payment.amount_captured.amount - committed - credited
+    return Money(max(left, 0), payment.amount.currency)
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +192,10 @@ def audit_for(refund: Refund, actor: Principal | None) -> RefundAudit:
     )
 
 
+# A refund in one of these will never pay out.
+_UNPAID = frozenset({RefundStatus.FAILED, RefundStatus.CANCELED, RefundStatus.REJECTED})
+
+
 def _visible(actor: Principal, customer_id: str) -> bool:
     return actor.customer_id in (None, customer_id)
 
@@ -206,8 +214,11 @@ class RefundService:
         organizations: OrganizationService,
         *,
         lease: timedelta | None = None,
+        ledger: Ledger | None = None,
     ) -> None:
         self._db = db
+        self._ledger = ledger or Ledger(db)
+        self._invoices = InvoiceRepository(db)
         self._stripe = stripe
         self._keys = keys
         self._organizations = organizations
@@ -318,15 +329,15 @@ class RefundService:
                     f"The payment is in {payment_currency}, not {currency}.",
                     field=("input", "amount", "currency"),
                 )
-            committed = await self._refunds.committed_amount(org, payment_id)
-            refundable = payment["amount_captured"] - committed
+            committed, refundable = await self._refund_room(org, payment)
             value = refundable if amount is None else amount
             if value <= 0 or value > refundable:
                 left = format_decimal(max(refundable, 0), payment_currency)
                 raise DomainError(
                     ErrorCode.AMOUNT_EXCEEDS_REFUNDABLE,
                     f"At most {left} {payment_currency} of this payment is still refundable "
-                    "(captured, minus refunds succeeded, in flight or awaiting approval).",
+                    "(captured, minus refunds succeeded, in flight or awaiting approval, and "
+                    "minus what credit notes gave to the customer's credit balance).",
                     field=("input", "amount") if amount is not None else ("input", "paymentId"),
                 )
             # The threshold bounds what one payment returns without a second person, so it
@@ -360,6 +371,79 @@ class RefundService:
         if held:
             return Refund.from_row(row)
         return await self._submit(org, row, claim.token, claim=claim, look_first=False)
+
+    # -- refunds that credit notes make -------------------------------------------------------
+
+    async def payment_room(self, org: str, payment_id: str) -> tuple[Row, int, int]:
+        """The payment locked until the caller's transaction ends, its refunds and what it may
+        still refund (``_refund_room``)."""
+        payment = await self._payments.lock(org, payment_id)
+        assert payment is not None  # invoices reference their payment
+        committed, refundable = await self._refund_room(org, payment)
+        return payment, committed, refundable
+
+    async def reserve_for_credit_note(
+        self,
+        org: str,
+        actor: Principal,
+        payment: Row,
+        *,
+        amount: int,
+        credit_note_id: str,
+        label: str,
+    ) -> str:
+        """Reserve the refund a credit note pays out, in the note's transaction (the payment is
+        locked by ``payment_room``); ``send_reserved`` sends it once that has committed. Held
+        for approval like any refund that takes the payment past the organization's threshold.
+        Returns the refund's id."""
+        committed = await self._refunds.committed_amount(org, payment["id"])
+        held = actor.role is Role.CUSTOMER or await self._organizations.needs_refund_approval(
+            org, Money(committed + amount, payment["currency"])
+        )
+        refund_id = new_id("re")
+        row = await self._refunds.insert(
+            {
+                "organization_id": org,
+                "id": refund_id,
+                "payment_id": payment["id"],
+                "customer_id": payment["customer_id"],
+                "amount": amount,
+                "currency": payment["currency"],
+                "reason": RefundReason.REQUESTED_BY_CUSTOMER.value,
+                "note": f"Credit note {label}",
+                "status": (R.PENDING_APPROVAL if held else R.PENDING).value,
+                "requested_by": actor.subject,
+                "stripe_idempotency_key": None if held else f"credit-note-refund-{credit_note_id}",
+                "credit_note_id": credit_note_id,
+            }
+        )
+        assert row is not None  # a fresh id
+        await self._announce(row)
+        return refund_id
+
+    async def send_reserved(self, org: str, refund_id: str, *, retry: bool) -> Refund | None:
+        """Send a reserved refund to Stripe unless it has been (or waits for approval). A refusal
+        by Stripe leaves it failed (a credit note's amount then goes to the credit balance); an
+        unreachable Stripe leaves it to the next ``send_reserved``, ``refundRefresh`` or retry.
+        ``retry``: an earlier attempt may have reached Stripe, so look there first."""
+        row = await self._refunds.get(org, refund_id)
+        if row is None:
+            return None
+        if row["status"] != R.PENDING.value or row["stripe_refund_id"] is not None:
+            return Refund.from_row(row)
+        try:
+            return await self._submit(org, row, secrets.token_hex(16), claim=None, look_first=retry)
+        except RefundFailed as exc:
+            return exc.refund
+        except (ProviderUnreachable, DomainError) as exc:
+            log.warning("refund %s not sent to Stripe yet: %s", refund_id, type(exc).__name__)
+            return Refund.from_row(row)
+
+    async def send_reserved_for_credit_note(self, org: str, credit_note_id: str) -> None:
+        """Finish sending a credit note's refund (a retry of the note's request)."""
+        row = await self._refunds.of_credit_note(org, credit_note_id)
+        if row is not None:
+            await self.send_reserved(org, row["id"], retry=True)
 
     async def _resume(self, org: str, row: Row, claim: Claim) -> Refund:
         """Finish what an interrupted request with the same key started."""
@@ -444,6 +528,7 @@ class RefundService:
             )
             if rejected is None:
                 raise self._wrong_state(await self._get(org, actor, refund_id) or row, "rejected")
+            await self._post(org, rejected, R.PENDING_APPROVAL, R.REJECTED)
             await self._announce(rejected)
         return Refund.from_row(rejected)
 
@@ -554,6 +639,7 @@ class RefundService:
                 # The one change that moves a refund into or out of SUCCEEDED, the only
                 # status statistics count.
                 await self._stats.refund_changed(row, done)
+            await self._post(org, done, old, new)
             if claim is not None:
                 await self._keys.complete(claim)
             if new is not old:
@@ -577,12 +663,47 @@ class RefundService:
                 token=token,
             )
             assert done is not None  # we hold the lease
+            await self._post(org, done, R.PENDING, R.FAILED)
             if claim is not None:
                 await self._keys.complete(claim, error=error)
             await self._announce(done)
         return Refund.from_row(done)
 
     # -- helpers -----------------------------------------------------------------------------
+
+    async def _refund_room(self, org: str, payment: Row) -> tuple[int, int]:
+        """The payment's refunds (succeeded, in flight or awaiting approval) and what it may
+        still refund (call under its row lock): what it captured, less those refunds and the
+        card money credit notes gave to the customer's credit balance (a refund and a credit
+        note come out of the same amount)."""
+        committed = await self._refunds.committed_amount(org, payment["id"])
+        credited = (await self._ledger.payment_position(org, payment["id"])).credited_to_balance
+        return committed, int(payment["amount_captured"]) - committed - credited
+
+    async def _post(self, org: str, row: Row, old: RefundStatus, new: RefundStatus) -> None:
+        """Post what a status change moved (in its transaction): money returned when a refund
+        succeeds (and back when Stripe reverses it); a credit note's refund that will never be
+        paid (failed, canceled, rejected) goes to the customer's credit balance instead."""
+        if new is old:
+            return
+        amount, credit_note_id = row["amount"], row["credit_note_id"]
+        invoice = await self._invoices.paid_by(org, row["payment_id"])
+        refs = Refs(
+            row["customer_id"],
+            row["currency"],
+            invoice_id=invoice["id"] if invoice is not None else None,
+            payment_id=row["payment_id"],
+            refund_id=row["id"],
+            credit_note_id=credit_note_id,
+        )
+        if new is R.SUCCEEDED:
+            await self._ledger.refund_succeeded(org, refs, amount)
+        elif old is R.SUCCEEDED:
+            await self._ledger.refund_succeeded(org, refs, -amount)
+        if credit_note_id is not None and new in _UNPAID:
+            await self._ledger.credit_note_refund_failed(
+                org, replace(refs, payment_id=None), amount
+            )
 
     async def _get(self, org: str, actor: Principal, refund_id: str) -> Row:
         row = await self._refunds.get(org, refund_id) if has_prefix(refund_id, "re") else None

@@ -16,6 +16,7 @@ from app.idempotency import IdempotencyKeys
 from app.invoice_billing import InvoiceBilling
 from app.invoice_numbering import InvoiceSettingsService
 from app.invoices import InvoiceService
+from app.ledger import Ledger
 from app.live import LiveFeeds
 from app.organizations import OrganizationService
 from app.payments import PaymentService
@@ -74,6 +75,7 @@ class Services:
     statistics: StatisticsService
     live: LiveFeeds
     webhooks: StripeWebhooks
+    ledger: Ledger
     throttle: Throttle
     connections: ConnectionSlots
 
@@ -107,11 +109,12 @@ class Services:
         cls, settings: Settings, db: Database, stripe: StripeGateway, events: EventBroker
     ) -> Services:
         keys = IdempotencyKeys(db, lease=timedelta(seconds=settings.idempotency_lease_seconds))
+        ledger = Ledger(db)
         organizations = OrganizationService(db)
         customers = CustomerService(db, stripe)
         tax_rates, coupons = TaxRateService(db), CouponService(db)
         balances, invoice_settings = CreditBalances(db), InvoiceSettingsService(db)
-        payments = PaymentService(db, stripe, keys, customers=customers)
+        payments = PaymentService(db, stripe, keys, customers=customers, ledger=ledger)
         invoices = InvoiceService(
             db,
             customers=customers,
@@ -120,9 +123,10 @@ class Services:
             balances=balances,
             settings=invoice_settings,
             idempotency=keys,
+            ledger=ledger,
         )
         plans = PlanService(db, stripe)
-        refunds = RefundService(db, stripe, keys, organizations)
+        refunds = RefundService(db, stripe, keys, organizations, ledger=ledger)
         invoice_billing = InvoiceBilling(db, invoices=invoices, payments=payments, idempotency=keys)
         clock = Clock(db, test_clocks=settings.test_clocks)
         subscriptions = SubscriptionService(
@@ -158,9 +162,10 @@ class Services:
             credit_notes=CreditNoteService(
                 db,
                 customers=customers,
-                balances=balances,
                 settings=invoice_settings,
                 idempotency=keys,
+                ledger=ledger,
+                refunds=refunds,
             ),
             invoice_billing=invoice_billing,
             clock=clock,
@@ -170,6 +175,7 @@ class Services:
             webhooks=StripeWebhooks(
                 db, secret=settings.stripe_webhook_secret, payments=payments, refunds=refunds
             ),
+            ledger=ledger,
             throttle=Throttle(
                 db,
                 authenticated=Budget(settings.rate_limit_points, settings.rate_limit_restore_rate),

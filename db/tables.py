@@ -12,7 +12,6 @@ __all__ = [
     "coupons",
     "credit_note_lines",
     "credit_notes",
-    "customer_balance_transactions",
     "customer_balances",
     "customer_mrr_states",
     "customer_plan_families",
@@ -24,6 +23,7 @@ __all__ = [
     "invoice_lines",
     "invoice_settings",
     "invoices",
+    "ledger_entries",
     "metadata",
     "mrr_movement_days",
     "organizations",
@@ -193,6 +193,7 @@ refunds = sa.Table(
     sa.Column("lease_until", sa.DateTime(timezone=True)),
     *_timestamps(),
     sa.Column("succeeded_at", sa.DateTime(timezone=True)),
+    sa.Column("credit_note_id", sa.Text),
 )
 
 idempotency_keys = sa.Table(
@@ -480,18 +481,23 @@ customer_balances = sa.Table(
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
 
-customer_balance_transactions = sa.Table(
-    "customer_balance_transactions",
+ledger_entries = sa.Table(
+    "ledger_entries",
     metadata,
     sa.Column("organization_id", sa.Text, primary_key=True),
     sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("transaction_id", sa.Text, nullable=False),
     sa.Column("customer_id", sa.Text, nullable=False),
     sa.Column("currency", sa.CHAR(3), nullable=False),
+    sa.Column("account", sa.Text, nullable=False),
     sa.Column("amount", sa.BigInteger, nullable=False),
-    sa.Column("balance_after", sa.BigInteger, nullable=False),
     sa.Column("kind", sa.Text, nullable=False),
     sa.Column("invoice_id", sa.Text),
+    sa.Column("payment_id", sa.Text),
+    sa.Column("refund_id", sa.Text),
     sa.Column("credit_note_id", sa.Text),
+    sa.Column("subscription_id", sa.Text),
+    sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
 

@@ -50,4 +50,6 @@ async def lines_of(ctx: Context, note: CreditNote) -> list[CreditNoteLine]:
 
 
 async def create(ctx: Context, draft: CreditNoteDraft, idempotency_key: str) -> CreditNote:
-    return await ctx.services.credit_notes.create(ctx.org, draft, idempotency_key=idempotency_key)
+    return await ctx.services.credit_notes.create(
+        ctx.org, ctx.require_principal(), draft, idempotency_key=idempotency_key
+    )

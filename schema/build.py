@@ -26,6 +26,7 @@ from schema.credit_notes import CreditNoteMutations, CreditNoteQueries
 from schema.customers import CustomerMutations, CustomerQueries
 from schema.errors import is_unexpected, should_mask_error
 from schema.invoices import InvoiceMutations, InvoiceQueries
+from schema.ledger import LedgerQueries
 from schema.limits import max_mutations_rule
 from schema.live import Live, PerEventExecutor
 from schema.organizations import OrganizationMutations, OrganizationQueries
@@ -59,6 +60,7 @@ class Query(
     CouponQueries,
     SubscriptionQueries,
     StatisticsQueries,
+    LedgerQueries,
 ):
     pass
 

@@ -102,11 +102,13 @@ class Payment:
 
     @strawberry.field(
         description="What can still be refunded: captured, minus refunds that succeeded, are in "
-        "flight or await approval."
+        "flight or await approval, minus what credit notes gave to the customer's credit "
+        "balance out of this payment (a refund and a credit note come out of the same amount)."
     )
     async def amount_refundable(self, info: Info) -> Money:
         refunds = await resolve.refunds_of(info.context, self)  # type: ignore[arg-type]
-        return refundable(self, refunds)  # type: ignore[arg-type,return-value]
+        credited = await info.context.loaders.credited_to_balance_by_payment_id.load(self.id)
+        return refundable(self, refunds, credited)  # type: ignore[arg-type,return-value]
 
 
 @strawberry.type(description="Payments in one currency, over everything a filter matches.")

@@ -15,9 +15,11 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
+from app.ledger_verify import verify
 from app.main import create_app
 from app.settings import Settings
 from app.stripe_emulator import EMULATOR_API_KEY, StripeEmulator
+from db.connection import Database
 from db.embedded import EmbeddedPostgres
 from db.migrate import apply_migrations
 from tests.support import GraphQLClient, new_org, token, with_database
@@ -91,11 +93,27 @@ def stripe_emulator() -> Iterator[StripeEmulator]:
 
 
 @pytest.fixture(scope="session")
-def settings(database_url: str, stripe_emulator: StripeEmulator) -> Settings:
+async def verified_books(database_url: str) -> AsyncIterator[str]:
+    """The session database, whose money invariants (``billing verify``) must hold once every
+    test that used it is done: a violation fails the run."""
+    yield database_url
+    db = Database(database_url, min_size=1, max_size=2)
+    await db.connect()
+    try:
+        violations = await verify(db)
+    finally:
+        await db.disconnect()
+    if violations:
+        listed = "\n".join(str(v) for v in violations[:50])
+        pytest.fail(f"billing verify found {len(violations)} violation(s):\n{listed}")
+
+
+@pytest.fixture(scope="session")
+def settings(verified_books: str, stripe_emulator: StripeEmulator) -> Settings:
     return Settings(
         env="test",
         home=Path(tempfile.gettempdir()),
-        database_url=database_url,
+        database_url=verified_books,
         db_pool_min=1,
         db_pool_max=10,
         stripe_api_key=EMULATOR_API_KEY,

@@ -530,6 +530,7 @@ async def test_a_coupon_redeemed_for_the_current_period_moves_mrr_at_once(
             subscription_id=subscription_id,
             currency="USD",
             invoice_id="inv_manual",
+            discounts=lambda terms: True,
             period_index=0,
         )
     assert applied is not None

@@ -47,6 +47,13 @@ class InvoiceRepository(TableRepository):
         )
         return list(await self._db.fetch_all(query))
 
+    async def paid_by(self, org: str, payment_id: str) -> Row | None:
+        """The invoice this payment was made for (its ``payment_id``), if any."""
+        query = sa.select(_c.id, _c.status, _c.subscription_id).where(
+            _c.organization_id == org, _c.payment_id == payment_id
+        )
+        return await self._db.fetch_one(query)
+
     async def lock_in(self, org: str, invoice_id: str, statuses: Sequence[str]) -> Row | None:
         """The row locked until the end of the transaction, if it is in one of ``statuses``."""
         query = (

@@ -48,6 +48,12 @@ class RefundRepository(TableRepository):
         )
         return int(await self._db.fetch_val(query))
 
+    async def of_credit_note(self, org: str, credit_note_id: str) -> Row | None:
+        query = sa.select(refunds).where(
+            refunds.c.organization_id == org, refunds.c.credit_note_id == credit_note_id
+        )
+        return await self._db.fetch_one(query)
+
     async def by_payment_ids(self, org: str, payment_ids: Sequence[str]) -> Sequence[Row]:
         query = (
             sa.select(refunds)

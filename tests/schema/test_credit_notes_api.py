@@ -77,7 +77,8 @@ async def test_a_credit_note_reduces_an_open_invoice_then_pays_it(
         (["input", "lines"], "AMOUNT_EXCEEDS_CREDITABLE")
     ]
     assert too_much["errors"][0]["message"] == (
-        "The credit note totals 70.01 USD but only 70.00 of the invoice can still be credited."
+        "The credit note totals 70.01 USD but only 70.00 of the invoice can still be credited "
+        "(its total, less earlier credit notes and refunds of its payment)."
     )
     rest = await credit(admin, invoice["id"], 7000)
     assert rest["creditNote"]["number"] == f"INV-CN-{year}-000002"

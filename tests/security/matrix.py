@@ -210,6 +210,14 @@ REFUND_OUT = "{ refund { id } errors { code } }"
 
 CASES.update(
     {
+        "Query.ledger": Case(
+            'query($id: ID!) { ledger(customerId: $id, currency: "USD") { customerId '
+            "balances { account balance { amount } } entries { edges { node { id paymentId } } } "
+            "} }",
+            lambda w: {"id": w.owner["id"]},
+            prepare=_paid,
+            expect=lambda w: w.extra["payment"],
+        ),
         "Query.payment": Case(
             "query($id: ID!) { payment(id: $id) { id customerId } }",
             lambda w: {"id": w.extra["payment"]},

@@ -252,12 +252,19 @@ def _connections() -> dict[str, str]:
                     f"query($first: Int, $after: String) {{ {page} }}"
                 )
             else:
-                assert name == "Customer", f"add a parent for {name}.{field_name}"
+                assert name in _PARENTS, f"add a parent for {name}.{field_name}"
                 documents[f"{name}.{field_name}"] = (
-                    "query($c: ID!, $first: Int, $after: String) "
-                    f"{{ customer(id: $c) {{ {page} }} }}"
+                    f"query($c: ID!, $first: Int, $after: String) {{ {_PARENTS[name]} "
+                    f"{{ {page} }} }}"
                 )
     return documents
+
+
+# How to reach each type that has a nested connection, given a customer that exists ($c).
+_PARENTS = {
+    "Customer": "customer(id: $c)",
+    "CustomerLedger": 'ledger(customerId: $c, currency: "USD")',
+}
 
 
 CONNECTIONS = _connections()
