@@ -9,7 +9,10 @@ time after ``t`` is read from the subscription's own billing lines:
   discount and tax lines), each worth its **net** amount ``amount - discount_amount`` (what it
   cost after its invoice's coupon, in that invoice's tax basis);
 * a **positive** line (a charge) counts only if its invoice is **paid**: time that was not paid
-  for is not credited;
+  for is not credited; and only for the share of that invoice still kept by the organization:
+  when credit notes or refunds gave part of the invoice back, its lines are worth that much less
+  (``value * (total - given back) / total``, rounded half-even), so time cannot be credited once
+  by a credit note and again as unused;
 * a **negative** line (a credit already given) counts unless its invoice is **void**: a credit is
   given once, whether its invoice was paid, is still open, or was written off;
 * lines **pending** for the next invoice (``CREATE_PRORATIONS``) count, negative and positive
@@ -30,9 +33,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from app.proration import prorate
+from app.proration import divide_round_half_even, prorate
 
-__all__ = ["ServiceLine", "Standing", "counts", "unused_value"]
+__all__ = ["ServiceLine", "Standing", "counts", "kept", "unused_value"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SECOND = timedelta(seconds=1)
@@ -60,6 +63,8 @@ class ServiceLine:
     period_start: datetime
     period_end: datetime
     standing: Standing
+    invoice_total: int = 0  # the total of the line's invoice
+    given_back: int = 0  # what credit notes and refunds gave back of that invoice
 
 
 def counts(line: ServiceLine) -> bool:
@@ -78,8 +83,16 @@ def unused_value(lines: Iterable[ServiceLine], at: datetime) -> int:
     for line in lines:
         if not counts(line) or line.period_end <= at or _seconds(line) < 1:
             continue
-        total += prorate(line.value, line.period_start, line.period_end, max(at, line.period_start))
+        total += prorate(kept(line), line.period_start, line.period_end, max(at, line.period_start))
     return max(total, 0)
+
+
+def kept(line: ServiceLine) -> int:
+    """The line's value, less its share of what was given back of its paid invoice."""
+    if line.value <= 0 or line.given_back <= 0 or line.invoice_total <= 0:
+        return line.value
+    left = max(line.invoice_total - line.given_back, 0)
+    return divide_round_half_even(line.value * left, line.invoice_total)
 
 
 def _seconds(line: ServiceLine) -> int:

@@ -1108,6 +1108,8 @@ class SubscriptionService:
                     period_start=r["period_start"],
                     period_end=r["period_end"],
                     standing=Standing(r["standing"]),
+                    invoice_total=int(r["invoice_total"]),
+                    given_back=int(r["given_back"]),
                 )
                 for r in rows
             ),

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -21,6 +22,7 @@ from db.migrate import apply_migrations
 from tests.schema.test_credit_notes_api import credit
 from tests.schema.test_invoice_payments_api import pay, with_card
 from tests.schema.test_invoice_taxes_api import rate
+from tests.schema.test_subscriptions_api import CANCEL, advance, subscribe
 from tests.support import GraphQLClient, new_org, token
 
 REFUND = """mutation($input: RefundCreateInput!) {
@@ -373,3 +375,31 @@ async def test_verify_reports_books_that_disagree(fresh_db: Any, tmp_path: Any) 
     assert result.returncode == 1, result.stderr
     assert f"credit balances: organization_id={org}" in result.stdout
     assert result.stdout.strip().endswith("invariants checked: 1 violation(s).")
+
+
+@pytest.mark.parametrize(("credited", "unused"), [(2_000, 0), (1_000, 500), (0, 1_000)])
+async def test_time_given_back_by_a_credit_note_is_not_credited_again_as_unused(
+    admin: GraphQLClient,
+    plan_factory: Callable[..., Any],
+    customer_factory: Callable[..., Any],
+    credited: int,
+    unused: int,
+) -> None:
+    """A month paid 20.00, then a credit note of ``credited`` to the balance on its invoice,
+    then an immediate cancellation at mid-month: the unused half is credited only for the
+    share of the invoice the organization kept (all given back: nothing more)."""
+    start = datetime(2027, 4, 1, tzinfo=UTC)
+    await advance(admin, start)
+    plan = await plan_factory(price={"amount": 2_000, "currency": "USD"})
+    owner = await customer_factory()
+    await with_card(admin, owner, "pm_card_visa")
+    sub = await subscribe(admin, customerId=owner["id"], planId=plan["id"], trialDays=0)
+    assert sub["status"] == "ACTIVE"
+    if credited:
+        assert (await credit(admin, sub["latestInvoiceId"], credited))["errors"] == []
+    await advance(admin, start + timedelta(days=15))
+    done = await admin.data(CANCEL, {"input": {"id": sub["id"], "atPeriodEnd": False}})
+    assert done["subscriptionCancel"]["errors"] == []
+    total = credited + unused
+    expected = [{"amount": str(total), "currency": "USD"}] if total else []
+    assert await credit_balance(admin, owner["id"]) == expected

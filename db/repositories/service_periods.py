@@ -8,7 +8,7 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from db.connection import Database, Row
-from db.tables import invoice_lines, invoices, subscription_pending_lines
+from db.tables import invoice_lines, invoices, ledger_entries, subscription_pending_lines
 
 __all__ = ["PENDING", "ServicePeriodRepository"]
 
@@ -19,6 +19,7 @@ _KINDS = ("subscription", "proration")
 _lines = invoice_lines.c
 _invoices = invoices.c
 _pending = subscription_pending_lines.c
+_ledger = ledger_entries.c
 
 
 class ServicePeriodRepository:
@@ -30,13 +31,29 @@ class ServicePeriodRepository:
         statement: those of its finalized invoices, with ``standing`` the invoice's status and
         ``value`` the line's amount after its share of the invoice's discount, then the lines
         still waiting for an invoice (``standing`` ``pending``, not taken by a billing key).
-        Columns: ``value``, ``period_start``, ``period_end``, ``standing``."""
+        Columns: ``value``, ``period_start``, ``period_end``, ``standing``, ``invoice_total``
+        and ``given_back`` (what credit notes and refunds of its payment gave back of the
+        invoice, from the ledger)."""
+        given_back = (
+            sa.select(sa.func.coalesce(sa.func.sum(_ledger.amount), 0))
+            .where(
+                _ledger.organization_id == _invoices.organization_id,
+                _ledger.invoice_id == _invoices.id,
+                sa.or_(
+                    sa.and_(_ledger.kind == "credit_note", _ledger.account.in_(("revenue", "tax"))),
+                    sa.and_(_ledger.kind == "refund", _ledger.account == "revenue"),
+                ),
+            )
+            .scalar_subquery()
+        )
         invoiced = (
             sa.select(
                 (_lines.amount - _lines.discount_amount).label("value"),
                 _lines.period_start,
                 _lines.period_end,
                 _invoices.status.label("standing"),
+                _invoices.total.label("invoice_total"),
+                given_back.label("given_back"),
             )
             .select_from(
                 invoices.join(
@@ -62,6 +79,8 @@ class ServicePeriodRepository:
             _pending.period_start,
             _pending.period_end,
             sa.literal(PENDING, sa.Text).label("standing"),
+            sa.literal(0, sa.BigInteger).label("invoice_total"),
+            sa.literal(0, sa.BigInteger).label("given_back"),
         ).where(
             _pending.organization_id == org,
             _pending.subscription_id == subscription_id,

@@ -41,6 +41,16 @@ DATE_INPUTS: dict[str, tuple[str, str]] = {
         "DateTime",
         "query($d: DateTime!) { subscriptionStats(to: $d) { at } }",
     ),
+    "Query.ledger(from)": (
+        "DateTime",
+        f'query($d: DateTime!) {{ ledger(customerId: "cus_{ANY_ID}", currency: "USD", from: $d) '
+        "{ currency } }",
+    ),
+    "Query.ledger(to)": (
+        "DateTime",
+        f'query($d: DateTime!) {{ ledger(customerId: "cus_{ANY_ID}", currency: "USD", to: $d) '
+        "{ currency } }",
+    ),
     "PaymentFilter.from": (
         "DateTime",
         "query($d: DateTime!) { payments(filter: {from: $d}) { totalCount } }",

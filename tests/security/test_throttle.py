@@ -119,8 +119,10 @@ async def test_refused_documents_still_draw_on_the_budget(settings: Settings, or
         for _ in range(3):
             body = await client("{ plns { id } }")  # a validation error costs one point
             assert body["extensions"]["cost"]["throttleStatus"]["currentlyAvailable"] <= 99
-        body = await client("{ serviceInfo { name } }")
-    assert 95 <= throttle_status(body)["currentlyAvailable"] <= 98
+        body = await client(FIFTY)
+    # 100 - 3 - 50, plus what refilled meanwhile (1 point a second; never 53 as if the refused
+    # documents were free, unless the machine stalled for seconds).
+    assert 47 <= throttle_status(body)["currentlyAvailable"] <= 52
 
 
 async def test_document_downloads_draw_on_the_same_budget(settings: Settings, org: str) -> None:
@@ -136,7 +138,8 @@ async def test_document_downloads_draw_on_the_same_budget(settings: Settings, or
         client = GraphQLClient(http, headers["authorization"].removeprefix("Bearer "))
         body = await client("{ serviceInfo { name } }")
     assert statuses == [404, 404, 429]
-    assert 48 <= throttle_status(body)["currentlyAvailable"] <= 50
+    # 250 - 2 x 100 - 2, plus the refill (1 point a second).
+    assert 48 <= throttle_status(body)["currentlyAvailable"] <= 60
 
 
 async def test_an_unauthenticated_download_counts_against_the_address(
