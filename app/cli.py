@@ -13,8 +13,8 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from app.auth import Role, mint_token
-from app.settings import Settings, SettingsError, load_settings
+from app.core.auth import Role, mint_token
+from app.core.settings import Settings, SettingsError, load_settings
 
 __all__ = ["main", "proxy_options"]
 
@@ -26,7 +26,7 @@ def embedded_runtime(settings: Settings) -> Iterator[Settings]:
     """Start what the settings leave unconfigured: an embedded PostgreSQL when DATABASE_URL is
     unset, a local Stripe emulator when STRIPE_API_KEY is unset. Both stop on exit. The chosen
     URLs are exported to the environment so uvicorn worker processes see them too."""
-    from app.stripe_emulator import EMULATOR_API_KEY, StripeEmulator
+    from app.stripe import EMULATOR_API_KEY, StripeEmulator
     from db.embedded import EmbeddedPostgres
 
     postgres = emulator = None
@@ -89,7 +89,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
             port,
         )
         uvicorn.run(
-            "app.main:create_app",
+            "app.web.app:create_app",
             factory=True,
             host=host,
             port=port,
@@ -140,9 +140,9 @@ def _token(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def _verify(settings: Settings, args: argparse.Namespace) -> int:
-    from app.ledger_verify import verify
+    from app.ledger import verify
     from db.connection import Database
-    from db.repositories.ledger_audit import CHECKS
+    from db.repositories.ledger.audit import CHECKS
 
     async def run(runtime: Settings) -> int:
         assert runtime.database_url is not None

@@ -11,19 +11,16 @@ from typing import Any
 
 from aiodataloader import DataLoader
 
-from app.auth import Principal, Role
-from app.coupons import CouponRecord
-from app.credit_notes import CreditNote, CreditNoteLine
+from app.catalog import CouponRecord, Plan
+from app.core.auth import Principal, Role
+from app.core.errors import Forbidden, Unauthenticated
+from app.core.money import Money
 from app.customers import Customer
-from app.errors import Forbidden, Unauthenticated
-from app.invoices import Invoice, InvoiceLine
-from app.money import Money
-from app.payments import Payment
-from app.plans import Plan
-from app.refunds import Refund
+from app.invoicing import CreditNote, CreditNoteLine, Invoice, InvoiceLine
+from app.payments import Payment, Refund
 from app.services import Services
 from app.subscriptions import Subscription
-from app.throttle import Caller
+from app.throttling import Caller
 
 __all__ = ["Context", "InvoicePageKey", "Loaders"]
 

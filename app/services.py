@@ -7,31 +7,21 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 
-from app.balances import CreditBalances
-from app.clock import Clock
-from app.coupons import CouponService
-from app.credit_notes import CreditNoteService
-from app.customers import CustomerService
-from app.idempotency import IdempotencyKeys
-from app.invoice_billing import InvoiceBilling
-from app.invoice_numbering import InvoiceSettingsService
-from app.invoices import InvoiceService
+from app.catalog import CouponService, PlanService, TaxRateService
+from app.core.clock import Clock
+from app.core.idempotency import IdempotencyKeys
+from app.core.pubsub import EventBroker
+from app.core.settings import Settings, SettingsError
+from app.customers import CreditBalances, CustomerService
+from app.invoicing import CreditNoteService, InvoiceBilling, InvoiceService, InvoiceSettingsService
 from app.ledger import Ledger
 from app.live import LiveFeeds
 from app.organizations import OrganizationService
-from app.payments import PaymentService
-from app.plans import PlanService
-from app.pubsub import EventBroker
-from app.refunds import RefundService
-from app.settings import Settings, SettingsError
+from app.payments import PaymentService, RefundService, StripeWebhooks
 from app.statistics import StatisticsService
-from app.stripe_gateway import StripeGateway
-from app.subscription_billing import InvoicedBilling
-from app.subscription_service import DunningPolicy, SubscriptionService
-from app.subscriptions import Status
-from app.tax_rates import TaxRateService
-from app.throttle import Budget, ConnectionSlots, Throttle
-from app.webhooks import StripeWebhooks
+from app.stripe import StripeGateway
+from app.subscriptions import DunningPolicy, InvoicedBilling, Status, SubscriptionService
+from app.throttling import Budget, ConnectionSlots, Throttle
 from db.connection import Database
 
 __all__ = ["Services", "require_backends"]

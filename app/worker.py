@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from app.subscription_service import SubscriptionService
+from app.subscriptions import SubscriptionService
 
 __all__ = ["BillingWorker"]
 

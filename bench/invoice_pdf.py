@@ -13,7 +13,7 @@ from datetime import date
 
 from pypdf import PdfReader
 
-from app.invoice_pdf import DocumentLine, InvoiceDocument, render_pdf
+from app.invoicing.pdf import DocumentLine, InvoiceDocument, render_pdf
 
 
 def _document(line_count: int) -> InvoiceDocument:

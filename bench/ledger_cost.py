@@ -22,8 +22,8 @@ import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from app.ids import new_id
-from app.ledger import Ledger, Refs
+from app.core.ids import new_id
+from app.ledger.postings import Ledger, Refs
 from db.connection import Database
 from db.embedded import EmbeddedPostgres
 from db.migrate import apply_migrations

@@ -36,10 +36,10 @@ import asyncpg
 import httpx
 import websockets
 
-from app.auth import Role, mint_token
-from app.pubsub import CHANNEL
-from app.settings import Settings
-from app.stripe_emulator import EMULATOR_API_KEY, StripeEmulator, free_port
+from app.core.auth import Role, mint_token
+from app.core.pubsub import CHANNEL
+from app.core.settings import Settings
+from app.stripe.emulator import EMULATOR_API_KEY, StripeEmulator, free_port
 from db.embedded import EmbeddedPostgres
 from db.migrate import apply_migrations
 

@@ -21,10 +21,10 @@ from pathlib import Path
 import httpx
 import stripe
 
-from app.auth import Role, mint_token
-from app.main import create_app
-from app.settings import Settings
-from app.stripe_emulator import EMULATOR_API_KEY, StripeEmulator
+from app.core.auth import Role, mint_token
+from app.core.settings import Settings
+from app.stripe.emulator import EMULATOR_API_KEY, StripeEmulator
+from app.web.app import create_app
 from db.embedded import EmbeddedPostgres
 from db.migrate import apply_migrations
 

@@ -37,8 +37,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from app.statistics import StatisticsService, StatsInterval
-from app.stats_recorder import StatsRecorder
+from app.rollups.recorder import StatsRecorder
+from app.statistics.service import StatisticsService, StatsInterval
 from db.connection import Database
 from db.embedded import EmbeddedPostgres
 from db.migrate import apply_migrations

@@ -6,9 +6,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from app.context import Context
+from app.core.errors import NotFound
+from app.core.ids import has_prefix
 from app.customers import Customer, CustomerDraft
-from app.errors import NotFound
-from app.ids import has_prefix
 
 __all__ = ["create", "get", "list_page", "set_default_payment_method", "update"]
 

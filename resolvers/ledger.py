@@ -8,10 +8,10 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from app.context import Context
-from app.errors import DomainError, PublicError
-from app.ids import has_prefix
+from app.core.errors import DomainError, PublicError
+from app.core.ids import has_prefix
+from app.core.money import Money, normalize_currency
 from app.ledger import Account, LedgerEntry
-from app.money import Money, normalize_currency
 
 __all__ = ["CUSTOMER_ACCOUNTS", "LedgerView", "balances", "entries", "view"]
 

@@ -8,12 +8,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from app.context import Context
-from app.errors import DomainError, Forbidden, PublicError
-from app.ids import has_prefix
-from app.money import normalize_currency
-from app.payments import Payment
-from app.pubsub import Event
-from app.refunds import Refund
+from app.core.errors import DomainError, Forbidden, PublicError
+from app.core.ids import has_prefix
+from app.core.money import normalize_currency
+from app.core.pubsub import Event
+from app.payments import Payment, Refund
 from app.statistics import RevenueSnapshot
 
 __all__ = ["PaymentChange", "payment_events", "revenue"]

@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from app.context import Context
-from app.organizations import Organization
-from app.subscriptions import EndedSubscriptionInvoices, ProrationBehavior
+from app.organizations import EndedSubscriptionInvoices, Organization, ProrationBehavior
 
 __all__ = ["get", "set_refund_approval_thresholds", "update_settings"]
 

@@ -6,9 +6,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from app.context import Context
-from app.ids import has_prefix
-from app.payments import CurrencySummary, Payment, PaymentDraft
-from app.refunds import Refund
+from app.core.ids import has_prefix
+from app.payments import CurrencySummary, Payment, PaymentDraft, Refund
 
 __all__ = [
     "PaymentPage",

@@ -8,9 +8,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from app.context import Context
-from app.ids import has_prefix
-from app.payments import Payment
-from app.refunds import Refund, RefundAudit, RefundReason, audit_for
+from app.core.ids import has_prefix
+from app.payments import Payment, Refund, RefundAudit, RefundReason, audit_for
 
 __all__ = ["approve", "audit", "create", "get", "list_page", "payment_of", "refresh", "reject"]
 

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import TypeVar
 
 from app.context import Context
-from app.errors import DomainError, PublicError
+from app.core.errors import DomainError, PublicError
 from app.statistics import CurrencyRevenue, Overview, StatsInterval, SubscriptionStats
 
 __all__ = ["overview", "revenue", "subscription_stats"]

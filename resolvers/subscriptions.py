@@ -8,10 +8,10 @@ from datetime import datetime
 from typing import Any
 
 from app.context import Context
-from app.errors import NotFound
-from app.ids import has_prefix
-from app.subscription_service import SubscriptionDraft
-from app.subscriptions import ProrationBehavior, Subscription
+from app.core.errors import NotFound
+from app.core.ids import has_prefix
+from app.organizations import ProrationBehavior
+from app.subscriptions import Subscription, SubscriptionDraft
 
 __all__ = [
     "advance_clock",

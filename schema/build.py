@@ -21,23 +21,23 @@ from strawberry.extensions import (
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
-from schema.coupons import CouponMutations, CouponQueries
-from schema.credit_notes import CreditNoteMutations, CreditNoteQueries
+from schema.catalog.coupons import CouponMutations, CouponQueries
+from schema.catalog.plans import PlanMutations, PlanQueries
+from schema.catalog.tax_rates import TaxRateMutations, TaxRateQueries
 from schema.customers import CustomerMutations, CustomerQueries
 from schema.errors import is_unexpected, should_mask_error
-from schema.invoices import InvoiceMutations, InvoiceQueries
+from schema.invoicing.credit_notes import CreditNoteMutations, CreditNoteQueries
+from schema.invoicing.invoices import InvoiceMutations, InvoiceQueries
 from schema.ledger import LedgerQueries
 from schema.limits import max_mutations_rule
 from schema.live import Live, PerEventExecutor
 from schema.organizations import OrganizationMutations, OrganizationQueries
 from schema.payments import PaymentMutations, PaymentQueries
-from schema.plans import PlanMutations, PlanQueries
 from schema.refunds import RefundMutations, RefundQueries
 from schema.scalars import SCALARS
 from schema.service import ServiceQueries
 from schema.statistics import StatisticsQueries
 from schema.subscriptions import SubscriptionMutations, SubscriptionQueries
-from schema.tax_rates import TaxRateMutations, TaxRateQueries
 from schema.text_rules import StorableStrings
 from schema.throttling import QueryCost
 

@@ -9,12 +9,12 @@ import strawberry
 from strawberry.scalars import JSON
 
 from app.customers import UPDATABLE, Address, CustomerDraft, TaxId
-from app.invoices import InvoiceStatus
+from app.invoicing import InvoiceStatus
 from resolvers import customers as resolve
 from schema.base import INPUT, Info
 from schema.enums import TaxExempt
 from schema.errors import UserError, attempt
-from schema.invoices import Invoice, customer_balances, customer_invoices
+from schema.invoicing.invoices import Invoice, customer_balances, customer_invoices
 from schema.money import Money
 from schema.pagination import AFTER, FIRST, Connection, decode_cursor, page_size, to_connection
 from schema.payments import PaymentConnection, customer_payments

@@ -7,12 +7,12 @@ from typing import TypeVar
 
 import strawberry
 
+from app.catalog import IntervalUnit, Tier
+from app.core.errors import ErrorCode
 from app.customers import TaxExempt
-from app.errors import ErrorCode
-from app.payments import CaptureMethod, PaymentStatus
-from app.plans import IntervalUnit, Tier
-from app.refunds import RefundReason, RefundStatus
-from app.subscriptions import EndedSubscriptionInvoices, ProrationBehavior, Status
+from app.organizations import EndedSubscriptionInvoices, ProrationBehavior
+from app.payments import CaptureMethod, PaymentStatus, RefundReason, RefundStatus
+from app.subscriptions import Status
 
 __all__ = [
     "CaptureMethod",

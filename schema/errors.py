@@ -9,7 +9,7 @@ import strawberry
 from graphql import GraphQLError
 from strawberry.exceptions import StrawberryGraphQLError
 
-from app.errors import DomainError, PublicError, ValidationFailed
+from app.core.errors import DomainError, PublicError, ValidationFailed
 from schema.enums import ErrorCode
 
 __all__ = ["UserError", "attempt", "is_unexpected", "should_mask_error"]

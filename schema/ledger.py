@@ -8,10 +8,10 @@ from typing import Annotated
 
 import strawberry
 
+from app.core.money import Money as DomainMoney
 from app.ledger import Account as DomainAccount
 from app.ledger import EntryKind as DomainEntryKind
 from app.ledger import LedgerEntry as DomainLedgerEntry
-from app.money import Money as DomainMoney
 from resolvers import ledger as resolve
 from resolvers.ledger import LedgerView
 from schema.base import Info

@@ -4,7 +4,7 @@ Depth, aliases and tokens use strawberry's own limiters (see ``schema.build``); 
 what it lacks: a query cost in the style of GitHub and Shopify, computed on the resolved
 selection (fragments and inline fragments expanded, types known from the schema), and a cap on
 mutations per document. The cost both refuses over-large documents and is what the rate limit
-charges (``app.throttle``).
+charges (``app.throttling.budget``).
 
 The cost model (also in docs/security.md): every field costs 1; under a connection, what is
 selected in `edges` (or `nodes`) costs `first` times its own cost (the default page size when

@@ -13,7 +13,7 @@ from typing import Annotated, Any, TypeVar, cast
 import strawberry
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
-from app.errors import PublicError
+from app.core.errors import PublicError
 from resolvers import live as resolve
 from schema.base import Info
 from schema.money import Money

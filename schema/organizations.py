@@ -8,7 +8,7 @@ from typing import Annotated, TypeVar
 import strawberry
 
 from app.organizations import Organization as DomainOrganization
-from app.subscriptions import ProrationBehavior
+from app.organizations import ProrationBehavior
 from resolvers import organizations as resolve
 from schema.base import INPUT, Info
 from schema.enums import EndedSubscriptionInvoices

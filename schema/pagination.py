@@ -10,7 +10,7 @@ from typing import Generic, Protocol, TypeVar
 
 import strawberry
 
-from app.errors import PublicError
+from app.core.errors import PublicError
 
 __all__ = [
     "AFTER",

@@ -9,9 +9,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import strawberry
 from strawberry.scalars import JSON
 
-from app.payments import BreakdownDraft, CurrencySummary, PaymentDeclined, PaymentDraft
+from app.payments import BreakdownDraft, CurrencySummary, PaymentDeclined, PaymentDraft, refundable
 from app.payments import Payment as DomainPayment
-from app.refunds import refundable
 from resolvers import payments as resolve
 from resolvers.payments import PaymentPage
 from schema.base import INPUT, Info

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 
 from strawberry.permission import BasePermission
 
-from app.auth import Role
+from app.core.auth import Role
 
 __all__ = ["RULES", "AdminOnly", "AdminOrService", "AnyRole", "Public"]
 

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 
-from app.refunds import Refund as DomainRefund
-from app.refunds import RefundFailed
+from app.payments import Refund as DomainRefund
+from app.payments import RefundFailed
 from resolvers import refunds as resolve
 from schema.base import INPUT, Info
 from schema.enums import RefundReason, RefundStatus
@@ -43,7 +43,7 @@ class Refund:
     created_at: datetime = strawberry.field(description="When it was asked for (UTC).")
     updated_at: datetime = strawberry.field(description="Last change (UTC).")
 
-    # Customers never see staff identities nor staff text (``app.refunds.audit_for``).
+    # Customers never see staff identities nor staff text (``app.payments.refunds.audit_for``).
     @strawberry.field(
         description="Free text from the requester; may be empty. Null for a customer token "
         "unless that customer asked for the refund itself (staff notes are not shown to "

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import strawberry
 
-from app.plans import Tier
+from app.catalog import Tier
 from app.statistics import CurrencyRevenue as DomainCurrencyRevenue
 from app.statistics import StatsInterval
 from app.statistics import SubscriptionStats as DomainSubscriptionStats

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 
-from app.subscription_service import SubscriptionDraft
-from app.subscriptions import ProrationBehavior, Status
+from app.organizations import ProrationBehavior
+from app.subscriptions import Status, SubscriptionDraft
 from app.subscriptions import Subscription as DomainSubscription
 from resolvers import subscriptions as resolve
 from schema.base import INPUT, Info
@@ -19,9 +19,9 @@ from schema.pagination import AFTER, FIRST, Connection, decode_cursor, page_size
 from schema.permissions import AdminOnly, AnyRole
 
 if TYPE_CHECKING:
+    from schema.catalog.plans import Plan
     from schema.customers import Customer
-    from schema.invoices import Invoice
-    from schema.plans import Plan
+    from schema.invoicing.invoices import Invoice
 
 __all__ = ["Subscription", "SubscriptionMutations", "SubscriptionQueries"]
 
@@ -76,13 +76,13 @@ class Subscription:
     @strawberry.field(description="Every invoice this subscription billed, oldest first.")
     async def invoices(
         self, info: Info, root: strawberry.Parent[DomainSubscription]
-    ) -> list[Annotated[Invoice, strawberry.lazy("schema.invoices")]]:
+    ) -> list[Annotated[Invoice, strawberry.lazy("schema.invoicing.invoices")]]:
         return await info.context.loaders.invoices_by_subscription_id.load(root.id)  # type: ignore[return-value]
 
     @strawberry.field(description="The current plan.")
     async def plan(
         self, info: Info, root: strawberry.Parent[DomainSubscription]
-    ) -> Annotated[Plan, strawberry.lazy("schema.plans")] | None:
+    ) -> Annotated[Plan, strawberry.lazy("schema.catalog.plans")] | None:
         return await info.context.loaders.plan_by_id.load(root.plan_id)  # type: ignore[return-value]
 
 

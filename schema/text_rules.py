@@ -1,6 +1,6 @@
 """A validation rule for string literals PostgreSQL cannot store.
 
-The JSON body is checked for NUL characters before parsing (``app/graphql_view.py``), but a
+The JSON body is checked for NUL characters before parsing (``app/web/graphql_view.py``), but a
 GraphQL document can still write one with an escape the JSON check cannot see: ``"\\u{0}"``
 (or ``"\\u{000000}"``) in a string literal decodes to U+0000 in the parser. Such a value would
 reach PostgreSQL, which refuses it mid-operation ("Unexpected error."). This rule refuses the

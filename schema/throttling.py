@@ -1,5 +1,5 @@
 """The query-cost extension: refuses documents over the cost limit, charges the caller's rate
-limit budget (``app.throttle``) before execution, and reports what was charged on every
+limit budget (``app.throttling.budget``) before execution, and reports what was charged on every
 response, as Shopify does:
 
     "extensions": {"cost": {"requestedQueryCost": 151, "actualQueryCost": 31,
@@ -25,7 +25,7 @@ from graphql import (
 from strawberry.extensions import SchemaExtension
 
 from app.context import Context
-from app.throttle import Caller, Throttle, ThrottleStatus
+from app.throttling import Caller, Throttle, ThrottleStatus
 from schema.limits import CostedOperation, actual_cost, operation_cost
 
 __all__ = ["QueryCost"]

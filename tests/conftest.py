@@ -15,10 +15,10 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from app.ledger_verify import verify
-from app.main import create_app
-from app.settings import Settings
-from app.stripe_emulator import EMULATOR_API_KEY, StripeEmulator
+from app.core.settings import Settings
+from app.ledger.checks import verify
+from app.stripe.emulator import EMULATOR_API_KEY, StripeEmulator
+from app.web.app import create_app
 from db.connection import Database
 from db.embedded import EmbeddedPostgres
 from db.migrate import apply_migrations

@@ -18,8 +18,8 @@ import httpx
 import pytest
 import websockets
 
-from app.settings import Settings
-from app.stripe_emulator import free_port
+from app.core.settings import Settings
+from app.stripe.emulator import free_port
 
 __all__ = ["LiveClient", "Server", "serving"]
 

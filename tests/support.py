@@ -8,8 +8,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from app.auth import Role, mint_token
-from app.settings import Settings
+from app.core.auth import Role, mint_token
+from app.core.settings import Settings
 
 
 def with_database(url: str, name: str) -> str:

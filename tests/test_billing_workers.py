@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from app.settings import Settings
+from app.core.settings import Settings
 from tests.schema.test_customers_api import SET_CARD
 from tests.support import GraphQLClient
 

@@ -18,7 +18,7 @@ import psutil
 import pytest
 import websockets
 
-from app.stripe_emulator import free_port
+from app.stripe.emulator import free_port
 from tests.conftest import CREATE_PLAN
 
 BILLING = [sys.executable, "-m", "app.cli"]
@@ -171,8 +171,8 @@ async def test_websocket_without_a_token_is_refused(served: dict[str, Any]) -> N
 
 
 def test_token_command_mints_a_verifiable_token(tmp_path: Path) -> None:
-    from app.auth import decode_token
-    from app.settings import load_settings
+    from app.core.auth import decode_token
+    from app.core.settings import load_settings
 
     result = cli(
         tmp_path, "token", "--role", "customer", "--org", "acme", "--sub", "cus_1", "--ttl", "60"
@@ -260,7 +260,7 @@ async def test_forwarded_for_counts_only_from_trusted_proxies(
     tmp_path: Path, trusted: str, peer: str, expected: str
 ) -> None:
     from app.cli import proxy_options
-    from app.settings import load_settings
+    from app.core.settings import load_settings
 
     settings = load_settings({"BILLING_HOME": str(tmp_path), "TRUSTED_PROXIES": trusted})
     assert await _client_seen(proxy_options(settings), peer, "203.0.113.9") == expected

@@ -19,13 +19,13 @@ from typing import Any
 import httpx
 import pytest
 
-from app.auth import Principal, Role
-from app.idempotency import IdempotencyKeys
-from app.organizations import OrganizationService
-from app.payments import PaymentService
-from app.refunds import RefundReason, RefundService
-from app.settings import Settings
-from app.stripe_emulator import free_port
+from app.core.auth import Principal, Role
+from app.core.idempotency import IdempotencyKeys
+from app.core.settings import Settings
+from app.organizations.service import OrganizationService
+from app.payments.refunds import RefundReason, RefundService
+from app.payments.service import PaymentService
+from app.stripe.emulator import free_port
 from tests.conftest import CONFIRM_PAYMENT
 from tests.schema.test_payments_api import charges_of, row_of
 from tests.schema.test_plans_api import stripe_get

@@ -15,8 +15,8 @@ from typing import Any
 
 import httpx
 
-from app.settings import Settings
-from app.stripe_emulator import free_port
+from app.core.settings import Settings
+from app.stripe.emulator import free_port
 from tests.schema.test_customers_api import SET_CARD
 from tests.support import GraphQLClient
 

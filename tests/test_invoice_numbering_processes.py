@@ -19,8 +19,8 @@ from typing import Any
 import httpx
 import pytest
 
-from app.settings import Settings
-from app.stripe_emulator import free_port
+from app.core.settings import Settings
+from app.stripe.emulator import free_port
 from tests.support import GraphQLClient
 
 FINALIZE = """mutation($id: ID!) {

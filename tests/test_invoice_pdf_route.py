@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 from pypdf import PdfReader
 
-from app.settings import Settings
+from app.core.settings import Settings
 from tests.schema.test_invoice_taxes_api import rate
 from tests.support import GraphQLClient, token
 

@@ -16,7 +16,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from app.ledger_verify import verify
+from app.ledger.checks import verify
 from db.connection import Database
 from db.migrate import apply_migrations
 from tests.schema.test_credit_notes_api import credit

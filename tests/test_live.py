@@ -18,8 +18,8 @@ import httpx
 import pytest
 import websockets
 
-from app.pubsub import Event, listener_name, publish
-from app.settings import Settings
+from app.core.pubsub import Event, listener_name, publish
+from app.core.settings import Settings
 from db.connection import Database
 from tests.conftest import CONFIRM_PAYMENT, CREATE_CUSTOMER, CREATE_PAYMENT
 from tests.live_support import LiveClient, Server, serving

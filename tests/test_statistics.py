@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from app.settings import Settings
+from app.core.settings import Settings
 from tests.conftest import CONFIRM_PAYMENT
 from tests.schema.test_customers_api import stripe_card
 from tests.stats_support import (

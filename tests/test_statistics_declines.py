@@ -17,9 +17,9 @@ from typing import Any
 
 import httpx
 
-from app.settings import Settings
-from app.stats_recorder import StatsRecorder
-from app.subscription_billing import InvoicedBilling
+from app.core.settings import Settings
+from app.rollups.recorder import StatsRecorder
+from app.subscriptions.billing import InvoicedBilling
 from tests.conftest import CONFIRM_PAYMENT
 from tests.schema.test_customers_api import stripe_card
 from tests.stats_support import (

@@ -25,8 +25,8 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from app.settings import Settings
-from app.statistics import StatsInterval
+from app.core.settings import Settings
+from app.statistics.service import StatsInterval
 from tests.conftest import CONFIRM_PAYMENT, CREATE_PAYMENT
 from tests.schema.test_customers_api import stripe_card
 from tests.stats_support import (

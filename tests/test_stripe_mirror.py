@@ -11,12 +11,12 @@ from typing import Any, TypeVar
 
 import pytest
 
-from app.customers import CustomerDraft, CustomerService
-from app.errors import DomainError
-from app.plans import IntervalUnit, PlanDraft, PlanService, Tier
-from app.settings import Settings
-from app.stripe_emulator import EMULATOR_API_KEY
-from app.stripe_gateway import (
+from app.catalog.plans import IntervalUnit, PlanDraft, PlanService, Tier
+from app.core.errors import DomainError
+from app.core.settings import Settings
+from app.customers.service import CustomerDraft, CustomerService
+from app.stripe.emulator import EMULATOR_API_KEY
+from app.stripe.gateway import (
     AttachedCard,
     ProviderRefused,
     ProviderTimeout,
@@ -423,9 +423,9 @@ async def test_a_failed_create_keeps_a_customer_others_already_reference(
 async def test_a_payment_for_a_customer_whose_mirror_died_creates_it_first(
     db: Database, gateway: Scripted, settings: Settings
 ) -> None:
-    from app.auth import Principal, Role
-    from app.idempotency import IdempotencyKeys
-    from app.payments import PaymentDraft, PaymentService
+    from app.core.auth import Principal, Role
+    from app.core.idempotency import IdempotencyKeys
+    from app.payments.service import PaymentDraft, PaymentService
 
     org = new_org()
     customers = CustomerService(db, gateway)

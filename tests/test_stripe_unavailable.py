@@ -15,10 +15,11 @@ from typing import Any
 import httpx
 import pytest
 
-from app.main import create_app
-from app.settings import Settings
-from app.stripe_emulator import EMULATOR_API_KEY
-from app.stripe_gateway import ProviderTimeout, ProviderUnreachable, StripeGateway
+from app.core.errors import ProviderUnreachable
+from app.core.settings import Settings
+from app.stripe.emulator import EMULATOR_API_KEY
+from app.stripe.gateway import ProviderTimeout, StripeGateway
+from app.web.app import create_app
 from db.connection import Database
 from db.repositories.customers import CustomerRepository
 from db.repositories.plans import PlanRepository

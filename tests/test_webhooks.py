@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from app.main import create_app
-from app.settings import Settings
+from app.core.settings import Settings
+from app.web.app import create_app
 from tests.conftest import running
 from tests.support import GraphQLClient, token
 

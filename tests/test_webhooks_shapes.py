@@ -19,11 +19,11 @@ import asyncpg
 import httpx
 import pytest
 
-from app.errors import DomainError, ErrorCode
-from app.main import create_app
-from app.settings import Settings
-from app.stripe_emulator import free_port
-from db.repositories.stripe_events import StripeEventRepository
+from app.core.errors import DomainError, ErrorCode
+from app.core.settings import Settings
+from app.stripe.emulator import free_port
+from app.web.app import create_app
+from db.repositories.stripe.events import StripeEventRepository
 from tests.conftest import running
 from tests.support import GraphQLClient, new_org, token
 from tests.test_webhooks import PAYMENT, SECRET, confirmed_at_stripe_only

@@ -12,9 +12,9 @@ from typing import Any
 import uvicorn
 import websockets
 
-from app.main import create_app
-from app.settings import Settings
-from app.stripe_emulator import free_port
+from app.core.settings import Settings
+from app.stripe.emulator import free_port
+from app.web.app import create_app
 
 __all__ = ["connect", "served", "subscribe"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from db.repositories.base import Filters
-from db.repositories.stripe_mirror import StripeMirrorRepository
+from db.repositories.stripe.mirror import StripeMirrorRepository
 from db.tables import customers
 
 __all__ = ["CustomerRepository"]

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from app.settings import Settings
+from app.core.settings import Settings
 from tests.browser.cdp import CHROMIUM, Page, chromium
 from tests.conftest import CONFIRM_PAYMENT, CREATE_CUSTOMER, CREATE_PAYMENT
 from tests.live_support import serving

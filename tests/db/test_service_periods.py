@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from db.connection import count_statements
-from db.repositories.service_periods import ServicePeriodRepository
+from db.repositories.subscriptions.service_periods import ServicePeriodRepository
 from tests.schema.test_subscription_money import changed, day, set_card
 from tests.schema.test_subscriptions_api import advance, subscribe
 from tests.support import GraphQLClient, new_org

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from app.settings import Settings
+from app.core.settings import Settings
 from tests.schema.test_invoice_payments_api import pay, with_card
 from tests.schema.test_invoice_taxes_api import rate
 from tests.support import GraphQLClient, token

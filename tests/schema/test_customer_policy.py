@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, event, given
 from hypothesis import settings as examples
 from hypothesis import strategies as st
 
-from app.settings import Settings
+from app.core.settings import Settings
 from tests.schema.test_customers_api import SET_CARD, stripe_card
 from tests.schema.test_subscriptions_api import (
     CANCEL,

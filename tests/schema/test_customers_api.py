@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from app.settings import Settings
+from app.core.settings import Settings
 from db.connection import count_statements
 from tests.conftest import CREATE_CUSTOMER, CUSTOMER_FIELDS
 from tests.schema.test_plans_api import stripe_get

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from app.settings import Settings
+from app.core.settings import Settings
 from tests.conftest import INVOICE_FIELDS
 from tests.schema.test_customers_api import SET_CARD, stripe_card
 from tests.schema.test_plans_api import stripe_get

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from app.settings import Settings
+from app.core.settings import Settings
 from db.connection import count_statements
 from tests.conftest import CREATE_INVOICE, FINALIZE_INVOICE, INVOICE_FIELDS, INVOICE_PAYLOAD
 from tests.support import GraphQLClient, error_codes, token

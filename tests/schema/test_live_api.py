@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from app.auth import Principal, Role
 from app.context import Context
-from app.pubsub import Event, publish
+from app.core.auth import Principal, Role
+from app.core.pubsub import Event, publish
 from schema import schema
 
 REVENUE = """subscription($currency: String) {

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from app.settings import Settings
+from app.core.settings import Settings
 from db.connection import count_statements
 from tests.conftest import CONFIRM_PAYMENT, CREATE_PAYMENT, PAYMENT_FIELDS
 from tests.schema.test_customers_api import stripe_card

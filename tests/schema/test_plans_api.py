@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from app.settings import Settings
+from app.core.settings import Settings
 from tests.conftest import CREATE_PLAN, PLAN_FIELDS, running
 from tests.support import GraphQLClient, error_codes, token
 
@@ -195,8 +195,8 @@ async def test_same_code_is_allowed_in_another_organization(
 
 async def test_stripe_failure_leaves_no_local_plan(settings: Settings, org: str) -> None:
     # A Stripe that refuses connections: the port of a socket we opened and closed.
-    from app.main import create_app
-    from app.stripe_emulator import free_port
+    from app.stripe.emulator import free_port
+    from app.web.app import create_app
 
     broken = settings.with_overrides(stripe_api_base=f"http://127.0.0.1:{free_port()}")
     async for http in running(create_app(broken)):

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from app.settings import Settings
+from app.core.settings import Settings
 from tests.schema.test_refunds_api import (
     APPROVE,
     GET,

@@ -10,13 +10,13 @@ from typing import Any
 import httpx
 import pytest
 
-from app.auth import Principal, Role
-from app.errors import ErrorCode
-from app.idempotency import IdempotencyKeys
-from app.organizations import OrganizationService
-from app.refunds import RefundFailed, RefundReason, RefundService
-from app.settings import Settings
-from app.stripe_gateway import ProviderRefused, StripeRefund
+from app.core.auth import Principal, Role
+from app.core.errors import ErrorCode
+from app.core.idempotency import IdempotencyKeys
+from app.core.settings import Settings
+from app.organizations.service import OrganizationService
+from app.payments.refunds import RefundFailed, RefundReason, RefundService
+from app.stripe.gateway import ProviderRefused, StripeRefund
 from tests.schema.test_plans_api import stripe_get
 from tests.support import GraphQLClient, error_codes, token
 

@@ -17,12 +17,12 @@ from typing import Any
 import httpx
 import pytest
 
-from app.auth import Principal, Role
-from app.settings import Settings
-from app.stripe_gateway import ProviderUnreachable
-from app.subscription_billing import ChargeOutcome, InvoicedBilling
-from app.subscription_service import SubscriptionService
-from app.subscriptions import ProrationBehavior
+from app.core.auth import Principal, Role
+from app.core.errors import ProviderUnreachable
+from app.core.settings import Settings
+from app.organizations.policy import ProrationBehavior
+from app.subscriptions.billing import ChargeOutcome, InvoicedBilling
+from app.subscriptions.service import SubscriptionService
 from tests.conftest import INVOICE_FIELDS
 from tests.schema.test_coupons_api import APPLY, CREATE_COUPON
 from tests.schema.test_customers_api import SET_CARD
@@ -181,7 +181,8 @@ async def test_five_flip_flops_at_once_mint_no_credit(
 async def test_five_flip_flops_through_the_month_mint_no_credit(
     admin: GraphQLClient, plan_factory: Callable[..., Any], customer_with_card: Callable[..., Any]
 ) -> None:
-    """The same on days 5, 10, 15, 20, 25 (hand model in tests/app/test_service_value.py):
+    """The same on days 5, 10, 15, 20, 25 (hand model in
+    tests/app/subscriptions/test_service_value.py):
 
     | day | credit (from paid lines) | charge 1.00 x left | balance |
     |  5  | 1999 x 25/30 -> 1666     | 83                 | 15.83   |

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from app.settings import Settings
+from app.core.settings import Settings
 from tests.conftest import INVOICE_FIELDS
 from tests.schema.test_customers_api import SET_CARD, stripe_card
 from tests.support import GraphQLClient, token

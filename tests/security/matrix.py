@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from app.pubsub import Event, publish
+from app.core.pubsub import Event, publish
 from tests.conftest import (
     CONFIRM_PAYMENT,
     CREATE_CUSTOMER,

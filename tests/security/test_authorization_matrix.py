@@ -18,9 +18,9 @@ import httpx
 import jwt
 import pytest
 
-from app.auth import decode_token
 from app.context import Context
-from app.settings import Settings
+from app.core.auth import decode_token
+from app.core.settings import Settings
 from db.tables import metadata
 from schema import schema
 from tests.security.matrix import ADMIN, CASES, OWNER, SERVICE, Case, World

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis_graphql import Mode
 
-from app.settings import Settings
+from app.core.settings import Settings
 from tests.support import token
 
 SCHEMA = (Path(__file__).resolve().parents[2] / "schema.graphql").read_text()

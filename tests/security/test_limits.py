@@ -8,8 +8,8 @@ from typing import Any
 import httpx
 from graphql import parse
 
-from app.main import create_app
-from app.settings import Settings
+from app.core.settings import Settings
+from app.web.app import create_app
 from schema import schema
 from schema.limits import LIST_ESTIMATE, MUTATION_COST, TOO_COMPLEX, operation_cost
 from tests.conftest import running

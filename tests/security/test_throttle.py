@@ -10,9 +10,9 @@ from typing import Any
 import httpx
 import pytest
 
-from app.document_routes import DOCUMENT_COST
-from app.main import create_app
-from app.settings import Settings
+from app.core.settings import Settings
+from app.web.app import create_app
+from app.web.document_routes import DOCUMENT_COST
 from tests.conftest import running
 from tests.support import GraphQLClient, error_codes, token
 
@@ -154,7 +154,7 @@ async def test_an_unauthenticated_download_counts_against_the_address(
 
 
 async def test_the_budget_must_hold_the_costliest_query(settings: Settings) -> None:
-    from app.settings import SettingsError, load_settings
+    from app.core.settings import SettingsError, load_settings
 
     env = {
         "BILLING_ENV": "test",

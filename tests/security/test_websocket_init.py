@@ -13,8 +13,8 @@ import httpx
 import pytest
 import websockets
 
-from app.settings import Settings
-from app.stripe_emulator import free_port
+from app.core.settings import Settings
+from app.stripe.emulator import free_port
 
 
 def spawn(port: int, env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:

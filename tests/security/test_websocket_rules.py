@@ -12,7 +12,7 @@ import httpx
 import pytest
 import websockets
 
-from app.settings import Settings
+from app.core.settings import Settings
 from tests.support import token
 from tests.web_support import connect, served, subscribe
 

@@ -1,0 +1,5 @@
+"""Live GraphQL subscriptions fed by the events of app.core.pubsub."""
+
+from app.live.feeds import LiveFeeds
+
+__all__ = ["LiveFeeds"]

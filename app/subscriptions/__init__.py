@@ -1,0 +1,14 @@
+"""Subscriptions: the model, lifecycle service, periods, proration, billing, value of service."""
+
+from app.subscriptions.billing import InvoicedBilling
+from app.subscriptions.model import Status, Subscription
+from app.subscriptions.service import DunningPolicy, SubscriptionDraft, SubscriptionService
+
+__all__ = [
+    "DunningPolicy",
+    "InvoicedBilling",
+    "Status",
+    "Subscription",
+    "SubscriptionDraft",
+    "SubscriptionService",
+]

@@ -1,0 +1,113 @@
+"""The composition root: builds the Starlette application and owns every resource."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from prometheus_client import CollectorRegistry
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route, WebSocketRoute
+
+from app.core.settings import Settings, load_settings
+from app.payments import stripe_webhook_endpoint
+from app.services import Services, require_backends
+from app.web.body_limit import BodySizeLimit
+from app.web.dashboard import dashboard_page
+from app.web.document_routes import credit_note_pdf_route, invoice_pdf_route
+from app.web.graphql_view import BillingGraphQL
+from app.web.metrics import Metrics, metrics_endpoint
+from app.worker import BillingWorker
+from db import migrate
+from schema import Limits, build_schema
+
+__all__ = ["create_app"]
+
+log = logging.getLogger(__name__)
+
+
+async def health(request: Request) -> JSONResponse:
+    """Liveness: the process answers."""
+    return JSONResponse({"status": "ok"})
+
+
+async def ready(request: Request) -> JSONResponse:
+    """Readiness: the database answers and every migration this release knows is applied."""
+    services: Services = request.app.state.services
+    try:
+        rows = await services.db.fetch_all("SELECT version, checksum FROM schema_migrations")
+        pending = await migrate.status([(r["version"], r["checksum"]) for r in rows])
+    except migrate.MigrationError as exc:
+        return JSONResponse({"status": "not_ready", "reason": str(exc)}, status_code=503)
+    except Exception as exc:  # noqa: BLE001 - any failure to reach the database is not-ready
+        log.warning("readiness check failed: %s", type(exc).__name__)
+        return JSONResponse({"status": "not_ready", "reason": "database unreachable"}, 503)
+    if pending:
+        names = [f"{m.version:04d}_{m.name}" for m in pending]
+        return JSONResponse(
+            {"status": "not_ready", "reason": "migrations pending", "pending": names}, 503
+        )
+    return JSONResponse({"status": "ready"})
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or load_settings()
+    require_backends(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with Services.open(settings) as services:
+            app.state.services = services
+            worker = None
+            if settings.embedded_worker:
+                worker = BillingWorker(
+                    services.subscriptions,
+                    idle_seconds=settings.worker_idle_seconds,
+                    housekeeping=services.idempotency.purge_expired,
+                )
+                task = asyncio.create_task(worker.run(), name="billing-worker")
+            try:
+                yield
+            finally:
+                if worker is not None:
+                    worker.stop()
+                    await task
+
+    limits = Limits(
+        max_depth=settings.graphql_max_depth,
+        max_aliases=settings.graphql_max_aliases,
+        max_tokens=settings.graphql_max_tokens,
+        max_cost=settings.graphql_max_cost,
+        max_mutations=settings.graphql_max_mutations,
+    )
+    graphql = BillingGraphQL(
+        build_schema(limits, production=settings.production),
+        graphiql=not settings.production,
+        init_timeout_seconds=settings.ws_init_timeout_seconds,
+        max_subscriptions=settings.ws_max_subscriptions,
+        max_message_bytes=settings.max_body_bytes,
+    )
+    registry = CollectorRegistry()
+    return Starlette(
+        middleware=[
+            Middleware(Metrics, registry=registry),
+            Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes),
+        ],
+        routes=[
+            Route("/health", health),
+            Route("/ready", ready),
+            Route("/metrics", metrics_endpoint(registry)),
+            Route("/dashboard", dashboard_page),
+            Route("/graphql", graphql, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", graphql),
+            Route("/webhooks/stripe", stripe_webhook_endpoint, methods=["POST"]),
+            Route("/invoices/{document_id}.pdf", invoice_pdf_route),
+            Route("/credit-notes/{document_id}.pdf", credit_note_pdf_route),
+        ],
+        lifespan=lifespan,
+    )

@@ -1,0 +1,356 @@
+"""Adapts the strawberry schema to Starlette: authentication, the per-request Context, strict
+JSON, and the WebSocket rules (token expiry, message size and shape, connections per token).
+
+Every way in runs the same checks: an HTTP body and a WebSocket message go through the same
+JSON decoder; an operation over either transport is costed and charged by the same extension
+(``schema.throttling``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+from collections.abc import AsyncGenerator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from cross_web import HTTPException, StarletteRequestAdapter
+from graphql import GraphQLError
+from starlette.requests import Request
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+from strawberry.asgi import ASGIWebSocketAdapter, GraphQL
+from strawberry.exceptions import ConnectionRejectionError
+from strawberry.http.exceptions import NonTextMessageReceived
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+)
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
+    ConnectionInitMessage,
+    Message,
+    SubscribeMessage,
+)
+from strawberry.types.unset import UnsetType
+
+from app.context import Context
+from app.core.auth import Principal, decode_token
+from app.core.errors import Unauthenticated
+from app.services import Services
+
+__all__ = ["MAX_JSON_DEPTH", "BillingGraphQL", "InvalidJSON"]
+
+MAX_JSON_DEPTH = 64
+"""Deepest nesting of arrays and objects accepted in a request body or WebSocket message."""
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+# graphql-transport-ws close codes (https://github.com/enisdenjo/graphql-ws/blob/master/PROTOCOL.md)
+_BAD_REQUEST = 4400
+_UNAUTHORIZED = 4401
+_TOO_MANY = 4429
+_MESSAGE_TOO_BIG = 1009  # RFC 6455
+
+
+class InvalidJSON(json.JSONDecodeError):
+    """A body or message that is not the strict JSON object we accept. A JSONDecodeError, so
+    strawberry's WebSocket loop closes the socket with 4400 instead of dropping it."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason, "", 0)
+        self.reason = reason
+
+
+def _check_structure(value: object, check_strings: bool) -> None:
+    """Depth limit and, when the text had surrogate escapes, no lone surrogates (PostgreSQL
+    and UTF-8 cannot hold them). Iterative, so hostile nesting cannot exhaust the stack."""
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            if depth > MAX_JSON_DEPTH:
+                raise InvalidJSON(f"JSON is nested deeper than {MAX_JSON_DEPTH} levels.")
+            for key, child in item.items():
+                if check_strings:
+                    _encodable(key)
+                stack.append((child, depth + 1))
+        elif isinstance(item, list):
+            if depth > MAX_JSON_DEPTH:
+                raise InvalidJSON(f"JSON is nested deeper than {MAX_JSON_DEPTH} levels.")
+            stack.extend((child, depth + 1) for child in item)
+        elif check_strings and isinstance(item, str):
+            _encodable(item)
+
+
+def _encodable(text: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidJSON(
+            "The request contains an unpaired UTF-16 surrogate (\\ud800-\\udfff), which is "
+            "not a character."
+        ) from None
+
+
+def decode_strict_json(data: str | bytes) -> dict[str, Any]:
+    """A JSON object in UTF-8, without NUL characters (PostgreSQL text cannot store them),
+    lone surrogates, numbers of thousands of digits or nesting past ``MAX_JSON_DEPTH``."""
+    if isinstance(data, bytes):
+        try:
+            data = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidJSON("The request body is not valid UTF-8.") from None
+    if "\x00" in data or "\\u0000" in data.lower():
+        raise InvalidJSON("The request contains a NUL character, which is not allowed.")
+    try:
+        value = json.loads(data)
+    except RecursionError:
+        raise InvalidJSON(f"JSON is nested deeper than {MAX_JSON_DEPTH} levels.") from None
+    except json.JSONDecodeError as exc:
+        raise InvalidJSON(f"Unable to parse the JSON: {exc.msg} at character {exc.pos}.") from None
+    except ValueError:  # e.g. an integer literal of more than 4,300 digits
+        raise InvalidJSON("The JSON holds a number too large to read.") from None
+    if not isinstance(value, dict):
+        raise InvalidJSON('The body must be a JSON object, e.g. {"query": "{ __typename }"}.')
+    _check_structure(value, check_strings=_SURROGATE_ESCAPE.search(data) is not None)
+    return value
+
+
+def _bearer(value: str | None) -> str | None:
+    if not value:
+        return None
+    scheme, _, token = value.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else value
+
+
+class _RequestAdapter(StarletteRequestAdapter):
+    """Media types are case-insensitive (RFC 9110): `application/JSON` is JSON."""
+
+    @property
+    def content_type(self) -> str | None:
+        value = super().content_type
+        if value is None:
+            return None
+        media, sep, parameters = value.partition(";")
+        return media.strip().lower() + sep + parameters
+
+
+class _WebSocketAdapter(ASGIWebSocketAdapter):
+    """Refuses messages larger than the HTTP body limit (close 1009) before decoding them,
+    and closes with 4400 and the reason when a message is not strict JSON (a close reason
+    holds at most 123 bytes)."""
+
+    async def iter_json(
+        self, *, ignore_parsing_errors: bool = False
+    ) -> AsyncGenerator[object, None]:
+        view = self.view
+        assert isinstance(view, BillingGraphQL)
+        try:
+            while self.ws.application_state != WebSocketState.DISCONNECTED:
+                text = await self.ws.receive_text()
+                if len(text) > view.max_message_bytes:
+                    await self.close(
+                        _MESSAGE_TOO_BIG,
+                        f"Message exceeds {view.max_message_bytes} bytes (MAX_BODY_BYTES).",
+                    )
+                    return
+                try:
+                    message = decode_strict_json(text)
+                except InvalidJSON as exc:
+                    if ignore_parsing_errors:
+                        continue
+                    await self.close(_BAD_REQUEST, exc.reason[:120])
+                    return
+                yield message
+        except KeyError as exc:
+            raise NonTextMessageReceived from exc
+        except WebSocketDisconnect:
+            pass
+
+
+class _ConnectionsExceeded(Exception):
+    pass
+
+
+def _shape_problem(message: object) -> str | None:
+    """What is wrong with a graphql-transport-ws message's shape, if anything."""
+    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+        return "A message is an object with a string `type`."
+    if message["type"] != "subscribe":
+        return None
+    payload = message.get("payload")
+    if not isinstance(message.get("id"), str) or not 0 < len(message["id"]) <= 128:
+        return "A subscribe message has a string `id` of 1-128 characters."
+    if not isinstance(payload, dict) or not isinstance(payload.get("query"), str):
+        return "A subscribe message's payload has a string `query`."
+    if not isinstance(payload.get("variables"), dict | None):
+        return "A subscribe message's `variables` is an object or null."
+    if not isinstance(payload.get("operationName"), str | None):
+        return "A subscribe message's `operationName` is a string or null."
+    return None
+
+
+class _TransportWS(BaseGraphQLTransportWSHandler[Context, None]):
+    """graphql-transport-ws with our rules: a token's expiry closes the socket (4401) and is
+    checked before every operation; a token may hold a limited number of connections across
+    processes (4429); malformed messages close with 4400; past the per-connection operation
+    limit a new one gets an error naming the limit."""
+
+    _expiry_task: asyncio.Task[None] | None = None
+
+    async def handle_message(self, message: Message) -> None:
+        problem = _shape_problem(message)
+        if problem is not None:
+            await self.handle_invalid_message(problem)
+            return
+        await super().handle_message(message)
+
+    async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
+        try:
+            await super().handle_connection_init(message)
+        except _ConnectionsExceeded as exc:
+            await self.websocket.close(code=_TOO_MANY, reason=str(exc))
+            return
+        if self.connection_acknowledged:
+            self._watch_expiry()
+
+    def _principal(self) -> Principal | None:
+        return self.context.principal
+
+    def _watch_expiry(self) -> None:
+        principal = self._principal()
+        if principal is None or principal.expires_at is None:
+            return
+
+        async def close_at_expiry(at: datetime) -> None:
+            await asyncio.sleep(max((at - datetime.now(UTC)).total_seconds(), 0))
+            await self._close_expired()
+
+        self._expiry_task = asyncio.create_task(close_at_expiry(principal.expires_at))
+
+    async def _close_expired(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.websocket.close(
+                code=_UNAUTHORIZED, reason="Token expired: reconnect with a new token."
+            )
+
+    def _expired(self) -> bool:
+        principal = self._principal()
+        return (
+            principal is not None
+            and principal.expires_at is not None
+            and principal.expires_at <= datetime.now(UTC)
+        )
+
+    async def handle_subscribe(self, message: SubscribeMessage) -> None:
+        if self.connection_acknowledged and self._expired():
+            await self._close_expired()
+            return
+        limit = self.max_subscriptions_per_connection
+        if (
+            self.connection_acknowledged
+            and limit is not None
+            and message["id"] not in self.operations
+            and len(self.operations) >= limit
+        ):
+            error = GraphQLError(
+                f"This connection already runs {limit} subscriptions, the most one connection "
+                f"may run (WS_MAX_SUBSCRIPTIONS_PER_CONNECTION={limit}); complete one or open "
+                "another connection.",
+                extensions={"code": "SUBSCRIPTION_LIMIT", "limit": limit},
+            )
+            await self.send_message(
+                {"id": message["id"], "type": "error", "payload": [error.formatted]}
+            )
+            return
+        await super().handle_subscribe(message)
+
+    async def shutdown(self) -> None:
+        if self._expiry_task is not None:
+            self._expiry_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._expiry_task
+        await super().shutdown()
+        held = self.context.connection_slot
+        if held is not None:
+            self.context.connection_slot = None
+            with contextlib.suppress(Exception):
+                await self.context.services.connections.release(*held)
+
+
+class BillingGraphQL(GraphQL[Context, None]):
+    graphql_transport_ws_handler_class = _TransportWS
+    request_adapter_class = _RequestAdapter
+    websocket_adapter_class = _WebSocketAdapter
+
+    def __init__(
+        self,
+        schema: Any,
+        *,
+        graphiql: bool,
+        init_timeout_seconds: int = 10,
+        max_subscriptions: int = 10,
+        max_message_bytes: int = 262_144,
+    ) -> None:
+        super().__init__(
+            schema,
+            graphql_ide="graphiql" if graphiql else None,
+            allow_queries_via_get=False,
+            multipart_uploads_enabled=False,
+            subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
+            connection_init_wait_timeout=timedelta(seconds=init_timeout_seconds),
+            max_subscriptions_per_connection=max_subscriptions,
+        )
+        self.max_message_bytes = max_message_bytes
+
+    def decode_json(self, data: str | bytes) -> object:
+        return decode_strict_json(data)
+
+    def parse_json(self, data: str | bytes) -> Any:
+        try:
+            return self.decode_json(data)
+        except InvalidJSON as exc:
+            raise HTTPException(400, exc.reason) from None
+
+    async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
+        services: Services = request.app.state.services
+        principal, error = self._authenticate(
+            services, _bearer(request.headers.get("authorization"))
+        )
+        http_response = None if isinstance(request, WebSocket) else response
+        return Context(
+            services, principal=principal, auth_error=error, request=request, response=http_response
+        )
+
+    async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
+        """graphql-transport-ws clients authenticate in connection_init's payload:
+        ``{"authorization": "Bearer <token>"}``; a token holds at most
+        WS_MAX_CONNECTIONS_PER_TOKEN connections at once, across processes."""
+        params = context.connection_params if isinstance(context.connection_params, dict) else {}
+        token = _bearer(str(params.get("authorization") or params.get("Authorization") or ""))
+        if token:
+            context.principal, context.auth_error = self._authenticate(context.services, token)
+        principal = context.principal
+        if principal is None:
+            raise ConnectionRejectionError({"code": "UNAUTHENTICATED"})
+        slot = await context.services.connections.acquire(principal)
+        if slot is None:
+            limit = context.services.connections.per_token
+            raise _ConnectionsExceeded(
+                f"This token already holds {limit} open connections "
+                f"(WS_MAX_CONNECTIONS_PER_TOKEN={limit}); close one first."
+            )
+        context.connection_slot = (principal, slot)
+        return None
+
+    @staticmethod
+    def _authenticate(
+        services: Services, token: str | None
+    ) -> tuple[Principal | None, Unauthenticated | None]:
+        if token is None:
+            return None, None
+        try:
+            return decode_token(services.settings, token), None
+        except Unauthenticated as exc:
+            return None, exc
