@@ -17,6 +17,7 @@ from app.credit_notes import CreditNote, CreditNoteLine
 from app.customers import Customer
 from app.errors import Forbidden, Unauthenticated
 from app.invoices import Invoice, InvoiceLine
+from app.ledger import RefundLimits
 from app.money import Money
 from app.payments import Payment
 from app.plans import Plan
@@ -72,12 +73,10 @@ class Loaders:
         self.refund_by_id: DataLoader[str, Refund | None] = DataLoader(refunds)
         self.refunds_by_payment_id: DataLoader[str, list[Refund]] = DataLoader(refunds_of_payments)
 
-        async def credited_of_payments(payment_ids: list[str]) -> list[int]:
-            return await services.ledger.credited_to_balance(org, payment_ids)
+        async def refund_limits(payment_ids: list[str]) -> list[RefundLimits]:
+            return await services.ledger.refund_limits(org, payment_ids)
 
-        self.credited_to_balance_by_payment_id: DataLoader[str, int] = DataLoader(
-            credited_of_payments
-        )
+        self.refund_limits_by_payment_id: DataLoader[str, RefundLimits] = DataLoader(refund_limits)
         self.payments_by_customer_id: DataLoader[
             tuple[str, int, str | None], tuple[list[Payment], bool]
         ] = DataLoader(payment_pages)
