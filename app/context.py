@@ -17,6 +17,7 @@ from app.core.errors import Forbidden, Unauthenticated
 from app.core.money import Money
 from app.customers import Customer
 from app.invoicing import CreditNote, CreditNoteLine, Invoice, InvoiceLine
+from app.ledger import RefundLimits
 from app.payments import Payment, Refund
 from app.services import Services
 from app.subscriptions import Subscription
@@ -69,12 +70,10 @@ class Loaders:
         self.refund_by_id: DataLoader[str, Refund | None] = DataLoader(refunds)
         self.refunds_by_payment_id: DataLoader[str, list[Refund]] = DataLoader(refunds_of_payments)
 
-        async def credited_of_payments(payment_ids: list[str]) -> list[int]:
-            return await services.ledger.credited_to_balance(org, payment_ids)
+        async def refund_limits(payment_ids: list[str]) -> list[RefundLimits]:
+            return await services.ledger.refund_limits(org, payment_ids)
 
-        self.credited_to_balance_by_payment_id: DataLoader[str, int] = DataLoader(
-            credited_of_payments
-        )
+        self.refund_limits_by_payment_id: DataLoader[str, RefundLimits] = DataLoader(refund_limits)
         self.payments_by_customer_id: DataLoader[
             tuple[str, int, str | None], tuple[list[Payment], bool]
         ] = DataLoader(payment_pages)

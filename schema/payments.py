@@ -102,12 +102,15 @@ class Payment:
     @strawberry.field(
         description="What can still be refunded: captured, minus refunds that succeeded, are in "
         "flight or await approval, minus what credit notes gave to the customer's credit "
-        "balance out of this payment (a refund and a credit note come out of the same amount)."
+        "balance out of this payment (a refund and a credit note come out of the same amount); "
+        "for a subscription's invoice, never more than what the customer paid for that "
+        "subscription and was not given back yet (credit for unused time included)."
     )
     async def amount_refundable(self, info: Info) -> Money:
+        loaders = info.context.loaders
         refunds = await resolve.refunds_of(info.context, self)  # type: ignore[arg-type]
-        credited = await info.context.loaders.credited_to_balance_by_payment_id.load(self.id)
-        return refundable(self, refunds, credited)  # type: ignore[arg-type,return-value]
+        limits = await loaders.refund_limits_by_payment_id.load(self.id)
+        return refundable(self, refunds, limits.credited, limits.room)  # type: ignore[arg-type,return-value]
 
 
 @strawberry.type(description="Payments in one currency, over everything a filter matches.")

@@ -362,17 +362,35 @@ class CreditNoteService:
             )
         position = await self._ledger.invoice_position(org, invoice.id)
         totals = _credit_totals(lines, invoice, position)
-        creditable = max(invoice.total.amount, 0) - position.credited - position.refunded_directly
+        open_invoice = invoice.status is InvoiceStatus.OPEN
+        refunded = position.refunded_directly
+        if invoice.payment_id is not None:
+            # Refunds awaiting approval or in flight have not moved the books yet, but their
+            # money is spoken for as much as a refund that succeeded.
+            pending = await self._refunds.direct_refunds(org, invoice.payment_id)
+            refunded = max(refunded, pending)
+        creditable = max(invoice.total.amount, 0) - position.credited - refunded
+        why = "its total, less earlier credit notes and refunds of its payment"
+        if invoice.subscription_id is not None:
+            # What goes back to the customer (all but what lowers an open invoice's debt) never
+            # exceeds what the subscription still has to give back: its credit for unused time
+            # came out of the same payments (``Ledger.subscription_room``).
+            room = await self._ledger.subscription_room(org, invoice.subscription_id)
+            owed = max(position.receivable, 0) if open_invoice else 0
+            if owed + max(room, 0) < creditable:
+                creditable = owed + max(room, 0)
+                why = (
+                    "what the customer paid for the subscription and was not given back yet, "
+                    "credit for unused time included"
+                )
         if totals.total > creditable:
             raise DomainError(
                 ErrorCode.AMOUNT_EXCEEDS_CREDITABLE,
                 f"The credit note totals {Money(totals.total, invoice.currency).decimal} "
                 f"{invoice.currency} but only {Money(max(creditable, 0), invoice.currency).decimal}"
-                " of the invoice can still be credited (its total, less earlier credit notes "
-                "and refunds of its payment).",
+                f" of the invoice can still be credited ({why}).",
                 field=("input", "lines"),
             )
-        open_invoice = invoice.status is InvoiceStatus.OPEN
         applied = min(totals.total, max(position.receivable, 0)) if open_invoice else 0
         leftover = totals.total - applied
         refund = balance_returned = card_credited = 0

@@ -28,6 +28,7 @@ __all__ = [
     "LedgerEntry",
     "PaymentPosition",
     "Refs",
+    "RefundLimits",
 ]
 
 
@@ -137,6 +138,14 @@ class PaymentPosition:
     credited_to_balance: int  # given to the customer's credit balance by credit notes
 
 
+@dataclass(frozen=True, slots=True)
+class RefundLimits:
+    """What limits a payment's refunds besides its own refunds (see ``refundable``)."""
+
+    credited: int  # card money credit notes gave to the credit balance
+    room: int | None  # what its subscription has left to give back; None: no subscription
+
+
 class Ledger:
     def __init__(self, db: Database) -> None:
         self._entries = LedgerRepository(db)
@@ -225,11 +234,32 @@ class Ledger:
             credited_to_balance=-sums.get((credit, EntryKind.CREDIT_NOTE.value), 0),
         )
 
-    async def credited_to_balance(self, org: str, payment_ids: Sequence[str]) -> list[int]:
-        """For each payment, the card money credit notes gave to the credit balance (one
-        statement), aligned with ``payment_ids``."""
-        found = await self._entries.credited_by_payments(org, payment_ids)
-        return [found.get(p, 0) for p in payment_ids]
+    async def subscription_room(self, org: str, subscription_id: str) -> int:
+        """What may still go back to the customer out of a subscription's invoices, by any
+        road (credit notes, refunds, credit for unused time): what the customer paid for them
+        (card money received and credit balance spent) less what was already given back (credit
+        to the balance, refunds succeeded, in flight or awaiting approval, credits pending for
+        the next invoice). Each road checks its own document's limit and this one, so a
+        payment given back once as credit for unused time is not refunded or credited again.
+        May be negative; read it under the lock of the document being given back."""
+        return await self._entries.subscription_room(org, subscription_id)
+
+    async def refund_limits(self, org: str, payment_ids: Sequence[str]) -> list[RefundLimits]:
+        """For each payment (aligned with ``payment_ids``, one statement): the card money
+        credit notes gave to the credit balance, and the room of the subscription whose invoice
+        it paid (None: not a subscription's payment)."""
+        found = await self._entries.refund_limits(org, payment_ids)
+        limits = []
+        for payment_id in payment_ids:
+            row = found.get(payment_id)
+            if row is None:
+                limits.append(RefundLimits(0, None))
+            else:
+                room = row["room"]
+                limits.append(
+                    RefundLimits(int(row["credited"]), None if room is None else int(room))
+                )
+        return limits
 
     # -- movements ---------------------------------------------------------------------------
 

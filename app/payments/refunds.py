@@ -149,12 +149,17 @@ class RefundFailed(DomainError):
         self.refund = refund
 
 
-def refundable(payment: Payment, refunds: Sequence[Refund], credited: int = 0) -> Money:
+def refundable(
+    payment: Payment, refunds: Sequence[Refund], credited: int = 0, room: int | None = None
+) -> Money:
     """What can still be refunded: captured, minus refunds that succeeded, are in flight or
-    await approval, minus ``credited``, the card money credit notes gave to the credit balance
-    (the same sum ``refundCreate`` checks under the payment's row lock)."""
+    await approval, minus ``credited``, the card money credit notes gave to the credit balance,
+    and never more than ``room``, what the subscription whose invoice it paid still has to
+    give back (the same sums ``refundCreate`` checks under the payment's row lock)."""
     committed = sum(r.amount.amount for r in refunds if r.committed)
     left = payment.amount_captured.amount - committed - credited
+    if room is not None:
+        left = min(left, room)
     return Money(max(left, 0), payment.amount.currency)
 
 
@@ -381,6 +386,11 @@ class RefundService:
         assert payment is not None  # invoices reference their payment
         committed, refundable = await self._refund_room(org, payment)
         return payment, committed, refundable
+
+    async def direct_refunds(self, org: str, payment_id: str) -> int:
+        """The payment's refunds that no credit note made, succeeded, in flight or awaiting
+        approval (read in the caller's transaction)."""
+        return await self._refunds.direct_committed_amount(org, payment_id)
 
     async def reserve_for_credit_note(
         self,
@@ -675,10 +685,18 @@ class RefundService:
         """The payment's refunds (succeeded, in flight or awaiting approval) and what it may
         still refund (call under its row lock): what it captured, less those refunds and the
         card money credit notes gave to the customer's credit balance (a refund and a credit
-        note come out of the same amount)."""
+        note come out of the same amount); for a subscription's invoice, never more than what
+        the subscription still has to give back (``Ledger.subscription_room``: its credit for
+        unused time came out of the same payment)."""
         committed = await self._refunds.committed_amount(org, payment["id"])
         credited = (await self._ledger.payment_position(org, payment["id"])).credited_to_balance
-        return committed, int(payment["amount_captured"]) - committed - credited
+        room = int(payment["amount_captured"]) - committed - credited
+        invoice = await self._invoices.paid_by(org, payment["id"])
+        if invoice is not None and invoice["subscription_id"] is not None and room > 0:
+            # What the subscription gave back otherwise (credit for unused time) is spoken for.
+            subscription = await self._ledger.subscription_room(org, invoice["subscription_id"])
+            room = min(room, max(subscription, 0))
+        return committed, room
 
     async def _post(self, org: str, row: Row, old: RefundStatus, new: RefundStatus) -> None:
         """Post what a status change moved (in its transaction): money returned when a refund

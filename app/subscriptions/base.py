@@ -18,6 +18,7 @@ from app.core.idempotency import IdempotencyKeys, Stored
 from app.core.listing import Listing
 from app.core.pubsub import Event, publish
 from app.invoicing import InvoiceService
+from app.ledger import Ledger
 from app.organizations import (
     CustomerPolicy,
     OrganizationService,
@@ -93,6 +94,7 @@ class SubscriptionBase:
         self._organizations = organizations or OrganizationService(db)
         self._subs = SubscriptionRepository(db)
         self._periods = ServicePeriodRepository(db)
+        self._ledger = Ledger(db)
         self._customers = CustomerRepository(db)
         self._stats = StatsRecorder(db)
         self.read = Listing(self._subs, Subscription.from_row)
@@ -111,9 +113,12 @@ class SubscriptionBase:
 
     async def _unused(self, org: str, subscription_id: str, at: datetime) -> int:
         """What the subscription's service after ``at`` is worth by what was paid or promised
-        for it (``app.subscriptions.service_value``)."""
+        for it (``app.subscriptions.service_value``), and never more than what the customer
+        paid for the subscription and was not given back yet (``Ledger.subscription_room``): a
+        refund still awaiting approval or in flight has not given anything back of the invoice
+        on the books, but takes its share already."""
         rows = await self._periods.lines_after(org, subscription_id, at)
-        return unused_value(
+        value = unused_value(
             (
                 ServiceLine(
                     value=r["value"],
@@ -127,6 +132,9 @@ class SubscriptionBase:
             ),
             at,
         )
+        if value <= 0:
+            return 0
+        return min(value, max(await self._ledger.subscription_room(org, subscription_id), 0))
 
     async def _shorten_pending_charges(self, org: str, subscription_id: str, at: datetime) -> None:
         """Cut the pending charges (call it with the row locked) to end at ``at``: the plan

@@ -48,6 +48,16 @@ class RefundRepository(TableRepository):
         )
         return int(await self._db.fetch_val(query))
 
+    async def direct_committed_amount(self, org: str, payment_id: str) -> int:
+        """Like ``committed_amount``, only the refunds no credit note made."""
+        query = sa.select(sa.func.coalesce(sa.func.sum(refunds.c.amount), 0)).where(
+            refunds.c.organization_id == org,
+            refunds.c.payment_id == payment_id,
+            refunds.c.status == any_of(COMMITTED),
+            refunds.c.credit_note_id.is_(None),
+        )
+        return int(await self._db.fetch_val(query))
+
     async def of_credit_note(self, org: str, credit_note_id: str) -> Row | None:
         query = sa.select(refunds).where(
             refunds.c.organization_id == org, refunds.c.credit_note_id == credit_note_id

@@ -43,19 +43,51 @@ WHERE organization_id = :org AND invoice_id = :invoice_id
 GROUP BY account, kind, payment_id IS NOT NULL
 """
 
+# What a subscription's customer has paid for it and not been given back, in one statement:
+# card money received for its invoices and the credit balance they spent, less the credit its
+# invoices gave to the balance (credit invoices, credit notes, credit notes' refunds honoured as
+# balance; voids reverse their entries), less the refunds of its invoices' payments that
+# succeeded, are in flight or await approval, less the credits pending for its next invoice
+# (in full: the charges pending beside them are not paid yet, and may be cut short).
+_ROOM = """
+  (SELECT coalesce(sum(e.amount), 0)
+   FROM ledger_entries e
+   JOIN invoices i ON i.organization_id = e.organization_id AND i.id = e.invoice_id
+   WHERE e.organization_id = :org AND i.subscription_id = {sub}
+     AND ((e.account = 'cash' AND e.kind = 'payment') OR e.account = 'customer_credit'))
+  - (SELECT coalesce(sum(r.amount), 0)
+     FROM refunds r
+     JOIN invoices i ON i.organization_id = r.organization_id AND i.payment_id = r.payment_id
+     WHERE r.organization_id = :org AND i.subscription_id = {sub}
+       AND r.status IN ('pending_approval', 'pending', 'succeeded'))
+  + (SELECT coalesce(sum(least(p.amount, 0)), 0)
+     FROM subscription_pending_lines p
+     WHERE p.organization_id = :org AND p.subscription_id = {sub}
+       AND p.taken_by IS NULL)
+"""
+_SUBSCRIPTION_ROOM = "SELECT" + _ROOM.format(sub=":subscription_id") + "AS room"
+# Per payment: the card money credit notes gave to the balance, and the room of the
+# subscription whose invoice it paid (NULL for other payments).
+_REFUND_LIMITS = (
+    """SELECT p.id AS payment_id,
+  coalesce((SELECT -sum(c.amount) FROM ledger_entries c
+            WHERE c.organization_id = :org AND c.payment_id = p.id
+              AND c.account = 'customer_credit' AND c.kind = 'credit_note'), 0)::bigint
+    AS credited,
+  CASE WHEN paid.subscription_id IS NULL THEN NULL ELSE"""
+    + _ROOM.format(sub="paid.subscription_id")
+    + """END::bigint AS room
+FROM unnest(CAST(:payment_ids AS text[])) AS p(id)
+LEFT JOIN invoices paid
+  ON paid.organization_id = :org AND paid.payment_id = p.id
+ AND paid.subscription_id IS NOT NULL"""
+)
+
 _BY_PAYMENT = """
 SELECT account, kind, sum(amount)::bigint AS amount
 FROM ledger_entries
 WHERE organization_id = :org AND payment_id = :payment_id
 GROUP BY account, kind
-"""
-
-_CREDITED_BY_PAYMENTS = """
-SELECT payment_id, -sum(amount)::bigint AS credited
-FROM ledger_entries
-WHERE organization_id = :org AND payment_id = ANY(CAST(:payment_ids AS text[]))
-  AND account = 'customer_credit' AND kind = 'credit_note'
-GROUP BY payment_id
 """
 
 _INVOICE_ENTRIES = """
@@ -147,14 +179,29 @@ class LedgerRepository:
     async def by_invoice(self, org: str, invoice_id: str) -> Sequence[Row]:
         return await self._db.fetch_all(_BY_INVOICE, {"org": org, "invoice_id": invoice_id})
 
+    async def subscription_room(self, org: str, subscription_id: str) -> int:
+        """Read under a transaction-scoped advisory lock on the subscription, so the roads
+        that give its money back (refunds, credit notes, credit for unused time) take turns."""
+        await self._db.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))",
+            {"key": f"subscription-room:{org}:{subscription_id}"},
+        )
+        row = await self._db.fetch_one(
+            _SUBSCRIPTION_ROOM, {"org": org, "subscription_id": subscription_id}
+        )
+        assert row is not None
+        return int(row["room"])
+
     async def by_payment(self, org: str, payment_id: str) -> Sequence[Row]:
         return await self._db.fetch_all(_BY_PAYMENT, {"org": org, "payment_id": payment_id})
 
-    async def credited_by_payments(self, org: str, payment_ids: Sequence[str]) -> dict[str, int]:
+    async def refund_limits(self, org: str, payment_ids: Sequence[str]) -> dict[str, Row]:
+        """Per payment: ``credited`` (card money credit notes gave to the balance) and
+        ``room`` (its subscription's, or None), in one statement, no lock (for display)."""
         rows = await self._db.fetch_all(
-            _CREDITED_BY_PAYMENTS, {"org": org, "payment_ids": list(payment_ids)}
+            _REFUND_LIMITS, {"org": org, "payment_ids": list(payment_ids)}
         )
-        return {row["payment_id"]: int(row["credited"]) for row in rows}
+        return {row["payment_id"]: row for row in rows}
 
     async def invoice_entries(self, org: str, invoice_id: str) -> Sequence[Row]:
         """The invoice's net position per (customer, currency, account, payment, subscription)."""
