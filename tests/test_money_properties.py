@@ -897,11 +897,14 @@ MUST_HAPPEN = [
 def test_every_step_kind_was_exercised() -> None:
     """Across the property test's run (it runs first, in file order), every kind of step
     succeeded at least once and each outcome of MUST_HAPPEN happened; prints what ran. Skipped
-    when the property test did not run or failed (its own report comes first)."""
+    when the property test did not run or failed (its own report comes first), or ran fewer
+    sequences than the default (the second CI pass runs 10)."""
     if not RUN["sequences"]:
         pytest.skip("the property test did not run")
     if RUN["failed"]:
         pytest.skip("the property test failed")
+    if EXAMPLES < 25:
+        pytest.skip(f"{EXAMPLES} sequences: coverage is checked on runs of 25 or more")
     table = "\n".join(
         f"  {kind:<18} {result:<48} {count}" for (kind, result), count in sorted(EXERCISED.items())
     )
