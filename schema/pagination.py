@@ -35,7 +35,13 @@ _MAX_CURSOR = 200
 
 
 class HasId(Protocol):
-    id: str
+    """What a connection's node needs: its id is the keyset cursor."""
+
+    @property
+    def id(self) -> str: ...
+
+
+N = TypeVar("N", bound=HasId)
 
 
 def encode_cursor(key: str) -> str:
@@ -92,9 +98,11 @@ class Connection(Generic[T]):
 
 
 def to_connection(
-    nodes: Sequence[T], has_next: bool, count: Callable[[], Awaitable[int]]
-) -> Connection[T]:
-    edges = [Edge(cursor=encode_cursor(node.id), node=node) for node in nodes]  # type: ignore[attr-defined]
+    nodes: Sequence[N], has_next: bool, count: Callable[[], Awaitable[int]]
+) -> Connection[N]:
+    """A page of ``nodes`` (domain objects; the field's ``graphql_type`` names the GraphQL
+    type they are served as)."""
+    edges = [Edge(cursor=encode_cursor(node.id), node=node) for node in nodes]
     return Connection(
         edges=edges,
         page_info=PageInfo(has_next_page=has_next, end_cursor=edges[-1].cursor if edges else None),

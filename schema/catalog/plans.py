@@ -9,6 +9,7 @@ import strawberry
 from strawberry.scalars import JSON
 
 from app.catalog import UPDATABLE, PlanDraft
+from app.catalog import Plan as DomainPlan
 from resolvers.catalog import plans as resolve
 from schema.base import INPUT, Info
 from schema.enums import IntervalUnit, Tier
@@ -163,25 +164,30 @@ class PlanArchiveInput:
 
 @strawberry.type(description="Result of `planCreate`, `planUpdate` and `planArchive`.")
 class PlanPayload:
-    plan: Plan | None = strawberry.field(description="The plan; null when `errors` is not empty.")
+    plan: DomainPlan | None = strawberry.field(
+        graphql_type=Plan | None, description="The plan; null when `errors` is not empty."
+    )
     errors: list[UserError] = strawberry.field(description="Why nothing was changed, if so.")
 
 
 @strawberry.type
 class PlanQueries:
     @strawberry.field(
-        description="One plan by id; null if it does not exist.", permission_classes=[AnyRole]
+        description="One plan by id; null if it does not exist.",
+        permission_classes=[AnyRole],
+        graphql_type=Plan | None,
     )
     async def plan(
         self,
         info: Info,
         id: Annotated[strawberry.ID, strawberry.argument(description="A `plan_…` id.")],
-    ) -> Plan | None:
-        return await resolve.get(info.context, id)  # type: ignore[return-value]
+    ) -> DomainPlan | None:
+        return await resolve.get(info.context, id)
 
     @strawberry.field(
         description="The plan catalog, oldest first, at most 100 per page.",
         permission_classes=[AnyRole],
+        graphql_type=Connection[Plan],
     )
     async def plans(
         self,
@@ -189,7 +195,7 @@ class PlanQueries:
         first: Annotated[int | None, strawberry.argument(description=FIRST)] = None,
         after: Annotated[str | None, strawberry.argument(description=AFTER)] = None,
         filter: Annotated[PlanFilter | None, strawberry.argument(description="Filters.")] = None,
-    ) -> Connection[Plan]:
+    ) -> Connection[DomainPlan]:
         filters = {}
         if filter is not None:
             filters = {
@@ -200,7 +206,7 @@ class PlanQueries:
         nodes, has_next, count = await resolve.list_page(
             info.context, filters, first=page_size(first), after=decode_cursor(after)
         )
-        return to_connection(nodes, has_next, count)  # type: ignore[arg-type]
+        return to_connection(nodes, has_next, count)
 
 
 @strawberry.type
@@ -215,7 +221,7 @@ class PlanMutations:
         self, info: Info, input: Annotated[PlanCreateInput, strawberry.argument(description=INPUT)]
     ) -> PlanPayload:
         plan, errors = await attempt(resolve.create(info.context, input.to_draft()))
-        return PlanPayload(plan=plan, errors=errors)  # type: ignore[arg-type]
+        return PlanPayload(plan=plan, errors=errors)
 
     @strawberry.mutation(
         description="Change a plan's descriptive fields and limits; the new name is synced to "
@@ -228,7 +234,7 @@ class PlanMutations:
         self, info: Info, input: Annotated[PlanUpdateInput, strawberry.argument(description=INPUT)]
     ) -> PlanPayload:
         plan, errors = await attempt(resolve.update(info.context, input.id, input.changes()))
-        return PlanPayload(plan=plan, errors=errors)  # type: ignore[arg-type]
+        return PlanPayload(plan=plan, errors=errors)
 
     @strawberry.mutation(
         description="Archive a plan: no new subscriptions, Stripe price deactivated. Final. A "
@@ -241,4 +247,4 @@ class PlanMutations:
         self, info: Info, input: Annotated[PlanArchiveInput, strawberry.argument(description=INPUT)]
     ) -> PlanPayload:
         plan, errors = await attempt(resolve.archive(info.context, input.id))
-        return PlanPayload(plan=plan, errors=errors)  # type: ignore[arg-type]
+        return PlanPayload(plan=plan, errors=errors)
