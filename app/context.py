@@ -1,7 +1,7 @@
 """The per-request (per-event for subscriptions) context: who is asking, services and loaders.
 
-Loaders are built here, never at module level: a loader caches, and a cache shared across
-requests would leak one caller's data to another.
+Loaders are built per context (by each domain's `loaders.py`, assembled here), never at module
+level: a loader caches, and a cache shared across requests would leak one caller's data to another.
 """
 
 from __future__ import annotations
@@ -9,154 +9,52 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from aiodataloader import DataLoader
-
-from app.catalog import CouponRecord, Plan
+from app.catalog import CatalogLoaders
 from app.core.auth import Principal, Role
 from app.core.errors import Forbidden, Unauthenticated
-from app.core.money import Money
-from app.customers import Customer
-from app.invoicing import CreditNote, CreditNoteLine, Invoice, InvoiceLine
-from app.ledger import RefundLimits
-from app.payments import Payment, Refund
+from app.customers import CustomerLoaders
+from app.invoicing import InvoicePageKey, InvoicingLoaders
+from app.payments import PaymentLoaders
 from app.services import Services
-from app.subscriptions import Subscription
+from app.subscriptions import SubscriptionLoaders
 from app.throttling import Caller
 
 __all__ = ["Context", "InvoicePageKey", "Loaders"]
 
-InvoicePageKey = tuple[str, int, str | None, tuple[str, ...] | None]
-"""(customer id, first, after, statuses) of one customer's page of invoices."""
-
 
 class Loaders:
-    """One set of batching loaders, scoped to one organization."""
+    """One set of batching loaders, scoped to one organization: each domain package builds its
+    own (`app/<domain>/loaders.py`); this assembles them under the names resolvers use."""
 
     def __init__(self, services: Services, org: str) -> None:
-        async def plans(ids: list[str]) -> list[Plan | None]:
-            return await services.plans.read.by_ids(org, ids)
+        catalog = CatalogLoaders(services.plans, services.coupons, org)
+        self.plan_by_id = catalog.plan_by_id
+        self.coupon_by_id = catalog.coupon_by_id
 
-        async def customers(ids: list[str]) -> list[Customer | None]:
-            return await services.customers.read.by_ids(org, ids)
+        customers = CustomerLoaders(services.customers, services.balances, org)
+        self.customer_by_id = customers.customer_by_id
+        self.balances_by_customer_id = customers.balances_by_customer_id
 
-        async def payments(ids: list[str]) -> list[Payment | None]:
-            return await services.payments.read.by_ids(org, ids)
+        payments = PaymentLoaders(services.payments, services.refunds, services.ledger, org)
+        self.payment_by_id = payments.payment_by_id
+        self.refund_by_id = payments.refund_by_id
+        self.refunds_by_payment_id = payments.refunds_by_payment_id
+        self.refund_limits_by_payment_id = payments.refund_limits_by_payment_id
+        self.payments_by_customer_id = payments.payments_by_customer_id
 
-        async def refunds(ids: list[str]) -> list[Refund | None]:
-            return await services.refunds.read.by_ids(org, ids)
+        invoicing = InvoicingLoaders(services.invoices, services.credit_notes, org)
+        self.invoice_by_id = invoicing.invoice_by_id
+        self.lines_by_invoice_id = invoicing.lines_by_invoice_id
+        self.invoices_by_customer_id = invoicing.invoices_by_customer_id
+        self.invoice_count_by_customer_id = invoicing.invoice_count_by_customer_id
+        self.invoices_by_subscription_id = invoicing.invoices_by_subscription_id
+        self.credit_note_by_id = invoicing.credit_note_by_id
+        self.credit_notes_by_invoice_id = invoicing.credit_notes_by_invoice_id
+        self.lines_by_credit_note_id = invoicing.lines_by_credit_note_id
 
-        async def refunds_of_payments(payment_ids: list[str]) -> list[list[Refund]]:
-            return await services.refunds.by_payment_ids(org, payment_ids)
-
-        async def payment_pages(
-            keys: list[tuple[str, int, str | None]],
-        ) -> list[tuple[list[Payment], bool]]:
-            """Keys are (customer id, first, after); one statement per distinct page shape."""
-            shapes: dict[tuple[int, str | None], list[str]] = {}
-            for customer_id, first, after in keys:
-                shapes.setdefault((first, after), []).append(customer_id)
-            found: dict[tuple[str, int, str | None], tuple[list[Payment], bool]] = {}
-            for (first, after), customer_ids in shapes.items():
-                pages = await services.payments.pages_by_customer(
-                    org, customer_ids, first=first, after=after
-                )
-                for customer_id, page in zip(customer_ids, pages, strict=True):
-                    found[(customer_id, first, after)] = page
-            return [found[key] for key in keys]
-
-        self.plan_by_id: DataLoader[str, Plan | None] = DataLoader(plans)
-        self.customer_by_id: DataLoader[str, Customer | None] = DataLoader(customers)
-        self.payment_by_id: DataLoader[str, Payment | None] = DataLoader(payments)
-        self.refund_by_id: DataLoader[str, Refund | None] = DataLoader(refunds)
-        self.refunds_by_payment_id: DataLoader[str, list[Refund]] = DataLoader(refunds_of_payments)
-
-        async def refund_limits(payment_ids: list[str]) -> list[RefundLimits]:
-            return await services.ledger.refund_limits(org, payment_ids)
-
-        self.refund_limits_by_payment_id: DataLoader[str, RefundLimits] = DataLoader(refund_limits)
-        self.payments_by_customer_id: DataLoader[
-            tuple[str, int, str | None], tuple[list[Payment], bool]
-        ] = DataLoader(payment_pages)
-
-        async def invoices(ids: list[str]) -> list[Invoice | None]:
-            return await services.invoices.read.by_ids(org, ids)
-
-        async def invoice_lines(invoice_ids: list[str]) -> list[list[InvoiceLine]]:
-            return await services.invoices.lines_of(org, invoice_ids)
-
-        async def invoice_pages(keys: list[InvoicePageKey]) -> list[tuple[list[Invoice], bool]]:
-            """One statement per distinct (first, after, statuses) among the keys."""
-            shapes: dict[tuple[int, str | None, tuple[str, ...] | None], list[str]] = {}
-            for customer_id, first, after, statuses in keys:
-                shapes.setdefault((first, after, statuses), []).append(customer_id)
-            found: dict[InvoicePageKey, tuple[list[Invoice], bool]] = {}
-            for (first, after, statuses), customer_ids in shapes.items():
-                pages = await services.invoices.pages_by_customer(
-                    org, customer_ids, first=first, after=after, statuses=statuses
-                )
-                for customer_id, page in zip(customer_ids, pages, strict=True):
-                    found[(customer_id, first, after, statuses)] = page
-            return [found[key] for key in keys]
-
-        async def invoice_counts(keys: list[tuple[str, tuple[str, ...] | None]]) -> list[int]:
-            by_statuses: dict[tuple[str, ...] | None, list[str]] = {}
-            for customer_id, statuses in keys:
-                by_statuses.setdefault(statuses, []).append(customer_id)
-            found: dict[tuple[str, tuple[str, ...] | None], int] = {}
-            for statuses, customer_ids in by_statuses.items():
-                counts = await services.invoices.counts_by_customer(org, customer_ids, statuses)
-                found.update(((c, statuses), n) for c, n in zip(customer_ids, counts, strict=True))
-            return [found[key] for key in keys]
-
-        async def credit_notes(ids: list[str]) -> list[CreditNote | None]:
-            return await services.credit_notes.read.by_ids(org, ids)
-
-        async def credit_notes_of_invoices(invoice_ids: list[str]) -> list[list[CreditNote]]:
-            return await services.credit_notes.of_invoices(org, invoice_ids)
-
-        async def credit_note_lines(ids: list[str]) -> list[list[CreditNoteLine]]:
-            return await services.credit_notes.lines_of(org, ids)
-
-        async def coupons(ids: list[str]) -> list[CouponRecord | None]:
-            return await services.coupons.read.by_ids(org, ids)
-
-        async def balances(customer_ids: list[str]) -> list[list[Money]]:
-            return await services.balances.of_customers(org, customer_ids)
-
-        self.invoice_by_id: DataLoader[str, Invoice | None] = DataLoader(invoices)
-        self.lines_by_invoice_id: DataLoader[str, list[InvoiceLine]] = DataLoader(invoice_lines)
-        self.invoices_by_customer_id: DataLoader[InvoicePageKey, tuple[list[Invoice], bool]] = (
-            DataLoader(invoice_pages)
-        )
-        self.invoice_count_by_customer_id: DataLoader[tuple[str, tuple[str, ...] | None], int] = (
-            DataLoader(invoice_counts)
-        )
-        self.credit_note_by_id: DataLoader[str, CreditNote | None] = DataLoader(credit_notes)
-        self.credit_notes_by_invoice_id: DataLoader[str, list[CreditNote]] = DataLoader(
-            credit_notes_of_invoices
-        )
-        self.lines_by_credit_note_id: DataLoader[str, list[CreditNoteLine]] = DataLoader(
-            credit_note_lines
-        )
-        self.coupon_by_id: DataLoader[str, CouponRecord | None] = DataLoader(coupons)
-        self.balances_by_customer_id: DataLoader[str, list[Money]] = DataLoader(balances)
-
-        async def subscriptions(ids: list[str]) -> list[Subscription | None]:
-            return await services.subscriptions.read.by_ids(org, ids)
-
-        async def subscriptions_of_customers(ids: list[str]) -> list[list[Subscription]]:
-            return await services.subscriptions.of_customers(org, ids)
-
-        async def invoices_of_subscriptions(ids: list[str]) -> list[list[Invoice]]:
-            return await services.invoices.of_subscriptions(org, ids)
-
-        self.subscription_by_id: DataLoader[str, Subscription | None] = DataLoader(subscriptions)
-        self.subscriptions_by_customer_id: DataLoader[str, list[Subscription]] = DataLoader(
-            subscriptions_of_customers
-        )
-        self.invoices_by_subscription_id: DataLoader[str, list[Invoice]] = DataLoader(
-            invoices_of_subscriptions
-        )
+        subscriptions = SubscriptionLoaders(services.subscriptions, org)
+        self.subscription_by_id = subscriptions.subscription_by_id
+        self.subscriptions_by_customer_id = subscriptions.subscriptions_by_customer_id
 
 
 class Context:

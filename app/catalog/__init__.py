@@ -8,6 +8,7 @@ from app.catalog.coupons import (
     CouponService,
     Discount,
 )
+from app.catalog.loaders import CatalogLoaders
 from app.catalog.plans import UPDATABLE, IntervalUnit, Plan, PlanDraft, PlanService, Tier
 from app.catalog.tax_rates import TaxChoice, TaxRateDraft, TaxRateRecord, TaxRateService
 from app.catalog.terms import BASIS_POINTS, RATE_SCALE, Coupon, TaxRate
@@ -17,6 +18,7 @@ __all__ = [
     "RATE_SCALE",
     "UPDATABLE",
     "AppliedCoupon",
+    "CatalogLoaders",
     "Coupon",
     "CouponDraft",
     "CouponDuration",

@@ -1,6 +1,7 @@
 """Customers and their credit balances."""
 
 from app.customers.balances import CreditBalances
+from app.customers.loaders import CustomerLoaders
 from app.customers.service import (
     UPDATABLE,
     Address,
@@ -17,6 +18,7 @@ __all__ = [
     "CreditBalances",
     "Customer",
     "CustomerDraft",
+    "CustomerLoaders",
     "CustomerService",
     "TaxExempt",
     "TaxId",

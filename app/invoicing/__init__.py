@@ -11,6 +11,7 @@ from app.invoicing.credit_notes import (
     CreditSettlement,
 )
 from app.invoicing.documents import RenderedPdf, credit_note_pdf, invoice_pdf
+from app.invoicing.loaders import InvoiceCountKey, InvoicePageKey, InvoicingLoaders
 from app.invoicing.math import LineKind
 from app.invoicing.numbering import UPDATABLE, InvoiceSettings, InvoiceSettingsService
 from app.invoicing.service import (
@@ -36,12 +37,15 @@ __all__ = [
     "CreditSettlement",
     "Invoice",
     "InvoiceBilling",
+    "InvoiceCountKey",
     "InvoiceDraft",
     "InvoiceLine",
+    "InvoicePageKey",
     "InvoiceService",
     "InvoiceSettings",
     "InvoiceSettingsService",
     "InvoiceStatus",
+    "InvoicingLoaders",
     "LineInput",
     "LineKind",
     "RenderedPdf",

@@ -1,5 +1,6 @@
 """Payments, refunds, and the application of Stripe's webhook events to them."""
 
+from app.payments.loaders import PaymentLoaders, PaymentPageKey
 from app.payments.refunds import (
     Refund,
     RefundAudit,
@@ -29,6 +30,8 @@ __all__ = [
     "Payment",
     "PaymentDeclined",
     "PaymentDraft",
+    "PaymentLoaders",
+    "PaymentPageKey",
     "PaymentService",
     "PaymentStatus",
     "Refund",

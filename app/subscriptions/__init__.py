@@ -1,6 +1,7 @@
 """Subscriptions: the model, lifecycle service, periods, proration, billing, value of service."""
 
 from app.subscriptions.billing import InvoicedBilling
+from app.subscriptions.loaders import SubscriptionLoaders
 from app.subscriptions.model import Status, Subscription
 from app.subscriptions.service import DunningPolicy, SubscriptionDraft, SubscriptionService
 
@@ -10,5 +11,6 @@ __all__ = [
     "Status",
     "Subscription",
     "SubscriptionDraft",
+    "SubscriptionLoaders",
     "SubscriptionService",
 ]
