@@ -122,9 +122,12 @@ class LedgerEntry:
     def kind(self, root: strawberry.Parent[DomainLedgerEntry]) -> LedgerEntryKind:
         return LedgerEntryKind(root.kind.value)
 
-    @strawberry.field(description="Signed, in minor units: a debit is positive, a credit negative.")
-    def amount(self, root: strawberry.Parent[DomainLedgerEntry]) -> Money:
-        return DomainMoney(root.amount, root.currency)  # type: ignore[return-value]
+    @strawberry.field(
+        description="Signed, in minor units: a debit is positive, a credit negative.",
+        graphql_type=Money,
+    )
+    def amount(self, root: strawberry.Parent[DomainLedgerEntry]) -> DomainMoney:
+        return DomainMoney(root.amount, root.currency)
 
     invoice_id: strawberry.ID | None = strawberry.field(description="The invoice, if any.")
     payment_id: strawberry.ID | None = strawberry.field(description="The payment, if any.")
@@ -139,9 +142,10 @@ class LedgerEntry:
 @strawberry.type(description="An account's balance: its debits minus its credits.")
 class LedgerAccountBalance:
     account: LedgerAccount = strawberry.field(description="The account.")
-    balance: Money = strawberry.field(
+    balance: DomainMoney = strawberry.field(
+        graphql_type=Money,
         description="Debits minus credits, in minor units (negative for a credit balance, such "
-        "as the customer's credit)."
+        "as the customer's credit).",
     )
 
 
@@ -158,22 +162,25 @@ class CustomerLedger:
         self, info: Info, root: strawberry.Parent[LedgerView]
     ) -> list[LedgerAccountBalance]:
         return [
-            LedgerAccountBalance(account=LedgerAccount(account.value), balance=money)  # type: ignore[arg-type]
+            LedgerAccountBalance(account=LedgerAccount(account.value), balance=money)
             for account, money in await resolve.balances(info.context, root)
         ]
 
-    @strawberry.field(description="The entries from `from` to `to`, oldest first.")
+    @strawberry.field(
+        description="The entries from `from` to `to`, oldest first.",
+        graphql_type=Connection[LedgerEntry],
+    )
     async def entries(
         self,
         info: Info,
         root: strawberry.Parent[LedgerView],
         first: Annotated[int | None, strawberry.argument(description=FIRST)] = None,
         after: Annotated[str | None, strawberry.argument(description=AFTER)] = None,
-    ) -> Connection[LedgerEntry]:
+    ) -> Connection[DomainLedgerEntry]:
         nodes, has_next, count = await resolve.entries(
             info.context, root, first=page_size(first), after=decode_cursor(after)
         )
-        return to_connection(nodes, has_next, count)  # type: ignore[arg-type]
+        return to_connection(nodes, has_next, count)
 
 
 @strawberry.type
@@ -185,6 +192,7 @@ class LedgerQueries:
         "token sees its own ledger only (null for another customer), limited to its side of "
         "the books: RECEIVABLE, CUSTOMER_CREDIT, CASH and REFUNDS_PAYABLE.",
         permission_classes=[AnyRole],
+        graphql_type=CustomerLedger | None,
     )
     async def ledger(
         self,
@@ -199,5 +207,5 @@ class LedgerQueries:
             datetime | None,
             strawberry.argument(description="Entries posted before this; balances as of it."),
         ] = None,
-    ) -> CustomerLedger | None:
-        return await resolve.view(info.context, customer_id, currency, from_, to)  # type: ignore[return-value]
+    ) -> LedgerView | None:
+        return await resolve.view(info.context, customer_id, currency, from_, to)

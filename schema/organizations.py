@@ -110,8 +110,8 @@ class OrganizationSettingsUpdateInput:
 
 @strawberry.type(description="Result of `organizationSettingsUpdate`.")
 class OrganizationPayload:
-    organization: Organization | None = strawberry.field(
-        description="The organization; null on errors."
+    organization: DomainOrganization | None = strawberry.field(
+        graphql_type=Organization | None, description="The organization; null on errors."
     )
     errors: list[UserError] = strawberry.field(description="Why nothing was changed, if so.")
 
@@ -126,9 +126,10 @@ class OrganizationQueries:
     @strawberry.field(
         description="Your organization and its settings. Admin only.",
         permission_classes=[AdminOnly],
+        graphql_type=Organization,
     )
-    async def organization(self, info: Info) -> Organization:
-        return await resolve.get(info.context)  # type: ignore[return-value]
+    async def organization(self, info: Info) -> DomainOrganization:
+        return await resolve.get(info.context)
 
 
 @strawberry.type
@@ -158,4 +159,4 @@ class OrganizationMutations:
                 ended_subscription_invoices=_given(input.ended_subscription_invoices),
             )
         )
-        return OrganizationPayload(organization=organization, errors=errors)  # type: ignore[arg-type]
+        return OrganizationPayload(organization=organization, errors=errors)

@@ -8,7 +8,8 @@ from typing import Annotated
 
 import strawberry
 
-from app.catalog import CouponDraft, CouponDuration
+from app.catalog import CouponDraft, CouponDuration, CouponRecord
+from app.catalog import Discount as DomainDiscount
 from resolvers.catalog import coupons as resolve
 from schema.base import INPUT, Info
 from schema.enums import expose
@@ -75,9 +76,9 @@ class Discount:
     created_at: datetime = strawberry.field(description="When the coupon was applied.")
     coupon_id: strawberry.Private[str]
 
-    @strawberry.field(description="The coupon applied.")
-    async def coupon(self, info: Info) -> Coupon | None:
-        return await resolve.coupon_of(info.context, self.coupon_id)  # type: ignore[return-value]
+    @strawberry.field(description="The coupon applied.", graphql_type=Coupon | None)
+    async def coupon(self, info: Info) -> CouponRecord | None:
+        return await resolve.coupon_of(info.context, self.coupon_id)
 
 
 @strawberry.input(description="A new coupon: exactly one of `percentOff` and `amountOff`.")
@@ -146,13 +147,17 @@ class CouponFilter:
 
 @strawberry.type(description="Result of `couponCreate` and `couponArchive`.")
 class CouponPayload:
-    coupon: Coupon | None = strawberry.field(description="The coupon; null on errors.")
+    coupon: CouponRecord | None = strawberry.field(
+        graphql_type=Coupon | None, description="The coupon; null on errors."
+    )
     errors: list[UserError] = strawberry.field(description="Why nothing was changed, if so.")
 
 
 @strawberry.type(description="Result of `couponApply`.")
 class CouponApplyPayload:
-    discount: Discount | None = strawberry.field(description="The discount; null on errors.")
+    discount: DomainDiscount | None = strawberry.field(
+        graphql_type=Discount | None, description="The discount; null on errors."
+    )
     errors: list[UserError] = strawberry.field(description="Why nothing was changed, if so.")
 
 
@@ -161,6 +166,7 @@ class CouponQueries:
     @strawberry.field(
         description="This organization's coupons, oldest first. Admin or service.",
         permission_classes=[AdminOrService],
+        graphql_type=Connection[Coupon],
     )
     async def coupons(
         self,
@@ -168,12 +174,12 @@ class CouponQueries:
         first: Annotated[int | None, strawberry.argument(description=FIRST)] = None,
         after: Annotated[str | None, strawberry.argument(description=AFTER)] = None,
         filter: Annotated[CouponFilter | None, strawberry.argument(description="Filters.")] = None,
-    ) -> Connection[Coupon]:
+    ) -> Connection[CouponRecord]:
         filters = {"active": filter.active} if filter is not None else {}
         nodes, has_next, count = await resolve.list_page(
             info.context, filters, first=page_size(first), after=decode_cursor(after)
         )
-        return to_connection(nodes, has_next, count)  # type: ignore[arg-type]
+        return to_connection(nodes, has_next, count)
 
 
 @strawberry.type
@@ -185,7 +191,7 @@ class CouponMutations:
         input: Annotated[CouponCreateInput, strawberry.argument(description=INPUT)],
     ) -> CouponPayload:
         coupon, errors = await attempt(resolve.create(info.context, input.to_draft()))
-        return CouponPayload(coupon=coupon, errors=errors)  # type: ignore[arg-type]
+        return CouponPayload(coupon=coupon, errors=errors)
 
     @strawberry.mutation(
         description="Archive a coupon; discounts already applied continue. Admin only.",
@@ -197,7 +203,7 @@ class CouponMutations:
         input: Annotated[CouponArchiveInput, strawberry.argument(description=INPUT)],
     ) -> CouponPayload:
         coupon, errors = await attempt(resolve.archive(info.context, input.id))
-        return CouponPayload(coupon=coupon, errors=errors)  # type: ignore[arg-type]
+        return CouponPayload(coupon=coupon, errors=errors)
 
     @strawberry.mutation(
         description="Apply a coupon to a customer's next invoices (counts one redemption; "
@@ -212,4 +218,4 @@ class CouponMutations:
                 info.context, input.customer_id, coupon_id=input.coupon_id, code=input.code
             )
         )
-        return CouponApplyPayload(discount=discount, errors=errors)  # type: ignore[arg-type]
+        return CouponApplyPayload(discount=discount, errors=errors)

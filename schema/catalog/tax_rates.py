@@ -7,7 +7,7 @@ from typing import Annotated
 
 import strawberry
 
-from app.catalog import TaxRateDraft
+from app.catalog import TaxRateDraft, TaxRateRecord
 from resolvers.catalog import tax_rates as resolve
 from schema.base import INPUT, Info
 from schema.errors import UserError, attempt
@@ -78,7 +78,9 @@ class TaxRateFilter:
 
 @strawberry.type(description="Result of `taxRateCreate` and `taxRateArchive`.")
 class TaxRatePayload:
-    tax_rate: TaxRate | None = strawberry.field(description="The rate; null on errors.")
+    tax_rate: TaxRateRecord | None = strawberry.field(
+        graphql_type=TaxRate | None, description="The rate; null on errors."
+    )
     errors: list[UserError] = strawberry.field(description="Why nothing was changed, if so.")
 
 
@@ -87,6 +89,7 @@ class TaxRateQueries:
     @strawberry.field(
         description="This organization's tax rates, oldest first. Admin or service.",
         permission_classes=[AdminOrService],
+        graphql_type=Connection[TaxRate],
     )
     async def tax_rates(
         self,
@@ -94,7 +97,7 @@ class TaxRateQueries:
         first: Annotated[int | None, strawberry.argument(description=FIRST)] = None,
         after: Annotated[str | None, strawberry.argument(description=AFTER)] = None,
         filter: Annotated[TaxRateFilter | None, strawberry.argument(description="Filters.")] = None,
-    ) -> Connection[TaxRate]:
+    ) -> Connection[TaxRateRecord]:
         filters = {}
         if filter is not None:
             filters = {
@@ -104,7 +107,7 @@ class TaxRateQueries:
         nodes, has_next, count = await resolve.list_page(
             info.context, filters, first=page_size(first), after=decode_cursor(after)
         )
-        return to_connection(nodes, has_next, count)  # type: ignore[arg-type]
+        return to_connection(nodes, has_next, count)
 
 
 @strawberry.type
@@ -119,7 +122,7 @@ class TaxRateMutations:
         input: Annotated[TaxRateCreateInput, strawberry.argument(description=INPUT)],
     ) -> TaxRatePayload:
         rate, errors = await attempt(resolve.create(info.context, input.to_draft()))
-        return TaxRatePayload(tax_rate=rate, errors=errors)  # type: ignore[arg-type]
+        return TaxRatePayload(tax_rate=rate, errors=errors)
 
     @strawberry.mutation(
         description="Archive a tax rate (to replace it, archive it then create the new one). "
@@ -132,4 +135,4 @@ class TaxRateMutations:
         input: Annotated[TaxRateArchiveInput, strawberry.argument(description=INPUT)],
     ) -> TaxRatePayload:
         rate, errors = await attempt(resolve.archive(info.context, input.id))
-        return TaxRatePayload(tax_rate=rate, errors=errors)  # type: ignore[arg-type]
+        return TaxRatePayload(tax_rate=rate, errors=errors)
