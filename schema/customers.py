@@ -9,7 +9,9 @@ import strawberry
 from strawberry.scalars import JSON
 
 from app.customers import UPDATABLE, Address, CustomerDraft, TaxId
+from app.customers import Customer as DomainCustomer
 from app.invoicing import InvoiceStatus
+from app.subscriptions import Subscription as DomainSubscription
 from resolvers import customers as resolve
 from schema.base import INPUT, Info
 from schema.enums import TaxExempt
@@ -74,11 +76,12 @@ class Customer:
     ) -> PaymentConnection:
         return await customer_payments(info, self.id, first, after)
 
-    @strawberry.field(description="This customer's subscriptions, oldest first.")
-    async def subscriptions(
-        self, info: Info
-    ) -> list[Annotated[Subscription, strawberry.lazy("schema.subscriptions")]]:
-        return await info.context.loaders.subscriptions_by_customer_id.load(self.id)  # type: ignore[return-value]
+    @strawberry.field(
+        description="This customer's subscriptions, oldest first.",
+        graphql_type=list[Annotated["Subscription", strawberry.lazy("schema.subscriptions")]],
+    )
+    async def subscriptions(self, info: Info) -> list[DomainSubscription]:
+        return await info.context.loaders.subscriptions_by_customer_id.load(self.id)
 
     @strawberry.field(
         description="This customer's invoices, oldest first (one statement for all the "
@@ -216,7 +219,9 @@ class CustomerSetDefaultPaymentMethodInput:
 
 @strawberry.type(description="Result of the customer mutations.")
 class CustomerPayload:
-    customer: Customer | None = strawberry.field(description="The customer; null on errors.")
+    customer: DomainCustomer | None = strawberry.field(
+        graphql_type=Customer | None, description="The customer; null on errors."
+    )
     errors: list[UserError] = strawberry.field(description="Why nothing was changed, if so.")
 
 
@@ -225,15 +230,17 @@ class CustomerQueries:
     @strawberry.field(
         description="One customer by id; null if it does not exist or is not yours.",
         permission_classes=[AnyRole],
+        graphql_type=Customer | None,
     )
     async def customer(
         self, info: Info, id: Annotated[strawberry.ID, strawberry.argument(description="`cus_…`")]
-    ) -> Customer | None:
-        return await resolve.get(info.context, id)  # type: ignore[return-value]
+    ) -> DomainCustomer | None:
+        return await resolve.get(info.context, id)
 
     @strawberry.field(
         description="Customers, oldest first. A customer token sees only itself.",
         permission_classes=[AnyRole],
+        graphql_type=Connection[Customer],
     )
     async def customers(
         self,
@@ -243,14 +250,14 @@ class CustomerQueries:
         filter: Annotated[
             CustomerFilter | None, strawberry.argument(description="Filters.")
         ] = None,
-    ) -> Connection[Customer]:
+    ) -> Connection[DomainCustomer]:
         filters = {}
         if filter is not None:
             filters = {"email": filter.email, "external_ref": filter.external_ref}
         nodes, has_next, count = await resolve.list_page(
             info.context, filters, first=page_size(first), after=decode_cursor(after)
         )
-        return to_connection(nodes, has_next, count)  # type: ignore[arg-type]
+        return to_connection(nodes, has_next, count)
 
 
 @strawberry.type
@@ -267,7 +274,7 @@ class CustomerMutations:
         input: Annotated[CustomerCreateInput, strawberry.argument(description=INPUT)],
     ) -> CustomerPayload:
         customer, errors = await attempt(resolve.create(info.context, input.to_draft()))
-        return CustomerPayload(customer=customer, errors=errors)  # type: ignore[arg-type]
+        return CustomerPayload(customer=customer, errors=errors)
 
     @strawberry.mutation(
         description="Change a customer; email, name and address are synced to Stripe. A Stripe "
@@ -282,7 +289,7 @@ class CustomerMutations:
         input: Annotated[CustomerUpdateInput, strawberry.argument(description=INPUT)],
     ) -> CustomerPayload:
         customer, errors = await attempt(resolve.update(info.context, input.id, input.changes()))
-        return CustomerPayload(customer=customer, errors=errors)  # type: ignore[arg-type]
+        return CustomerPayload(customer=customer, errors=errors)
 
     @strawberry.mutation(
         description="Attach a card (Stripe PaymentMethod) to the customer and make it the default "
@@ -304,4 +311,4 @@ class CustomerMutations:
                 info.context, input.customer_id, input.payment_method_id
             )
         )
-        return CustomerPayload(customer=customer, errors=errors)  # type: ignore[arg-type]
+        return CustomerPayload(customer=customer, errors=errors)

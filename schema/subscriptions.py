@@ -7,6 +7,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 
+from app.catalog import Plan as DomainPlan
+from app.customers import Customer as DomainCustomer
+from app.invoicing import Invoice as DomainInvoice
 from app.organizations import ProrationBehavior
 from app.subscriptions import Status, SubscriptionDraft
 from app.subscriptions import Subscription as DomainSubscription
@@ -67,23 +70,32 @@ class Subscription:
         description="Price times quantity: what one period costs."
     )
 
-    @strawberry.field(description="The subscribed customer.")
+    @strawberry.field(
+        description="The subscribed customer.",
+        graphql_type=Annotated["Customer", strawberry.lazy("schema.customers")] | None,
+    )
     async def customer(
         self, info: Info, root: strawberry.Parent[DomainSubscription]
-    ) -> Annotated[Customer, strawberry.lazy("schema.customers")] | None:
-        return await info.context.loaders.customer_by_id.load(root.customer_id)  # type: ignore[return-value]
+    ) -> DomainCustomer | None:
+        return await info.context.loaders.customer_by_id.load(root.customer_id)
 
-    @strawberry.field(description="Every invoice this subscription billed, oldest first.")
+    @strawberry.field(
+        description="Every invoice this subscription billed, oldest first.",
+        graphql_type=list[Annotated["Invoice", strawberry.lazy("schema.invoicing.invoices")]],
+    )
     async def invoices(
         self, info: Info, root: strawberry.Parent[DomainSubscription]
-    ) -> list[Annotated[Invoice, strawberry.lazy("schema.invoicing.invoices")]]:
-        return await info.context.loaders.invoices_by_subscription_id.load(root.id)  # type: ignore[return-value]
+    ) -> list[DomainInvoice]:
+        return await info.context.loaders.invoices_by_subscription_id.load(root.id)
 
-    @strawberry.field(description="The current plan.")
+    @strawberry.field(
+        description="The current plan.",
+        graphql_type=Annotated["Plan", strawberry.lazy("schema.catalog.plans")] | None,
+    )
     async def plan(
         self, info: Info, root: strawberry.Parent[DomainSubscription]
-    ) -> Annotated[Plan, strawberry.lazy("schema.catalog.plans")] | None:
-        return await info.context.loaders.plan_by_id.load(root.plan_id)  # type: ignore[return-value]
+    ) -> DomainPlan | None:
+        return await info.context.loaders.plan_by_id.load(root.plan_id)
 
 
 @strawberry.input(description="Filters for `subscriptions`; omitted fields do not filter.")
@@ -215,8 +227,9 @@ class TestClockAdvanceInput:
 
 @strawberry.type(description="Result of the subscription mutations.")
 class SubscriptionPayload:
-    subscription: Subscription | None = strawberry.field(
-        description="The subscription; null when `errors` is not empty."
+    subscription: DomainSubscription | None = strawberry.field(
+        graphql_type=Subscription | None,
+        description="The subscription; null when `errors` is not empty.",
     )
     errors: list[UserError] = strawberry.field(description="Why nothing was changed, if so.")
 
@@ -231,16 +244,19 @@ class TestClockAdvancePayload:
 @strawberry.type
 class SubscriptionQueries:
     @strawberry.field(
-        description="One subscription; null if missing or not yours.", permission_classes=[AnyRole]
+        description="One subscription; null if missing or not yours.",
+        permission_classes=[AnyRole],
+        graphql_type=Subscription | None,
     )
     async def subscription(
         self, info: Info, id: Annotated[strawberry.ID, strawberry.argument(description="`sub_…`")]
-    ) -> Subscription | None:
-        return await resolve.get(info.context, id)  # type: ignore[return-value]
+    ) -> DomainSubscription | None:
+        return await resolve.get(info.context, id)
 
     @strawberry.field(
         description="Subscriptions, oldest first. A customer token sees only its own.",
         permission_classes=[AnyRole],
+        graphql_type=Connection[Subscription],
     )
     async def subscriptions(
         self,
@@ -250,7 +266,7 @@ class SubscriptionQueries:
         filter: Annotated[
             SubscriptionFilter | None, strawberry.argument(description="Filters.")
         ] = None,
-    ) -> Connection[Subscription]:
+    ) -> Connection[DomainSubscription]:
         filters = {}
         if filter is not None:
             filters = {
@@ -261,12 +277,12 @@ class SubscriptionQueries:
         nodes, has_next, count = await resolve.list_page(
             info.context, filters, first=page_size(first), after=decode_cursor(after)
         )
-        return to_connection(nodes, has_next, count)  # type: ignore[arg-type]
+        return to_connection(nodes, has_next, count)
 
 
-def _payload(result: tuple[object, list[UserError]]) -> SubscriptionPayload:
+def _payload(result: tuple[DomainSubscription | None, list[UserError]]) -> SubscriptionPayload:
     subscription, errors = result
-    return SubscriptionPayload(subscription=subscription, errors=errors)  # type: ignore[arg-type]
+    return SubscriptionPayload(subscription=subscription, errors=errors)
 
 
 @strawberry.type
