@@ -4,20 +4,31 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import strawberry
 from strawberry.scalars import JSON
 
+from app.core.money import Money as DomainMoney
+from app.customers import Customer as DomainCustomer
 from app.payments import BreakdownDraft, CurrencySummary, PaymentDeclined, PaymentDraft, refundable
 from app.payments import Payment as DomainPayment
+from app.payments import Refund as DomainRefund
 from resolvers import payments as resolve
 from resolvers.payments import PaymentPage
 from schema.base import INPUT, Info
 from schema.enums import CaptureMethod, PaymentStatus
 from schema.errors import UserError, attempt
 from schema.money import Money, MoneyInput
-from schema.pagination import AFTER, FIRST, Connection, decode_cursor, page_size, to_connection
+from schema.pagination import (
+    AFTER,
+    FIRST,
+    Connection,
+    Edge,
+    decode_cursor,
+    page_size,
+    to_connection,
+)
 from schema.permissions import AdminOrService, AnyRole
 from schema.refunds import Refund
 from schema.scalars import BigInt
@@ -89,28 +100,39 @@ class Payment:
     created_at: datetime = strawberry.field(description="Creation time (UTC).")
     updated_at: datetime = strawberry.field(description="Last change (UTC).")
 
-    @strawberry.field(description="The customer charged; null if not visible to you.")
+    @strawberry.field(
+        description="The customer charged; null if not visible to you.",
+        graphql_type=Annotated["Customer", strawberry.lazy("schema.customers")] | None,
+    )
     async def customer(
-        self, info: Info
-    ) -> Annotated[Customer, strawberry.lazy("schema.customers")] | None:
-        return await info.context.loaders.customer_by_id.load(self.customer_id)  # type: ignore[return-value]
+        self, info: Info, root: strawberry.Parent[DomainPayment]
+    ) -> DomainCustomer | None:
+        return await info.context.loaders.customer_by_id.load(root.customer_id)
 
-    @strawberry.field(description="This payment's refunds, oldest first, whatever their status.")
-    async def refunds(self, info: Info) -> list[Refund]:
-        return await resolve.refunds_of(info.context, self)  # type: ignore[arg-type,return-value]
+    @strawberry.field(
+        description="This payment's refunds, oldest first, whatever their status.",
+        graphql_type=list[Refund],
+    )
+    async def refunds(
+        self, info: Info, root: strawberry.Parent[DomainPayment]
+    ) -> list[DomainRefund]:
+        return await resolve.refunds_of(info.context, root)
 
     @strawberry.field(
         description="What can still be refunded: captured, minus refunds that succeeded, are in "
         "flight or await approval, minus what credit notes gave to the customer's credit "
         "balance out of this payment (a refund and a credit note come out of the same amount); "
         "for a subscription's invoice, never more than what the customer paid for that "
-        "subscription and was not given back yet (credit for unused time included)."
+        "subscription and was not given back yet (credit for unused time included).",
+        graphql_type=Money,
     )
-    async def amount_refundable(self, info: Info) -> Money:
+    async def amount_refundable(
+        self, info: Info, root: strawberry.Parent[DomainPayment]
+    ) -> DomainMoney:
         loaders = info.context.loaders
-        refunds = await resolve.refunds_of(info.context, self)  # type: ignore[arg-type]
-        limits = await loaders.refund_limits_by_payment_id.load(self.id)
-        return refundable(self, refunds, limits.credited, limits.room)  # type: ignore[arg-type,return-value]
+        refunds = await resolve.refunds_of(info.context, root)
+        limits = await loaders.refund_limits_by_payment_id.load(root.id)
+        return refundable(root, refunds, limits.credited, limits.room)
 
 
 @strawberry.type(description="Payments in one currency, over everything a filter matches.")
@@ -129,16 +151,19 @@ class PaymentConnection(Connection[Payment]):
 
     @strawberry.field(
         description="Count and succeeded, refunded and net totals per currency, over every "
-        "payment the filter matches (not only this page). Never mixes currencies."
+        "payment the filter matches (not only this page). Never mixes currencies.",
+        graphql_type=list[PaymentCurrencySummary],
     )
-    async def summary(self) -> list[PaymentCurrencySummary]:
-        return await self.summarize()  # type: ignore[return-value]
+    async def summary(self) -> list[CurrencySummary]:
+        return await self.summarize()
 
 
 def _connection(page: PaymentPage) -> PaymentConnection:
     base = to_connection(page.nodes, page.has_next, page.count)
     return PaymentConnection(
-        edges=base.edges,  # type: ignore[arg-type]
+        # PaymentConnection is a named subclass of Connection[Payment] (the GraphQL type), so
+        # its edges are declared with the schema type; they hold the domain payments it serves.
+        edges=cast("list[Edge[Payment]]", base.edges),
         page_info=base.page_info,
         count=page.count,
         summarize=page.summary,
@@ -286,9 +311,10 @@ class PaymentRefreshInput:
 
 @strawberry.type(description="Result of the payment mutations.")
 class PaymentPayload:
-    payment: Payment | None = strawberry.field(
+    payment: DomainPayment | None = strawberry.field(
+        graphql_type=Payment | None,
         description="The payment; null on errors, except CARD_DECLINED: then the payment is "
-        "returned `FAILED` with its `failureCode`."
+        "returned `FAILED` with its `failureCode`.",
     )
     errors: list[UserError] = strawberry.field(description="What went wrong, if anything.")
 
@@ -304,7 +330,7 @@ async def _payload(action: Awaitable[DomainPayment]) -> PaymentPayload:
             raise
 
     payment, errors = await attempt(run())
-    return PaymentPayload(payment=payment or next(iter(carried), None), errors=errors)  # type: ignore[arg-type]
+    return PaymentPayload(payment=payment or next(iter(carried), None), errors=errors)
 
 
 @strawberry.type
@@ -312,11 +338,12 @@ class PaymentQueries:
     @strawberry.field(
         description="One payment by id; null if it does not exist or is not yours.",
         permission_classes=[AnyRole],
+        graphql_type=Payment | None,
     )
     async def payment(
         self, info: Info, id: Annotated[strawberry.ID, strawberry.argument(description="`pay_…`")]
-    ) -> Payment | None:
-        return await resolve.get(info.context, id)  # type: ignore[return-value]
+    ) -> DomainPayment | None:
+        return await resolve.get(info.context, id)
 
     @strawberry.field(
         description="Payments, oldest first; filters apply before the page is cut. A customer "

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 
+from app.payments import Payment as DomainPayment
 from app.payments import Refund as DomainRefund
 from app.payments import RefundFailed
 from resolvers import refunds as resolve
@@ -79,11 +80,14 @@ class Refund:
     def rejection_reason(self, info: Info, root: strawberry.Parent[DomainRefund]) -> str | None:
         return resolve.audit(info.context, root).rejection_reason
 
-    @strawberry.field(description="The refunded payment.")
+    @strawberry.field(
+        description="The refunded payment.",
+        graphql_type=Annotated["Payment", strawberry.lazy("schema.payments")] | None,
+    )
     async def payment(
-        self, info: Info
-    ) -> Annotated[Payment, strawberry.lazy("schema.payments")] | None:
-        return await resolve.payment_of(info.context, self)  # type: ignore[arg-type,return-value]
+        self, info: Info, root: strawberry.Parent[DomainRefund]
+    ) -> DomainPayment | None:
+        return await resolve.payment_of(info.context, root)
 
 
 @strawberry.input(description="Filters for `refunds`; omitted fields do not filter.")
@@ -136,9 +140,10 @@ class RefundRefreshInput:
 
 @strawberry.type(description="Result of the refund mutations.")
 class RefundPayload:
-    refund: Refund | None = strawberry.field(
+    refund: DomainRefund | None = strawberry.field(
+        graphql_type=Refund | None,
         description="The refund; null on errors, except when Stripe refused it: then it is "
-        "returned `FAILED` with the error."
+        "returned `FAILED` with the error.",
     )
     errors: list[UserError] = strawberry.field(description="What went wrong, if anything.")
 
@@ -154,7 +159,7 @@ async def _payload(action: Awaitable[DomainRefund]) -> RefundPayload:
             raise
 
     refund, errors = await attempt(run())
-    return RefundPayload(refund=refund or next(iter(carried), None), errors=errors)  # type: ignore[arg-type]
+    return RefundPayload(refund=refund or next(iter(carried), None), errors=errors)
 
 
 @strawberry.type
@@ -162,15 +167,17 @@ class RefundQueries:
     @strawberry.field(
         description="One refund by id; null if it does not exist or is not yours.",
         permission_classes=[AnyRole],
+        graphql_type=Refund | None,
     )
     async def refund(
         self, info: Info, id: Annotated[strawberry.ID, strawberry.argument(description="`re_…`")]
-    ) -> Refund | None:
-        return await resolve.get(info.context, id)  # type: ignore[return-value]
+    ) -> DomainRefund | None:
+        return await resolve.get(info.context, id)
 
     @strawberry.field(
         description="Refunds, oldest first. A customer token sees refunds of its own payments.",
         permission_classes=[AnyRole],
+        graphql_type=Connection[Refund],
     )
     async def refunds(
         self,
@@ -178,7 +185,7 @@ class RefundQueries:
         first: Annotated[int | None, strawberry.argument(description=FIRST)] = None,
         after: Annotated[str | None, strawberry.argument(description=AFTER)] = None,
         filter: Annotated[RefundFilter | None, strawberry.argument(description="Filters.")] = None,
-    ) -> Connection[Refund]:
+    ) -> Connection[DomainRefund]:
         filters: dict[str, object] = {}
         if filter is not None:
             filters = {
@@ -189,7 +196,7 @@ class RefundQueries:
         nodes, has_next, count = await resolve.list_page(
             info.context, filters, first=page_size(first), after=decode_cursor(after)
         )
-        return to_connection(nodes, has_next, count)  # type: ignore[arg-type]
+        return to_connection(nodes, has_next, count)
 
 
 @strawberry.type

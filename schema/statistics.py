@@ -10,7 +10,7 @@ import strawberry
 
 from app.catalog import Tier
 from app.statistics import CurrencyRevenue as DomainCurrencyRevenue
-from app.statistics import StatsInterval
+from app.statistics import Overview, StatsInterval
 from app.statistics import SubscriptionStats as DomainSubscriptionStats
 from resolvers import statistics as resolve
 from schema.base import Info
@@ -266,6 +266,7 @@ class StatisticsQueries:
         "refunds, net, payment and failed-payment counts, average payment. Admin only. A bad "
         "range, zone or currency is a BAD_USER_INPUT error saying why.",
         permission_classes=[AdminOnly],
+        graphql_type=list[CurrencyRevenue],
     )
     async def revenue_stats(
         self,
@@ -287,8 +288,8 @@ class StatisticsQueries:
                 description="IANA time zone of the buckets, e.g. `Europe/Paris` (default UTC)."
             ),
         ] = "UTC",
-    ) -> list[CurrencyRevenue]:
-        found: list[DomainCurrencyRevenue] = await resolve.revenue(
+    ) -> list[DomainCurrencyRevenue]:
+        return await resolve.revenue(
             info.context,
             start=from_,
             end=to,
@@ -296,13 +297,13 @@ class StatisticsQueries:
             currency=currency,
             time_zone=time_zone,
         )
-        return found  # type: ignore[return-value]
 
     @strawberry.field(
         description="Subscriptions per status, plan and tier, and MRR, ARR, paying customers "
         "and ARPU per currency, as of `at`; MRR movements, customer and revenue churn and "
         "trial conversion over `[from, to)`. " + MRR_DEFINITION + " Admin only.",
         permission_classes=[AdminOnly],
+        graphql_type=SubscriptionStats,
     )
     async def subscription_stats(
         self,
@@ -326,17 +327,15 @@ class StatisticsQueries:
                 "range includes it); at most 3 years after `from`."
             ),
         ] = None,
-    ) -> SubscriptionStats:
-        found: DomainSubscriptionStats = await resolve.subscription_stats(
-            info.context, at=at, start=from_, end=to
-        )
-        return found  # type: ignore[return-value]
+    ) -> DomainSubscriptionStats:
+        return await resolve.subscription_stats(info.context, at=at, start=from_, end=to)
 
     @strawberry.field(
         description="The overall figures: succeeded payments, active subscriptions, revenue "
         "today and this month per currency, failed payments and refunds today — computed, "
         "never placeholders. Admin only.",
         permission_classes=[AdminOnly],
+        graphql_type=Stats,
     )
     async def stats(
         self,
@@ -345,6 +344,5 @@ class StatisticsQueries:
             str,
             strawberry.argument(description="IANA zone of `today` and `thisMonth` (default UTC)."),
         ] = "UTC",
-    ) -> Stats:
-        found = await resolve.overview(info.context, time_zone=time_zone)
-        return found  # type: ignore[return-value]
+    ) -> Overview:
+        return await resolve.overview(info.context, time_zone=time_zone)
