@@ -16,6 +16,7 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from app.core.errors import PublicError
 from resolvers import live as resolve
 from schema.base import Info
+from schema.graphql_core_internals import give_own_subfield_memo
 from schema.money import Money
 from schema.payments import Payment
 from schema.permissions import AdminOnly, AnyRole
@@ -40,11 +41,12 @@ class PerEventExecutor(StrawberryGraphQLCoreExecutionContext):
     lists made anew for every event, so it never hits across events and grew by about a hundred
     objects per event for as long as a subscription lived (a dashboard open all day leaked
     millions, and full garbage collections paused the process for seconds). Each event gets
-    its own memo instead; within an event it works as before."""
+    its own memo instead; within an event it works as before. graphql-core has no public way
+    to do that: the reach-in is in ``schema/graphql_core_internals.py``."""
 
     def build_per_event_executor(self, payload: Any) -> PerEventExecutor:
         executor = cast(PerEventExecutor, super().build_per_event_executor(payload))
-        executor._relevant_sub_fields = {}
+        give_own_subfield_memo(executor)
         return executor
 
 

@@ -1,5 +1,7 @@
 """Adapts the strawberry schema to Starlette: authentication, the per-request Context, strict
-JSON, and the WebSocket rules (token expiry, message size and shape, connections per token).
+JSON, and the WebSocket rules (token expiry, message size and shape, connections per token;
+the subclasses of strawberry's WebSocket machinery that apply them are in
+``app/web/strawberry_internals.py``).
 
 Every way in runs the same checks: an HTTP body and a WebSocket message go through the same
 JSON decoder; an operation over either transport is costed and charged by the same extension
@@ -8,36 +10,24 @@ JSON decoder; an operation over either transport is costed and charged by the sa
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import re
-from collections.abc import AsyncGenerator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from cross_web import HTTPException, StarletteRequestAdapter
-from graphql import GraphQLError
 from starlette.requests import Request
-from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
-from strawberry.asgi import ASGIWebSocketAdapter, GraphQL
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
-from strawberry.http.exceptions import NonTextMessageReceived
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
-from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
-    BaseGraphQLTransportWSHandler,
-)
-from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
-    ConnectionInitMessage,
-    Message,
-    SubscribeMessage,
-)
 from strawberry.types.unset import UnsetType
 
 from app.context import Context
 from app.core.auth import Principal, decode_token
 from app.core.errors import Unauthenticated
 from app.services import Services
+from app.web.strawberry_internals import ConnectionsExceeded, TransportWSHandler, WebSocketAdapter
 
 __all__ = ["MAX_JSON_DEPTH", "BillingGraphQL", "InvalidJSON"]
 
@@ -45,12 +35,6 @@ MAX_JSON_DEPTH = 64
 """Deepest nesting of arrays and objects accepted in a request body or WebSocket message."""
 
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
-
-# graphql-transport-ws close codes (https://github.com/enisdenjo/graphql-ws/blob/master/PROTOCOL.md)
-_BAD_REQUEST = 4400
-_UNAUTHORIZED = 4401
-_TOO_MANY = 4429
-_MESSAGE_TOO_BIG = 1009  # RFC 6455
 
 
 class InvalidJSON(json.JSONDecodeError):
@@ -136,153 +120,10 @@ class _RequestAdapter(StarletteRequestAdapter):
         return media.strip().lower() + sep + parameters
 
 
-class _WebSocketAdapter(ASGIWebSocketAdapter):
-    """Refuses messages larger than the HTTP body limit (close 1009) before decoding them,
-    and closes with 4400 and the reason when a message is not strict JSON (a close reason
-    holds at most 123 bytes)."""
-
-    async def iter_json(
-        self, *, ignore_parsing_errors: bool = False
-    ) -> AsyncGenerator[object, None]:
-        view = self.view
-        assert isinstance(view, BillingGraphQL)
-        try:
-            while self.ws.application_state != WebSocketState.DISCONNECTED:
-                text = await self.ws.receive_text()
-                if len(text) > view.max_message_bytes:
-                    await self.close(
-                        _MESSAGE_TOO_BIG,
-                        f"Message exceeds {view.max_message_bytes} bytes (MAX_BODY_BYTES).",
-                    )
-                    return
-                try:
-                    message = decode_strict_json(text)
-                except InvalidJSON as exc:
-                    if ignore_parsing_errors:
-                        continue
-                    await self.close(_BAD_REQUEST, exc.reason[:120])
-                    return
-                yield message
-        except KeyError as exc:
-            raise NonTextMessageReceived from exc
-        except WebSocketDisconnect:
-            pass
-
-
-class _ConnectionsExceeded(Exception):
-    pass
-
-
-def _shape_problem(message: object) -> str | None:
-    """What is wrong with a graphql-transport-ws message's shape, if anything."""
-    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
-        return "A message is an object with a string `type`."
-    if message["type"] != "subscribe":
-        return None
-    payload = message.get("payload")
-    if not isinstance(message.get("id"), str) or not 0 < len(message["id"]) <= 128:
-        return "A subscribe message has a string `id` of 1-128 characters."
-    if not isinstance(payload, dict) or not isinstance(payload.get("query"), str):
-        return "A subscribe message's payload has a string `query`."
-    if not isinstance(payload.get("variables"), dict | None):
-        return "A subscribe message's `variables` is an object or null."
-    if not isinstance(payload.get("operationName"), str | None):
-        return "A subscribe message's `operationName` is a string or null."
-    return None
-
-
-class _TransportWS(BaseGraphQLTransportWSHandler[Context, None]):
-    """graphql-transport-ws with our rules: a token's expiry closes the socket (4401) and is
-    checked before every operation; a token may hold a limited number of connections across
-    processes (4429); malformed messages close with 4400; past the per-connection operation
-    limit a new one gets an error naming the limit."""
-
-    _expiry_task: asyncio.Task[None] | None = None
-
-    async def handle_message(self, message: Message) -> None:
-        problem = _shape_problem(message)
-        if problem is not None:
-            await self.handle_invalid_message(problem)
-            return
-        await super().handle_message(message)
-
-    async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
-        try:
-            await super().handle_connection_init(message)
-        except _ConnectionsExceeded as exc:
-            await self.websocket.close(code=_TOO_MANY, reason=str(exc))
-            return
-        if self.connection_acknowledged:
-            self._watch_expiry()
-
-    def _principal(self) -> Principal | None:
-        return self.context.principal
-
-    def _watch_expiry(self) -> None:
-        principal = self._principal()
-        if principal is None or principal.expires_at is None:
-            return
-
-        async def close_at_expiry(at: datetime) -> None:
-            await asyncio.sleep(max((at - datetime.now(UTC)).total_seconds(), 0))
-            await self._close_expired()
-
-        self._expiry_task = asyncio.create_task(close_at_expiry(principal.expires_at))
-
-    async def _close_expired(self) -> None:
-        with contextlib.suppress(Exception):
-            await self.websocket.close(
-                code=_UNAUTHORIZED, reason="Token expired: reconnect with a new token."
-            )
-
-    def _expired(self) -> bool:
-        principal = self._principal()
-        return (
-            principal is not None
-            and principal.expires_at is not None
-            and principal.expires_at <= datetime.now(UTC)
-        )
-
-    async def handle_subscribe(self, message: SubscribeMessage) -> None:
-        if self.connection_acknowledged and self._expired():
-            await self._close_expired()
-            return
-        limit = self.max_subscriptions_per_connection
-        if (
-            self.connection_acknowledged
-            and limit is not None
-            and message["id"] not in self.operations
-            and len(self.operations) >= limit
-        ):
-            error = GraphQLError(
-                f"This connection already runs {limit} subscriptions, the most one connection "
-                f"may run (WS_MAX_SUBSCRIPTIONS_PER_CONNECTION={limit}); complete one or open "
-                "another connection.",
-                extensions={"code": "SUBSCRIPTION_LIMIT", "limit": limit},
-            )
-            await self.send_message(
-                {"id": message["id"], "type": "error", "payload": [error.formatted]}
-            )
-            return
-        await super().handle_subscribe(message)
-
-    async def shutdown(self) -> None:
-        if self._expiry_task is not None:
-            self._expiry_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._expiry_task
-        await super().shutdown()
-        held = self.context.connection_slot
-        if held is not None:
-            self.context.connection_slot = None
-            with contextlib.suppress(Exception):
-                await self.context.services.connections.release(*held)
-
-
 class BillingGraphQL(GraphQL[Context, None]):
-    graphql_transport_ws_handler_class = _TransportWS
+    graphql_transport_ws_handler_class = TransportWSHandler
     request_adapter_class = _RequestAdapter
-    websocket_adapter_class = _WebSocketAdapter
+    websocket_adapter_class = WebSocketAdapter
 
     def __init__(
         self,
@@ -337,7 +178,7 @@ class BillingGraphQL(GraphQL[Context, None]):
         slot = await context.services.connections.acquire(principal)
         if slot is None:
             limit = context.services.connections.per_token
-            raise _ConnectionsExceeded(
+            raise ConnectionsExceeded(
                 f"This token already holds {limit} open connections "
                 f"(WS_MAX_CONNECTIONS_PER_TOKEN={limit}); close one first."
             )
