@@ -8,8 +8,10 @@ from typing import TYPE_CHECKING, Annotated
 import strawberry
 from strawberry.scalars import JSON
 
+from app.core.money import Money as DomainMoney
 from app.customers import UPDATABLE, Address, CustomerDraft, TaxId
 from app.customers import Customer as DomainCustomer
+from app.invoicing import Invoice as DomainInvoice
 from app.invoicing import InvoiceStatus
 from app.subscriptions import Subscription as DomainSubscription
 from resolvers import customers as resolve
@@ -85,7 +87,8 @@ class Customer:
 
     @strawberry.field(
         description="This customer's invoices, oldest first (one statement for all the "
-        "customers of a page)."
+        "customers of a page).",
+        graphql_type=Connection[Invoice],
     )
     async def invoices(
         self,
@@ -96,14 +99,15 @@ class Customer:
             list[InvoiceStatus] | None,
             strawberry.argument(description="Only invoices in one of these statuses."),
         ] = None,
-    ) -> Connection[Invoice]:
+    ) -> Connection[DomainInvoice]:
         return await customer_invoices(info, self.id, first, after, status)
 
     @strawberry.field(
         description="Credit the customer has to spend, one amount per currency (from credit "
-        "notes); its next invoices in that currency use it first."
+        "notes); its next invoices in that currency use it first.",
+        graphql_type=list[Money],
     )
-    async def credit_balances(self, info: Info) -> list[Money]:
+    async def credit_balances(self, info: Info) -> list[DomainMoney]:
         return await customer_balances(info, self.id)
 
 

@@ -6,6 +6,7 @@ import enum
 from typing import TypeVar
 
 import strawberry
+from strawberry.types.enum import StrawberryEnumDefinition
 
 from app.catalog import IntervalUnit, Tier
 from app.core.errors import ErrorCode
@@ -40,7 +41,10 @@ def expose(cls: type[E], name: str, description: str, values: dict[E, str]) -> N
     if missing:
         raise TypeError(f"{name}: undocumented values {sorted(m.name for m in missing)}")
     strawberry.enum(cls, name=name, description=description)
-    for value in cls.__strawberry_definition__.values:  # type: ignore[attr-defined]
+    definition = vars(cls).get("__strawberry_definition__")  # set by strawberry.enum
+    if not isinstance(definition, StrawberryEnumDefinition):
+        raise TypeError(f"{name}: strawberry.enum did not register the enum")
+    for value in definition.values:
         value.description = values[cls[value.name]]
 
 

@@ -7,7 +7,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
 
+from app.invoicing import CreditNote as DomainCreditNote
 from app.invoicing import CreditNoteDraft, CreditNoteLineInput, CreditNoteReason, CreditSettlement
+from app.invoicing import CreditNoteLine as DomainCreditNoteLine
+from app.invoicing import Invoice as DomainInvoice
 from resolvers.invoicing import credit_notes as resolve
 from resolvers.invoicing.invoices import document_url
 from schema.base import INPUT, Info
@@ -96,15 +99,20 @@ class CreditNote:
     )
     created_at: datetime = strawberry.field(description="Issue time (UTC).")
 
-    @strawberry.field(description="Its lines, then the tax line if any.")
-    async def lines(self, info: Info) -> list[CreditNoteLine]:
-        return await resolve.lines_of(info.context, self)  # type: ignore[arg-type,return-value]
+    @strawberry.field(
+        description="Its lines, then the tax line if any.", graphql_type=list[CreditNoteLine]
+    )
+    async def lines(
+        self, info: Info, root: strawberry.Parent[DomainCreditNote]
+    ) -> list[DomainCreditNoteLine]:
+        return await resolve.lines_of(info.context, root)
 
-    @strawberry.field(description="The invoice credited; null if not visible to you.")
-    async def invoice(
-        self, info: Info
-    ) -> Annotated[Invoice, strawberry.lazy("schema.invoicing.invoices")] | None:
-        return await info.context.loaders.invoice_by_id.load(self.invoice_id)  # type: ignore[return-value]
+    @strawberry.field(
+        description="The invoice credited; null if not visible to you.",
+        graphql_type=Annotated["Invoice", strawberry.lazy("schema.invoicing.invoices")] | None,
+    )
+    async def invoice(self, info: Info) -> DomainInvoice | None:
+        return await info.context.loaders.invoice_by_id.load(self.invoice_id)
 
     @strawberry.field(description="Where to download it as PDF (GET with your bearer token).")
     def pdf_url(self, info: Info) -> str:
@@ -166,8 +174,8 @@ class CreditNoteFilter:
 
 @strawberry.type(description="Result of `creditNoteCreate`.")
 class CreditNotePayload:
-    credit_note: CreditNote | None = strawberry.field(
-        description="The credit note; null on errors."
+    credit_note: DomainCreditNote | None = strawberry.field(
+        graphql_type=CreditNote | None, description="The credit note; null on errors."
     )
     errors: list[UserError] = strawberry.field(description="Why nothing was changed, if so.")
 
@@ -177,15 +185,17 @@ class CreditNoteQueries:
     @strawberry.field(
         description="One credit note by id; null if it does not exist or is not yours.",
         permission_classes=[AnyRole],
+        graphql_type=CreditNote | None,
     )
     async def credit_note(
         self, info: Info, id: Annotated[strawberry.ID, strawberry.argument(description="`cn_…`")]
-    ) -> CreditNote | None:
-        return await resolve.get(info.context, id)  # type: ignore[return-value]
+    ) -> DomainCreditNote | None:
+        return await resolve.get(info.context, id)
 
     @strawberry.field(
         description="Credit notes, oldest first. A customer token sees only its own.",
         permission_classes=[AnyRole],
+        graphql_type=Connection[CreditNote],
     )
     async def credit_notes(
         self,
@@ -195,12 +205,12 @@ class CreditNoteQueries:
         filter: Annotated[
             CreditNoteFilter | None, strawberry.argument(description="Filters.")
         ] = None,
-    ) -> Connection[CreditNote]:
+    ) -> Connection[DomainCreditNote]:
         filters = filter.filters() if filter is not None else {}
         nodes, has_next, count = await resolve.list_page(
             info.context, filters, first=page_size(first), after=decode_cursor(after)
         )
-        return to_connection(nodes, has_next, count)  # type: ignore[arg-type]
+        return to_connection(nodes, has_next, count)
 
 
 @strawberry.type
@@ -218,4 +228,4 @@ class CreditNoteMutations:
         note, errors = await attempt(
             resolve.create(info.context, input.to_draft(), input.idempotency_key)
         )
-        return CreditNotePayload(credit_note=note, errors=errors)  # type: ignore[arg-type]
+        return CreditNotePayload(credit_note=note, errors=errors)

@@ -7,11 +7,17 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
 
-from app.catalog import TaxRate
+from app.catalog import CouponRecord, TaxRate
 from app.core.money import Money as DomainMoney
+from app.customers import Customer as DomainCustomer
 from app.invoicing import MAX_LINES as _MAX_LINES
 from app.invoicing import UPDATABLE as SETTINGS_UPDATABLE
+from app.invoicing import CreditNote as DomainCreditNote
+from app.invoicing import Invoice as DomainInvoice
 from app.invoicing import InvoiceDraft, LineInput
+from app.invoicing import InvoiceLine as DomainInvoiceLine
+from app.invoicing import InvoiceSettings as DomainInvoiceSettings
+from app.payments import Payment as DomainPayment
 from resolvers.catalog import coupons as resolve_coupons
 from resolvers.invoicing import credit_notes as resolve_credit_notes
 from resolvers.invoicing import invoices as resolve
@@ -162,9 +168,14 @@ class Invoice:
     last_payment_error_code: strawberry.Private[str | None]
     last_payment_error_message: strawberry.Private[str | None]
 
-    @strawberry.field(description="Its lines in order: given lines, then discount, then tax.")
-    async def lines(self, info: Info) -> list[InvoiceLine]:
-        return await resolve.lines_of(info.context, self)  # type: ignore[arg-type,return-value]
+    @strawberry.field(
+        description="Its lines in order: given lines, then discount, then tax.",
+        graphql_type=list[InvoiceLine],
+    )
+    async def lines(
+        self, info: Info, root: strawberry.Parent[DomainInvoice]
+    ) -> list[DomainInvoiceLine]:
+        return await resolve.lines_of(info.context, root)
 
     @strawberry.field(description="The tax applied; null when none (no rate, or exempt).")
     def tax(self) -> InvoiceTax | None:
@@ -182,9 +193,11 @@ class Invoice:
             name=rate.name, percentage=rate.percent, inclusive=rate.inclusive, reverse_charge=False
         )
 
-    @strawberry.field(description="The coupon whose discount it carries, if any.")
-    async def coupon(self, info: Info) -> Coupon | None:
-        return await resolve_coupons.coupon_of(info.context, self.coupon_id)  # type: ignore[return-value]
+    @strawberry.field(
+        description="The coupon whose discount it carries, if any.", graphql_type=Coupon | None
+    )
+    async def coupon(self, info: Info) -> CouponRecord | None:
+        return await resolve_coupons.coupon_of(info.context, self.coupon_id)
 
     @strawberry.field(description="Why the last charge failed; null if it did not.")
     def last_payment_error(self) -> InvoicePaymentError | None:
@@ -194,23 +207,28 @@ class Invoice:
             code=self.last_payment_error_code, message=self.last_payment_error_message
         )
 
-    @strawberry.field(description="The customer billed; null if not visible to you.")
-    async def customer(
-        self, info: Info
-    ) -> Annotated[Customer, strawberry.lazy("schema.customers")] | None:
-        return await info.context.loaders.customer_by_id.load(self.customer_id)  # type: ignore[return-value]
+    @strawberry.field(
+        description="The customer billed; null if not visible to you.",
+        graphql_type=Annotated["Customer", strawberry.lazy("schema.customers")] | None,
+    )
+    async def customer(self, info: Info) -> DomainCustomer | None:
+        return await info.context.loaders.customer_by_id.load(self.customer_id)
 
-    @strawberry.field(description="The latest charge of this invoice (invoicePay), if any.")
-    async def payment(
-        self, info: Info
-    ) -> Annotated[Payment, strawberry.lazy("schema.payments")] | None:
+    @strawberry.field(
+        description="The latest charge of this invoice (invoicePay), if any.",
+        graphql_type=Annotated["Payment", strawberry.lazy("schema.payments")] | None,
+    )
+    async def payment(self, info: Info) -> DomainPayment | None:
         if self.payment_id is None:
             return None
-        return await info.context.loaders.payment_by_id.load(self.payment_id)  # type: ignore[return-value]
+        return await info.context.loaders.payment_by_id.load(self.payment_id)
 
-    @strawberry.field(description="Credit notes issued against it, oldest first.")
-    async def credit_notes(self, info: Info) -> list[CreditNote]:
-        return await resolve_credit_notes.of_invoice(info.context, self.id)  # type: ignore[return-value]
+    @strawberry.field(
+        description="Credit notes issued against it, oldest first.",
+        graphql_type=list[CreditNote],
+    )
+    async def credit_notes(self, info: Info) -> list[DomainCreditNote]:
+        return await resolve_credit_notes.of_invoice(info.context, self.id)
 
     @strawberry.field(
         description="Where to download it as PDF (GET with the same bearer token as the API)."
@@ -394,16 +412,19 @@ class InvoiceSettingsUpdateInput:
 
 @strawberry.type(description="Result of the invoice mutations.")
 class InvoicePayload:
-    invoice: Invoice | None = strawberry.field(
+    invoice: DomainInvoice | None = strawberry.field(
+        graphql_type=Invoice | None,
         description="The invoice; null on errors, except after a declined charge (CARD_DECLINED), "
-        "which returns the invoice left open."
+        "which returns the invoice left open.",
     )
     errors: list[UserError] = strawberry.field(description="Why nothing was changed, if so.")
 
 
 @strawberry.type(description="Result of `invoiceSettingsUpdate`.")
 class InvoiceSettingsPayload:
-    settings: InvoiceSettings | None = strawberry.field(description="The settings; null on errors.")
+    settings: DomainInvoiceSettings | None = strawberry.field(
+        graphql_type=InvoiceSettings | None, description="The settings; null on errors."
+    )
     errors: list[UserError] = strawberry.field(description="Why nothing was changed, if so.")
 
 
@@ -413,7 +434,7 @@ async def customer_invoices(
     first: int | None,
     after: str | None,
     status: list[InvoiceStatus] | None,
-) -> Connection[Invoice]:
+) -> Connection[DomainInvoice]:
     """``Customer.invoices``, batched across the customers of a response."""
     nodes, has_next, count = await resolve.of_customer(
         info.context,
@@ -422,15 +443,12 @@ async def customer_invoices(
         after=decode_cursor(after),
         statuses=[s.value for s in status] if status else None,
     )
-    return to_connection(nodes, has_next, count)  # type: ignore[arg-type]
+    return to_connection(nodes, has_next, count)
 
 
-async def customer_balances(info: Info, customer_id: str) -> list[Money]:
+async def customer_balances(info: Info, customer_id: str) -> list[DomainMoney]:
     """``Customer.creditBalances``."""
-    balances: list[DomainMoney] = await info.context.loaders.balances_by_customer_id.load(
-        customer_id
-    )
-    return balances  # type: ignore[return-value]
+    return await info.context.loaders.balances_by_customer_id.load(customer_id)
 
 
 @strawberry.type
@@ -438,15 +456,17 @@ class InvoiceQueries:
     @strawberry.field(
         description="One invoice by id; null if it does not exist or is not yours.",
         permission_classes=[AnyRole],
+        graphql_type=Invoice | None,
     )
     async def invoice(
         self, info: Info, id: Annotated[strawberry.ID, strawberry.argument(description="`inv_…`")]
-    ) -> Invoice | None:
-        return await resolve.get(info.context, id)  # type: ignore[return-value]
+    ) -> DomainInvoice | None:
+        return await resolve.get(info.context, id)
 
     @strawberry.field(
         description="Invoices, oldest first. A customer token sees only its own.",
         permission_classes=[AnyRole],
+        graphql_type=Connection[Invoice],
     )
     async def invoices(
         self,
@@ -454,19 +474,20 @@ class InvoiceQueries:
         first: Annotated[int | None, strawberry.argument(description=FIRST)] = None,
         after: Annotated[str | None, strawberry.argument(description=AFTER)] = None,
         filter: Annotated[InvoiceFilter | None, strawberry.argument(description="Filters.")] = None,
-    ) -> Connection[Invoice]:
+    ) -> Connection[DomainInvoice]:
         filters = filter.filters() if filter is not None else {}
         nodes, has_next, count = await resolve.list_page(
             info.context, filters, first=page_size(first), after=decode_cursor(after)
         )
-        return to_connection(nodes, has_next, count)  # type: ignore[arg-type]
+        return to_connection(nodes, has_next, count)
 
     @strawberry.field(
         description="How invoices are numbered and who issues them. Admin or service.",
         permission_classes=[AdminOrService],
+        graphql_type=InvoiceSettings,
     )
-    async def invoice_settings(self, info: Info) -> InvoiceSettings:
-        return await resolve.settings(info.context)  # type: ignore[return-value]
+    async def invoice_settings(self, info: Info) -> DomainInvoiceSettings:
+        return await resolve.settings(info.context)
 
 
 @strawberry.type
@@ -484,7 +505,7 @@ class InvoiceMutations:
         invoice, errors = await attempt(
             resolve.create(info.context, input.to_draft(), input.idempotency_key)
         )
-        return InvoicePayload(invoice=invoice, errors=errors)  # type: ignore[arg-type]
+        return InvoicePayload(invoice=invoice, errors=errors)
 
     @strawberry.mutation(
         description="Add a line to a draft and recompute its preview. Admin or service.",
@@ -498,7 +519,7 @@ class InvoiceMutations:
         invoice, errors = await attempt(
             resolve.add_line(info.context, input.invoice_id, input.line.to_domain())
         )
-        return InvoicePayload(invoice=invoice, errors=errors)  # type: ignore[arg-type]
+        return InvoicePayload(invoice=invoice, errors=errors)
 
     @strawberry.mutation(
         description="Remove a line from a draft and recompute its preview. Admin or service.",
@@ -512,7 +533,7 @@ class InvoiceMutations:
         invoice, errors = await attempt(
             resolve.remove_line(info.context, input.invoice_id, input.line_id)
         )
-        return InvoicePayload(invoice=invoice, errors=errors)  # type: ignore[arg-type]
+        return InvoicePayload(invoice=invoice, errors=errors)
 
     @strawberry.mutation(
         description="Finalize a draft: tax of the customer's address, coupon in force, credit "
@@ -526,7 +547,7 @@ class InvoiceMutations:
         input: Annotated[InvoiceFinalizeInput, strawberry.argument(description=INPUT)],
     ) -> InvoicePayload:
         invoice, errors = await attempt(resolve.finalize(info.context, input.invoice_id))
-        return InvoicePayload(invoice=invoice, errors=errors)  # type: ignore[arg-type]
+        return InvoicePayload(invoice=invoice, errors=errors)
 
     @strawberry.mutation(
         description="Charge what an open or uncollectible invoice still owes (the given card "
@@ -548,7 +569,7 @@ class InvoiceMutations:
         if result is None:
             return InvoicePayload(invoice=None, errors=errors)
         declined = [UserError.from_domain(result.declined)] if result.declined else []
-        return InvoicePayload(invoice=result.invoice, errors=declined)  # type: ignore[arg-type]
+        return InvoicePayload(invoice=result.invoice, errors=declined)
 
     @strawberry.mutation(
         description="Void an open or uncollectible invoice; it keeps its number and the credit "
@@ -561,7 +582,7 @@ class InvoiceMutations:
         input: Annotated[InvoiceVoidInput, strawberry.argument(description=INPUT)],
     ) -> InvoicePayload:
         invoice, errors = await attempt(resolve.void(info.context, input.invoice_id, input.reason))
-        return InvoicePayload(invoice=invoice, errors=errors)  # type: ignore[arg-type]
+        return InvoicePayload(invoice=invoice, errors=errors)
 
     @strawberry.mutation(
         description="Mark an open invoice uncollectible (it can still be paid or voided). "
@@ -576,7 +597,7 @@ class InvoiceMutations:
         invoice, errors = await attempt(
             resolve.mark_uncollectible(info.context, input.invoice_id, input.reason)
         )
-        return InvoicePayload(invoice=invoice, errors=errors)  # type: ignore[arg-type]
+        return InvoicePayload(invoice=invoice, errors=errors)
 
     @strawberry.mutation(
         description="Change how invoices are numbered and who issues them. Admin only.",
@@ -588,4 +609,4 @@ class InvoiceMutations:
         input: Annotated[InvoiceSettingsUpdateInput, strawberry.argument(description=INPUT)],
     ) -> InvoiceSettingsPayload:
         settings, errors = await attempt(resolve.update_settings(info.context, input.changes()))
-        return InvoiceSettingsPayload(settings=settings, errors=errors)  # type: ignore[arg-type]
+        return InvoiceSettingsPayload(settings=settings, errors=errors)
