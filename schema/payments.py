@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import strawberry
@@ -19,6 +19,7 @@ from resolvers.payments import PaymentPage
 from schema.base import INPUT, Info
 from schema.enums import CaptureMethod, PaymentStatus
 from schema.errors import UserError, attempt
+from schema.filters import created_from, created_range, created_to
 from schema.money import Money, MoneyInput
 from schema.pagination import (
     AFTER,
@@ -180,12 +181,6 @@ async def customer_payments(
     return _connection(page)
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
-
-
 @strawberry.input(description="Filters for `payments`; omitted fields do not filter.")
 class PaymentFilter:
     customer_id: strawberry.ID | None = strawberry.field(
@@ -194,14 +189,8 @@ class PaymentFilter:
     status: list[PaymentStatus] | None = strawberry.field(
         default=None, description="Only payments in one of these statuses."
     )
-    from_: datetime | None = strawberry.field(
-        default=None,
-        name="from",
-        description="Created at or after this time (ISO 8601; UTC when no offset is given).",
-    )
-    to: datetime | None = strawberry.field(
-        default=None, description="Created before this time (ISO 8601; UTC when no offset)."
-    )
+    from_: datetime | None = created_from()
+    to: datetime | None = created_to()
     currency: str | None = strawberry.field(
         default=None, description="Only payments in this ISO 4217 currency."
     )
@@ -210,8 +199,7 @@ class PaymentFilter:
         return {
             "customer_id": self.customer_id,
             "statuses": [s.value for s in self.status] if self.status else None,
-            "created_from": _utc(self.from_),
-            "created_to": _utc(self.to),
+            **created_range(self.from_, self.to),
             "currency": self.currency.strip().upper() if self.currency else None,
         }
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
@@ -24,6 +24,7 @@ from resolvers.invoicing import invoices as resolve
 from schema.base import INPUT, Info
 from schema.catalog.coupons import Coupon
 from schema.errors import UserError, attempt
+from schema.filters import as_utc, created_from, created_range, created_to
 from schema.invoicing.credit_notes import CreditNote
 from schema.invoicing.enums import InvoiceStatus, LineKind
 from schema.money import Money
@@ -49,12 +50,6 @@ IDEMPOTENCY_KEY = (
     "and input returns the first result and never acts twice; the same key with another input "
     "is IDEMPOTENCY_KEY_REUSED. Kept 24 hours."
 )
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
 
 
 @strawberry.type(description="One line of an invoice; amounts in the invoice's currency.")
@@ -279,8 +274,8 @@ class InvoiceLineInput:
             unit_amount=self.unit_amount,
             quantity=self.quantity,
             kind=self.kind,
-            period_start=_utc(self.period_start),
-            period_end=_utc(self.period_end),
+            period_start=as_utc(self.period_start),
+            period_end=as_utc(self.period_end),
             taxable=self.taxable,
             discountable=self.discountable,
         )
@@ -312,8 +307,8 @@ class InvoiceCreateInput:
             lines=[line.to_domain() for line in self.lines],
             due_date=self.due_date,
             memo=self.memo,
-            period_start=_utc(self.period_start),
-            period_end=_utc(self.period_end),
+            period_start=as_utc(self.period_start),
+            period_end=as_utc(self.period_end),
         )
 
 
@@ -365,21 +360,14 @@ class InvoiceFilter:
     status: list[InvoiceStatus] | None = strawberry.field(
         default=None, description="Only invoices in one of these statuses."
     )
-    from_: datetime | None = strawberry.field(
-        default=None,
-        name="from",
-        description="Created at or after this time (ISO 8601; UTC when no offset is given).",
-    )
-    to: datetime | None = strawberry.field(
-        default=None, description="Created before this time (ISO 8601; UTC when no offset)."
-    )
+    from_: datetime | None = created_from()
+    to: datetime | None = created_to()
 
     def filters(self) -> dict[str, Any]:
         return {
             "customer_id": self.customer_id,
             "statuses": [s.value for s in self.status] if self.status else None,
-            "created_from": _utc(self.from_),
-            "created_to": _utc(self.to),
+            **created_range(self.from_, self.to),
         }
 
 
