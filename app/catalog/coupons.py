@@ -383,13 +383,3 @@ class CouponService:
             return []
         coupons = await self.read.by_ids(org, [d.coupon_id for d in found])
         return [(d, c) for d, c in zip(found, coupons, strict=True) if c is not None]
-
-    async def discounts_of_customers(
-        self, org: str, customer_ids: list[str]
-    ) -> list[Discount | None]:
-        """The customer-wide discount in force for each customer (None where there is none)."""
-        by_customer = {
-            row["customer_id"]: Discount.from_row(row)
-            for row in await self._discounts.current_by_customers(org, customer_ids)
-        }
-        return [by_customer.get(c) for c in customer_ids]

@@ -102,7 +102,6 @@ class ProviderRefused(DomainError):
             message or f"The payment provider refused to {action}; nothing was changed.",
             details={"provider_code": code or "refused"},
         )
-        self.provider_code = code
 
 
 class ProviderTimeout(ProviderUnreachable):

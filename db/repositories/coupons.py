@@ -76,16 +76,6 @@ class DiscountRepository(TableRepository):
         query = self._current(org, customer_id, subscription_id)
         return await self._db.fetch_one(query.with_for_update() if lock else query)
 
-    async def current_by_customers(self, org: str, customer_ids: list[str]) -> list[Row]:
-        c = discounts.c
-        query = sa.select(discounts).where(
-            c.organization_id == org,
-            c.customer_id.in_(sorted(set(customer_ids))),
-            c.subscription_id.is_(None),
-            c.ended_at.is_(None),
-        )
-        return list(await self._db.fetch_all(query))
-
     async def end(self, org: str, discount_id: str) -> None:
         await self._db.execute(
             sa.update(discounts)
