@@ -32,7 +32,7 @@ from app.core.money import MAX_AMOUNT, Money, format_decimal, normalize_currency
 from app.core.pubsub import Event, publish
 from app.ledger import Ledger, Refs
 from app.organizations import OrganizationService
-from app.payments.service import Payment
+from app.payments.model import Payment
 from app.rollups import StatsRecorder
 from app.stripe import StripeGateway, StripeRefund
 from db.connection import Database, Row
