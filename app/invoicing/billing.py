@@ -30,14 +30,8 @@ from app.core.errors import DomainError, ErrorCode, NotFound, ProviderUnreachabl
 from app.core.idempotency import Claim, IdempotencyKeys, Stored, validate_key
 from app.core.ids import new_id
 from app.core.pubsub import Event, publish
-from app.invoicing.service import (
-    PAYABLE,
-    Invoice,
-    InvoiceDraft,
-    InvoiceService,
-    InvoiceStatus,
-    LineInput,
-)
+from app.invoicing.model import PAYABLE, Invoice, InvoiceDraft, InvoiceStatus, LineInput
+from app.invoicing.service import InvoiceService
 from app.payments import Payment, PaymentDeclined, PaymentDraft, PaymentService, PaymentStatus
 from db.connection import Database
 from db.repositories.customers import CustomerRepository

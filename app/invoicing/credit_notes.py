@@ -43,8 +43,8 @@ from app.invoicing.math import (
     credited_tax,
     tax_line,
 )
+from app.invoicing.model import Invoice, InvoiceStatus, customer_snapshot
 from app.invoicing.numbering import InvoiceSettingsService, Series
-from app.invoicing.service import Invoice, InvoiceStatus, customer_snapshot
 from app.ledger import InvoicePosition, Ledger, Refs
 from app.payments import RefundService
 from db.connection import Database, Row

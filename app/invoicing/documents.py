@@ -18,14 +18,9 @@ from app.core.money import format_decimal
 from app.customers import CustomerService
 from app.invoicing.credit_notes import CreditNote, CreditNoteLine, CreditNoteService
 from app.invoicing.math import InvoiceTotals, LineKind
+from app.invoicing.model import Invoice, InvoiceLine, InvoiceStatus, customer_snapshot
 from app.invoicing.numbering import InvoiceSettingsService
-from app.invoicing.service import (
-    Invoice,
-    InvoiceLine,
-    InvoiceService,
-    InvoiceStatus,
-    customer_snapshot,
-)
+from app.invoicing.service import InvoiceService
 
 if TYPE_CHECKING:
     from app.invoicing.pdf import InvoiceDocument
