@@ -16,6 +16,9 @@ Its tax is the invoice's tax in proportion to what all its notes credit (rounded
 cumulative amount), so crediting an invoice in pieces gives back exactly its tax. Everything a
 note moves is posted to the ledger in its transaction; what may still be credited and refunded
 is read back from there.
+
+This module stays over 500 lines on purpose: issuing a note (its checks, tax, and the order in
+which its total is settled above) is one transaction, best read in one place.
 """
 
 from __future__ import annotations
