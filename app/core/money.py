@@ -6,8 +6,10 @@ through integer division, so ``19.99`` is always 1999 cents and ``500`` yen is 5
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
 from app.core.errors import DomainError, ErrorCode
 
@@ -19,6 +21,7 @@ __all__ = [
     "format_decimal",
     "normalize_currency",
     "parse_decimal",
+    "row_money",
 ]
 
 # ISO 4217 minor-unit exponents for the currencies we accept. Anything else is rejected,
@@ -178,3 +181,10 @@ class Money:
                 ErrorCode.CURRENCY_MISMATCH,
                 f"Cannot combine {self.currency} and {other.currency} amounts.",
             )
+
+
+def row_money(row: Mapping[str, Any]) -> Callable[[str], Money]:
+    """Reads a database row's amounts in the row's ``currency``: ``money = row_money(row)``,
+    then ``money("total")``."""
+    currency = row["currency"]
+    return lambda column: Money(row[column], currency)

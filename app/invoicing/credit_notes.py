@@ -35,7 +35,7 @@ from app.core.errors import DomainError, ErrorCode, NotFound, ValidationFailed
 from app.core.idempotency import Claim, IdempotencyKeys, Stored
 from app.core.ids import new_id
 from app.core.listing import Listing
-from app.core.money import MAX_AMOUNT, Money
+from app.core.money import MAX_AMOUNT, Money, row_money
 from app.core.pubsub import Event, publish
 from app.customers import CustomerService
 from app.invoicing.math import (
@@ -113,7 +113,7 @@ class CreditNoteLine:
 
     @classmethod
     def from_row(cls, row: Row) -> CreditNoteLine:
-        currency = row["currency"]
+        money = row_money(row)
         return cls(
             id=row["id"],
             credit_note_id=row["credit_note_id"],
@@ -121,8 +121,8 @@ class CreditNoteLine:
             kind=LineKind(row["kind"]),
             description=row["description"],
             quantity=row["quantity"],
-            unit_amount=Money(row["unit_amount"], currency),
-            amount=Money(row["amount"], currency),
+            unit_amount=money("unit_amount"),
+            amount=money("amount"),
             tax_rate=row["tax_rate"],
             informational=row["informational"],
         )
@@ -154,9 +154,7 @@ class CreditNote:
     @classmethod
     def from_row(cls, row: Row) -> CreditNote:
         currency = row["currency"]
-
-        def money(name: str) -> Money:
-            return Money(row[name], currency)
+        money = row_money(row)
 
         return cls(
             id=row["id"],

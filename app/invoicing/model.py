@@ -13,7 +13,7 @@ from typing import Any
 from app.catalog import AppliedCoupon, TaxChoice
 from app.core.errors import DomainError
 from app.core.ids import new_id
-from app.core.money import Money
+from app.core.money import Money, row_money
 from app.customers import Address, Customer
 from app.invoicing.math import ComputedLine, InvoiceTotals, LineDraft, LineKind
 from db.connection import Row
@@ -94,7 +94,7 @@ class InvoiceLine:
 
     @classmethod
     def from_row(cls, row: Row) -> InvoiceLine:
-        currency = row["currency"]
+        money = row_money(row)
         return cls(
             id=row["id"],
             invoice_id=row["invoice_id"],
@@ -102,9 +102,9 @@ class InvoiceLine:
             kind=LineKind(row["kind"]),
             description=row["description"],
             quantity=row["quantity"],
-            unit_amount=Money(row["unit_amount"], currency),
-            amount=Money(row["amount"], currency),
-            discount_amount=Money(row["discount_amount"], currency),
+            unit_amount=money("unit_amount"),
+            amount=money("amount"),
+            discount_amount=money("discount_amount"),
             taxable=row["taxable"],
             discountable=row["discountable"],
             tax_rate=row["tax_rate"],
@@ -197,9 +197,7 @@ class Invoice:
     @classmethod
     def from_row(cls, row: Row) -> Invoice:
         currency = row["currency"]
-
-        def money(name: str) -> Money:
-            return Money(row[name], currency)
+        money = row_money(row)
 
         return cls(
             id=row["id"],

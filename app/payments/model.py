@@ -12,7 +12,7 @@ from typing import Any
 
 from app.core.errors import DomainError, ErrorCode, ValidationFailed
 from app.core.ids import has_prefix
-from app.core.money import MAX_AMOUNT, Money
+from app.core.money import MAX_AMOUNT, Money, row_money
 from app.stripe import CardDeclined, StripeIntent
 from db.connection import Row
 
@@ -133,20 +133,20 @@ class Payment:
 
     @classmethod
     def from_row(cls, row: Row) -> Payment:
-        currency = row["currency"]
+        money = row_money(row)
         breakdown = None
         if row["subtotal_amount"] is not None:
             breakdown = Breakdown(
-                subtotal=Money(row["subtotal_amount"], currency),
-                tax=Money(row["tax_amount"], currency),
-                shipping=Money(row["shipping_amount"], currency),
-                discount=Money(row["discount_amount"], currency),
+                subtotal=money("subtotal_amount"),
+                tax=money("tax_amount"),
+                shipping=money("shipping_amount"),
+                discount=money("discount_amount"),
             )
         return cls(
             id=row["id"],
             organization_id=row["organization_id"],
             customer_id=row["customer_id"],
-            amount=Money(row["amount"], currency),
+            amount=money("amount"),
             status=PaymentStatus(row["status"]),
             capture_method=CaptureMethod(row["capture_method"]),
             description=row["description"],
@@ -157,9 +157,9 @@ class Payment:
             stripe_payment_intent_id=row["stripe_payment_intent_id"],
             client_secret=row["client_secret"],
             next_action=row["next_action"],
-            amount_capturable=Money(row["amount_capturable"], currency),
-            amount_captured=Money(row["amount_captured"], currency),
-            amount_refunded=Money(row["amount_refunded"], currency),
+            amount_capturable=money("amount_capturable"),
+            amount_captured=money("amount_captured"),
+            amount_refunded=money("amount_refunded"),
             failure_code=row["failure_code"],
             failure_message=row["failure_message"],
             created_at=row["created_at"],

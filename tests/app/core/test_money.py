@@ -7,7 +7,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from app.core.errors import DomainError, ErrorCode
-from app.core.money import CURRENCY_EXPONENTS, MAX_AMOUNT, Money, format_decimal, parse_decimal
+from app.core.money import (
+    CURRENCY_EXPONENTS,
+    MAX_AMOUNT,
+    Money,
+    format_decimal,
+    parse_decimal,
+    row_money,
+)
 
 currencies = st.sampled_from(sorted(CURRENCY_EXPONENTS))
 amounts = st.integers(min_value=-MAX_AMOUNT, max_value=MAX_AMOUNT)
@@ -90,3 +97,9 @@ def test_mixing_currencies_is_refused() -> None:
     with pytest.raises(DomainError) as info:
         _ = Money(1, "USD") + Money(1, "EUR")
     assert info.value.code is ErrorCode.CURRENCY_MISMATCH
+
+
+def test_row_money_reads_amounts_in_the_rows_currency() -> None:
+    money = row_money({"currency": "JPY", "total": 1200, "tax": 0})
+    assert money("total") == Money(1200, "JPY")
+    assert money("tax") == Money(0, "JPY")
