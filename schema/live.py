@@ -185,6 +185,8 @@ class Live:
         ] = None,
     ) -> AsyncGenerator[RevenueSnapshot, None]:
         async for snapshot in _guarded("revenue", resolve.revenue(info.context, currency)):
+            # The domain snapshot is served as the schema type (same fields); strawberry has
+            # no graphql_type= for subscription items, so the generator's type can't say so.
             yield snapshot  # type: ignore[misc]
 
     @strawberry.subscription(
@@ -210,6 +212,8 @@ class Live:
                 status=change.status,
                 occurred_at=change.occurred_at,
                 customer_id=strawberry.ID(change.customer_id),
+                # Domain objects served as the schema types (their fields resolve from them);
+                # the event type is a plain strawberry type whose fields declare schema types.
                 payment=change.payment,  # type: ignore[arg-type]
                 refund=change.refund,  # type: ignore[arg-type]
             )
