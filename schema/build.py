@@ -9,15 +9,7 @@ from dataclasses import dataclass
 import strawberry
 from graphql import GraphQLError
 from graphql.validation import ASTValidationRule, NoSchemaIntrospectionCustomRule
-from strawberry.extensions import (
-    AddValidationRules,
-    MaskErrors,
-    MaxAliasesLimiter,
-    MaxTokensLimiter,
-    ParserCache,
-    QueryDepthLimiter,
-    ValidationCache,
-)
+from strawberry.extensions import MaskErrors, MaxTokensLimiter, ParserCache
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
@@ -40,6 +32,7 @@ from schema.statistics import StatisticsQueries
 from schema.subscriptions import SubscriptionMutations, SubscriptionQueries
 from schema.text_rules import StorableStrings
 from schema.throttling import QueryCost
+from schema.validation import CachedValidation, ValidationResults, validation_rules
 
 __all__ = ["Limits", "Mutation", "Query", "build_schema", "schema"]
 
@@ -87,6 +80,8 @@ class BillingSchema(strawberry.Schema):
     """Logs errors without tracebacks or messages of unexpected errors: those can carry SQL,
     parameters or keys. The log line names the exception type and where it was raised."""
 
+    validation_results: ValidationResults  # what CachedValidation validated (set by build)
+
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
@@ -122,29 +117,33 @@ def build_schema(limits: Limits | None = None, *, production: bool = False) -> s
     """The schema with its protective extensions. Production also hides introspection and
     "did you mean" suggestions, which map the API for an attacker."""
     limits = limits or Limits()
-    rules: list[type[ASTValidationRule]] = [
+    extra: list[type[ASTValidationRule]] = [
         max_mutations_rule(limits.max_mutations),
         StorableStrings,
     ]
     if production:
-        rules.append(NoSchemaIntrospectionCustomRule)
-    return BillingSchema(
+        extra.append(NoSchemaIntrospectionCustomRule)
+    # Built once: every request validates with these same classes, so a query text validated
+    # before is not validated again (schema/validation.py).
+    validated = ValidationResults(
+        validation_rules(max_depth=limits.max_depth, max_aliases=limits.max_aliases, extra=extra)
+    )
+    built = BillingSchema(
         query=Query,
         mutation=Mutation,
         subscription=Live,
         execution_context_class=PerEventExecutor,
         config=StrawberryConfig(scalar_map=dict(SCALARS), disable_field_suggestions=production),
         extensions=[
-            lambda: QueryDepthLimiter(max_depth=limits.max_depth),
-            lambda: MaxAliasesLimiter(max_alias_count=limits.max_aliases),
             lambda: MaxTokensLimiter(max_token_count=limits.max_tokens),
-            lambda: AddValidationRules(rules),
             lambda: QueryCost(limits.max_cost),
             lambda: ParserCache(maxsize=512),
-            lambda: ValidationCache(maxsize=512),
+            lambda: CachedValidation(validated),
             lambda: MaskErrors(should_mask_error=should_mask_error),
         ],
     )
+    built.validation_results = validated
+    return built
 
 
 schema = build_schema()

@@ -27,6 +27,7 @@ from strawberry.extensions import SchemaExtension
 from app.context import Context
 from app.throttling import Caller, Throttle, ThrottleStatus
 from schema.limits import CostedOperation, actual_cost, operation_cost
+from schema.strawberry_internals import graphql_core_schema
 
 __all__ = ["QueryCost"]
 
@@ -96,7 +97,7 @@ class QueryCost(SchemaExtension):
             yield
             return
         operation, fragments = found
-        schema = execution.schema._schema
+        schema = graphql_core_schema(execution.schema)
         variables = execution.variables or {}
         charging = self._charging()
         try:
@@ -133,7 +134,7 @@ class QueryCost(SchemaExtension):
     ) -> int:
         """Cost the operation, refuse it past the limit, charge the caller's budget."""
         cost = operation_cost(
-            self.execution_context.schema._schema, operation, fragments, variables
+            graphql_core_schema(self.execution_context.schema), operation, fragments, variables
         )
         self._requested = cost
         if cost > self.max_cost:

@@ -14,7 +14,9 @@ import strawberry
 from graphql import GraphQLSchema, build_schema, parse
 from graphql.execution import Executor
 from strawberry.asgi import ASGIWebSocketAdapter, GraphQL
-from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+from strawberry.extensions.max_aliases import create_validator as alias_rule
+from strawberry.extensions.query_depth_limiter import create_validator as depth_rule
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext, validate_document
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
 )
@@ -23,9 +25,14 @@ from app.web.strawberry_internals import TransportWSHandler, WebSocketAdapter
 from db.sqlalchemy_internals import missing_private_names
 from schema.graphql_core_internals import give_own_subfield_memo
 from schema.live import PerEventExecutor
+from schema.strawberry_internals import graphql_core_schema
 
 GRAPHQL_CORE = "graphql-core changed what schema/graphql_core_internals.py relies on: "
 STRAWBERRY = "strawberry-graphql changed what app/web/strawberry_internals.py relies on: "
+SCHEMA_STRAWBERRY = (
+    "strawberry-graphql changed what schema/strawberry_internals.py or schema/validation.py "
+    "rely on: "
+)
 SQLALCHEMY = "SQLAlchemy or databases changed what db/sqlalchemy_internals.py checks: "
 
 
@@ -136,14 +143,29 @@ def test_transport_ws_handler_names() -> None:
 
 
 def test_strawberry_schema_holds_its_graphql_core_schema() -> None:
-    """schema/throttling.py costs operations on ``Schema._schema`` (no public accessor)."""
+    """schema/strawberry_internals.py reads ``Schema._schema`` (no public accessor) for
+    validation and the cost of operations."""
 
     @strawberry.type
     class Query:
         ping: str = "pong"
 
-    assert isinstance(strawberry.Schema(query=Query)._schema, GraphQLSchema), (
-        STRAWBERRY + "strawberry.Schema._schema (used by schema/throttling.py)"
+    assert isinstance(graphql_core_schema(strawberry.Schema(query=Query)), GraphQLSchema), (
+        SCHEMA_STRAWBERRY + "strawberry.Schema._schema"
+    )
+
+
+def test_strawberry_validates_with_the_rules_schema_validation_mirrors() -> None:
+    """schema/validation.py validates with graphql-core's rules plus the two strawberry adds in
+    ``validate_document`` and the limiters' rule factories; a change there must be mirrored."""
+    source = inspect.getsource(validate_document)
+    for name in ("MaybeNullValidationRule", "OneOfInputValidationRule"):
+        assert name in source, SCHEMA_STRAWBERRY + f"validate_document no longer adds {name}"
+    assert _parameters(depth_rule) == ["max_depth", "should_ignore", "callback"], (
+        SCHEMA_STRAWBERRY + "query_depth_limiter.create_validator"
+    )
+    assert _parameters(alias_rule) == ["max_alias_count"], (
+        SCHEMA_STRAWBERRY + "max_aliases.create_validator"
     )
 
 
