@@ -206,8 +206,21 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(Exception):
+    """SIGTERM arrived (``kill``, systemd, ``docker stop``): unwind like Ctrl-C, so the
+    embedded PostgreSQL and the Stripe emulator stop with the process."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one graceful stop at a time
+    raise Terminated
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # uvicorn shuts down gracefully on SIGTERM, then raises the signal again with this handler
+    # restored: it unwinds through embedded_runtime's cleanup instead of killing the process.
+    signal.signal(signal.SIGTERM, _on_sigterm)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -235,6 +248,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except Terminated:
+        log.info("billing stopped (SIGTERM)")
+        return 0
     return 0
 
 

@@ -10,6 +10,9 @@ GraphQL and baseline for every round, and prints medians, p99 and the ratio Grap
     .venv/bin/python bench/graphql_vs_baseline.py [--seconds 5] [--rounds 3] [--json out.json]
     .venv/bin/python bench/graphql_vs_baseline.py --smoke     # seconds: what CI runs
 
+BENCH_PROFILE=out.txt runs the served process under py-spy (on PATH) and writes its samples
+there (raw, collapsed stacks).
+
 DATABASE_URL picks the server (each run makes its own database there); without it an embedded
 PostgreSQL is started. Needs `wrk` (Debian package); without it a small Python load generator
 is used (noisier: it shares the cores with the server).
@@ -23,6 +26,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -156,7 +160,7 @@ def process(args: list[str], env: dict[str, str], port: int, log: Path) -> Itera
                 time.sleep(0.1)
         yield url
     finally:
-        child.terminate()
+        child.send_signal(signal.SIGINT)  # like Ctrl-C: the server (or py-spy) stops cleanly
         try:
             child.wait(15)
         except subprocess.TimeoutExpired:
@@ -351,6 +355,10 @@ def run(seconds: float, rounds: int, payments: int) -> list[dict[str, Any]]:
         )
         api_port, base_port = free_port(), free_port()
         serve = [sys.executable, "-m", "app.cli", "serve", "--no-migrate", "--port", str(api_port)]
+        if profile := os.environ.get("BENCH_PROFILE"):
+            # py-spy samples the served process; it writes its file when the process ends.
+            spy = shutil.which("py-spy") or "py-spy"
+            serve = [spy, "record", "-r", "250", "-f", "raw", "-o", profile, "--", *serve]
         base = [
             sys.executable,
             "-m",

@@ -74,8 +74,12 @@ def served(tmp_path: Path) -> Iterator[dict[str, Any]]:
         yield info
     finally:
         if process.poll() is None:
-            process.kill()
-            process.wait(10)
+            process.terminate()  # a graceful stop: the embedded servers stop with it
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)
 
 
 def postgres_processes(data_dir: Path) -> list[psutil.Process]:
@@ -156,6 +160,22 @@ async def test_serve_on_embedded_defaults_then_stop_cleanly(served: dict[str, An
     assert not postgres_processes(home / "postgres"), "embedded PostgreSQL was left running"
     for child in children:
         assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE
+
+
+@pytest.mark.embedded_only
+@pytest.mark.slow
+def test_sigterm_stops_serve_and_its_embedded_servers(served: dict[str, Any]) -> None:
+    """What `kill`, systemd and `docker stop` send: a clean exit, nothing left running."""
+    home: Path = served["home"]
+    process: subprocess.Popen[str] = served["process"]
+    children = psutil.Process(process.pid).children(recursive=True)
+    assert postgres_processes(home / "postgres"), "embedded PostgreSQL is not running"
+    assert children, "expected the Stripe emulator (PostgreSQL runs detached, found by its folder)"
+    process.terminate()
+    assert process.wait(30) == 0
+    assert not postgres_processes(home / "postgres"), "embedded PostgreSQL was left running"
+    for child in children:
+        assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE, child
 
 
 @pytest.mark.embedded_only
