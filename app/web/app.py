@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
 from app.core.settings import Settings, load_settings
@@ -20,6 +20,7 @@ from app.services import Services, require_backends
 from app.web.body_limit import BodySizeLimit
 from app.web.dashboard import dashboard_page
 from app.web.document_routes import credit_note_pdf_route, invoice_pdf_route
+from app.web.graphiql import graphiql_asset
 from app.web.graphql_view import BillingGraphQL
 from app.web.metrics import Metrics, metrics_endpoint
 from app.worker import BillingWorker
@@ -58,6 +59,12 @@ async def ready(request: Request) -> JSONResponse:
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or load_settings()
     require_backends(settings)
+
+    async def home(request: Request) -> Response:
+        """The explorer, where there is one; otherwise where the API is."""
+        if not settings.production:
+            return RedirectResponse("/graphql", status_code=307)
+        return JSONResponse({"graphql": "/graphql", "health": "/health", "ready": "/ready"})
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -102,7 +109,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/health", health),
             Route("/ready", ready),
             Route("/metrics", metrics_endpoint(registry)),
+            Route("/", home),
             Route("/dashboard", dashboard_page),
+            Route("/graphiql/assets/{name}", graphiql_asset),
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
             Route("/webhooks/stripe", stripe_webhook_endpoint, methods=["POST"]),

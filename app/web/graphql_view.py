@@ -17,6 +17,7 @@ from typing import Any
 
 from cross_web import HTTPException, StarletteRequestAdapter
 from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
@@ -27,6 +28,7 @@ from app.context import Context
 from app.core.auth import Principal, decode_token
 from app.core.errors import Unauthenticated
 from app.services import Services
+from app.web.graphiql import offline_graphiql_html
 from app.web.strawberry_internals import ConnectionsExceeded, TransportWSHandler, WebSocketAdapter
 
 __all__ = ["MAX_JSON_DEPTH", "BillingGraphQL", "InvalidJSON"]
@@ -144,6 +146,11 @@ class BillingGraphQL(GraphQL[Context, None]):
             max_subscriptions_per_connection=max_subscriptions,
         )
         self.max_message_bytes = max_message_bytes
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        """GraphiQL with its assets served from here, so it works offline
+        (``app/web/graphiql.py``)."""
+        return HTMLResponse(offline_graphiql_html())
 
     def decode_json(self, data: str | bytes) -> object:
         return decode_strict_json(data)
