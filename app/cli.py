@@ -38,7 +38,8 @@ def embedded_runtime(settings: Settings) -> Iterator[Settings]:
             os.environ["DATABASE_URL"] = url
             log.info("using embedded PostgreSQL (data in %s)", settings.home / "postgres")
         if not settings.stripe_api_key:
-            emulator = StripeEmulator()
+            settings.home.mkdir(parents=True, exist_ok=True)
+            emulator = StripeEmulator(state=settings.home / "stripe-emulator.pickle")
             base = emulator.start()
             settings = settings.with_overrides(
                 stripe_api_key=EMULATOR_API_KEY, stripe_api_base=base

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -19,7 +20,7 @@ import pytest
 import websockets
 
 from app.stripe.emulator import free_port
-from tests.conftest import CREATE_PLAN
+from tests.conftest import CONFIRM_PAYMENT, CREATE_CUSTOMER, CREATE_PAYMENT, CREATE_PLAN
 
 BILLING = [sys.executable, "-m", "app.cli"]
 
@@ -40,16 +41,16 @@ def cli(home: Path, *args: str, **extra: str) -> subprocess.CompletedProcess[str
     )
 
 
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[dict[str, Any]]:
-    """`billing serve` on embedded defaults; yields its URL, home and cold-start time."""
+@contextlib.contextmanager
+def serve(home: Path) -> Iterator[dict[str, Any]]:
+    """`billing serve` on embedded defaults in ``home``, ready; stopped with SIGTERM after."""
     port = free_port()
     started = time.monotonic()
-    log_path = tmp_path / "serve.log"
+    log_path = home / f"serve-{port}.log"
     with log_path.open("w") as log:
         process = subprocess.Popen(
             [*BILLING, "serve", "--port", str(port)],
-            env=clean_env(tmp_path),
+            env=clean_env(home),
             stdout=log,
             stderr=subprocess.STDOUT,
             text=True,
@@ -69,7 +70,7 @@ def served(tmp_path: Path) -> Iterator[dict[str, Any]]:
         process.kill()
         process.wait(10)
         pytest.fail(f"billing serve did not become ready:\n{log_path.read_text()}")
-    info = {"url": url, "home": tmp_path, "cold_start": cold_start, "process": process}
+    info = {"url": url, "home": home, "cold_start": cold_start, "process": process}
     try:
         yield info
     finally:
@@ -80,6 +81,13 @@ def served(tmp_path: Path) -> Iterator[dict[str, Any]]:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(10)
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """`billing serve` on embedded defaults; yields its URL, home and cold-start time."""
+    with serve(tmp_path) as info:
+        yield info
 
 
 def postgres_processes(data_dir: Path) -> list[psutil.Process]:
@@ -176,6 +184,66 @@ def test_sigterm_stops_serve_and_its_embedded_servers(served: dict[str, Any]) ->
     assert not postgres_processes(home / "postgres"), "embedded PostgreSQL was left running"
     for child in children:
         assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE, child
+
+
+async def _pay(url: str, bearer: str, customer_id: str) -> dict[str, Any]:
+    async with httpx.AsyncClient(base_url=url, headers={"authorization": f"Bearer {bearer}"}) as c:
+        made = await c.post(
+            "/graphql",
+            json={
+                "query": CREATE_PAYMENT,
+                "variables": {
+                    "input": {
+                        "customerId": customer_id,
+                        "amount": {"amount": 1200, "currency": "USD"},
+                        "paymentMethodId": "pm_card_visa",
+                        "idempotencyKey": f"pay-{time.monotonic_ns()}",
+                    }
+                },
+            },
+        )
+        created = made.json()["data"]["paymentIntentCreate"]
+        assert created["errors"] == [], created
+        confirmed = await c.post(
+            "/graphql",
+            json={
+                "query": CONFIRM_PAYMENT,
+                "variables": {
+                    "input": {
+                        "paymentId": created["payment"]["id"],
+                        "idempotencyKey": f"confirm-{time.monotonic_ns()}",
+                    }
+                },
+            },
+        )
+        result: dict[str, Any] = confirmed.json()["data"]["paymentIntentConfirm"]
+        return result
+
+
+@pytest.mark.embedded_only
+@pytest.mark.slow
+async def test_a_restart_keeps_what_payments_need(tmp_path: Path) -> None:
+    """The embedded PostgreSQL and the Stripe emulator both keep their state in BILLING_HOME:
+    a customer made before a restart can pay after it."""
+    bearer = cli(tmp_path, "token", "--role", "admin", "--org", "acme").stdout.strip()
+    with serve(tmp_path) as first:
+        async with httpx.AsyncClient(
+            base_url=first["url"], headers={"authorization": f"Bearer {bearer}"}
+        ) as c:
+            made = await c.post(
+                "/graphql",
+                json={
+                    "query": CREATE_CUSTOMER,
+                    "variables": {"input": {"email": "ada@example.com", "name": "Ada"}},
+                },
+            )
+        customer_id = made.json()["data"]["customerCreate"]["customer"]["id"]
+        paid = await _pay(first["url"], bearer, customer_id)
+        assert paid["errors"] == [], paid
+    with serve(tmp_path) as second:
+        paid = await _pay(second["url"], bearer, customer_id)
+        assert paid["errors"] == [], paid
+        assert paid["payment"]["status"] == "SUCCEEDED"
 
 
 @pytest.mark.embedded_only

@@ -3,18 +3,25 @@
 We launch it through this module rather than its own ``localstripe`` script because that one
 listens on every interface and pickles its whole store to a shared ``/tmp`` file on every write
 (slow, and two emulators on one machine would overwrite each other's state). Here it listens on
-loopback only and keeps its state in memory.
+loopback only and keeps its state in memory; with ``state`` (what ``billing serve`` passes: a
+file in BILLING_HOME, next to the embedded PostgreSQL's data) it is loaded from that file at start
+and written back at most twice a second after a change and once more at shutdown, atomically, so
+a restart keeps the customers, payment methods and payment intents the database refers to.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import os
+import pickle
 import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
+from typing import Any
 
 __all__ = ["StripeEmulator", "free_port"]
 
@@ -30,9 +37,12 @@ def free_port(host: str = "127.0.0.1") -> int:
 class StripeEmulator:
     """A localstripe subprocess on a loopback port."""
 
-    def __init__(self, port: int | None = None, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, port: int | None = None, host: str = "127.0.0.1", state: Path | None = None
+    ) -> None:
         self.host = host
         self.port = port or free_port(host)
+        self.state = state
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -49,6 +59,7 @@ class StripeEmulator:
                 self.host,
                 "--port",
                 str(self.port),
+                *(["--state", str(self.state)] if self.state is not None else []),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -78,16 +89,65 @@ class StripeEmulator:
         self._process = None
 
 
+class _StateFile:
+    """The emulator's store saved to ``path``: marked dirty on every write, saved by a
+    background task at most every ``interval`` seconds and at shutdown, through a temporary
+    file renamed over the old one (a crash mid-write leaves the previous state)."""
+
+    def __init__(self, store: Any, path: Path, interval: float = 0.5) -> None:
+        self.store, self.path, self.interval = store, path, interval
+        self.dirty = False
+
+    def load(self) -> None:
+        if self.path.exists():
+            with self.path.open("rb") as f:
+                saved = pickle.load(f)  # noqa: S301 - our own file, in the service's home
+            self.store.clear()
+            self.store.update(saved)
+
+    def mark(self) -> None:
+        self.dirty = True
+
+    def save(self) -> None:
+        if not self.dirty:
+            return
+        self.dirty = False
+        partial = self.path.with_suffix(".partial")
+        with partial.open("wb") as f:
+            pickle.dump(dict(self.store), f, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(partial, self.path)
+
+    async def keep_saving(self, app: Any) -> Any:
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(self.interval)
+                self.save()
+
+        task = asyncio.create_task(loop())
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        self.save()
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description="localstripe on loopback, in memory")
+    parser = argparse.ArgumentParser(description="localstripe on loopback")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8420)
+    parser.add_argument("--state", type=Path, help="keep the state in this file across restarts")
     args = parser.parse_args()
 
     from aiohttp import web
     from localstripe import resources, server
 
-    resources.store.dump_to_disk = lambda: None  # keep state in memory only
+    if args.state is None:
+        resources.store.dump_to_disk = lambda: None  # keep state in memory only
+    else:
+        state = _StateFile(resources.store, args.state)
+        state.load()
+        resources.store.dump_to_disk = state.mark
+        server.app.cleanup_ctx.append(state.keep_saving)
     web.run_app(server.app, host=args.host, port=args.port, print=None, access_log=None)
 
 
