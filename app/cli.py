@@ -10,7 +10,8 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from app.core.auth import Role, mint_token
@@ -132,6 +133,24 @@ def _worker(settings: Settings, args: argparse.Namespace) -> None:
         asyncio.run(run(runtime))
 
 
+def _warn_new_secret(environ: Mapping[str, str]) -> None:
+    """`billing token` signs with BILLING_HOME's development secret when JWT_SECRET is unset.
+    Run from another folder than the server, it makes a new secret the server does not know
+    (and the server refuses the token): say so, and where, on stderr."""
+    if environ.get("JWT_SECRET") or environ.get("JWT_SECRET_FILE"):
+        return
+    if environ.get("JWT_ALGORITHM", "HS256").strip().upper() != "HS256":
+        return
+    home = Path(environ.get("BILLING_HOME") or ".billing").expanduser().resolve()
+    if not (home / "jwt_secret").exists():
+        print(
+            f"billing: created a new development secret at {home / 'jwt_secret'}; a server "
+            "started from another folder (another BILLING_HOME) will refuse this token: run "
+            "`billing token` where `billing serve` runs, or set BILLING_HOME or JWT_SECRET.",
+            file=sys.stderr,
+        )
+
+
 def _token(settings: Settings, args: argparse.Namespace) -> None:
     role = Role(args.role)
     subject = args.sub or f"dev-{role.value}"
@@ -171,7 +190,11 @@ def _export_schema() -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="billing", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="billing",
+        description="Serve the billing API, run its worker, migrate the database, mint "
+        "development tokens, export the GraphQL schema, verify the books.",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the API (embedded defaults when unconfigured)")
@@ -229,6 +252,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         _export_schema()
         return 0
     try:
+        if args.command == "token":
+            _warn_new_secret(os.environ)
         settings = load_settings()
         if args.command == "serve":
             if args.with_worker:

@@ -266,9 +266,13 @@ def test_token_command_mints_a_verifiable_token(tmp_path: Path) -> None:
         tmp_path, "token", "--role", "customer", "--org", "acme", "--sub", "cus_1", "--ttl", "60"
     )
     assert result.returncode == 0, result.stderr
+    assert "created a new development secret" in result.stderr  # a fresh BILLING_HOME
     principal = decode_token(load_settings(clean_env(tmp_path)), result.stdout.strip())
     assert (principal.org, principal.subject, principal.role.value) == ("acme", "cus_1", "customer")
 
+    again = cli(tmp_path, "token", "--role", "admin", "--org", "acme")
+    assert again.returncode == 0, again.stderr
+    assert again.stderr == ""  # the same secret, nothing to warn about
     refused = cli(tmp_path, "token", "--role", "customer", "--org", "acme")
     assert refused.returncode == 2
     assert "needs --sub" in refused.stderr
