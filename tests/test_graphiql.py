@@ -62,10 +62,27 @@ def test_a_remote_url_nobody_shipped_stops_the_page(monkeypatch: pytest.MonkeyPa
         offline_graphiql_html.cache_clear()
 
 
-async def test_the_root_leads_to_the_explorer(http: httpx.AsyncClient) -> None:
-    response = await http.get("/", follow_redirects=False)
-    assert response.status_code == 307
-    assert response.headers["location"] == "/graphql"
+async def test_the_root_links_the_explorer_and_the_dashboard(http: httpx.AsyncClient) -> None:
+    response = await http.get("/")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    for link in ('href="/graphql"', 'href="/dashboard"', 'href="/ready"'):
+        assert link in response.text
+    assert response.headers["content-security-policy"].startswith("default-src 'none'")
+
+
+async def test_graphiql_page_has_a_strict_policy(http: httpx.AsyncClient) -> None:
+    page = await http.get("/graphql", headers={"accept": "text/html"})
+    policy = dict(
+        part.strip().split(" ", 1) for part in page.headers["content-security-policy"].split(";")
+    )
+    assert policy["default-src"] == "'none'"
+    assert policy["connect-src"] == "'self'"
+    sources = policy["script-src"].split()
+    assert sources[0] == "'self'"
+    assert all(s.startswith("'sha256-") for s in sources[1:])
+    assert len(sources) == 2  # strawberry's one inline script, by its hash
+    assert "unsafe-inline" not in policy["script-src"]
 
 
 async def test_in_production_the_root_says_where_the_api_is(settings: Settings) -> None:

@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
 from app.core.settings import Settings, load_settings
@@ -30,6 +30,22 @@ from schema import Limits, build_schema
 __all__ = ["create_app"]
 
 log = logging.getLogger(__name__)
+
+LANDING = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Billing API</title>
+<style>body{font:16px/1.5 system-ui,sans-serif;max-width:40rem;margin:3rem auto;padding:0 1rem}
+a{color:#0b5fff}li{margin:.4rem 0}code{background:#f2f2f2;padding:0 .25rem}</style></head>
+<body><h1>Billing API</h1>
+<ul>
+<li><a href="/graphql">GraphiQL</a>: explore and run the API (mint a token with
+<code>billing token --role admin --org acme</code>, then set the header
+<code>{"Authorization": "Bearer &lt;token&gt;"}</code>)</li>
+<li><a href="/dashboard">Live revenue dashboard</a> (admin token)</li>
+<li><a href="/ready">Readiness</a> and <a href="/health">health</a> checks,
+<a href="/metrics">metrics</a></li>
+<li>Docs: <code>README.md</code> and <code>docs/</code> in the project</li>
+</ul></body></html>
+"""
 
 
 async def health(request: Request) -> JSONResponse:
@@ -61,10 +77,18 @@ def create_app(settings: Settings | None = None) -> Starlette:
     require_backends(settings)
 
     async def home(request: Request) -> Response:
-        """The explorer, where there is one; otherwise where the API is."""
-        if not settings.production:
-            return RedirectResponse("/graphql", status_code=307)
-        return JSONResponse({"graphql": "/graphql", "health": "/health", "ready": "/ready"})
+        """A small landing page linking the explorer, the dashboard and the docs; in
+        production, where the API and its health checks are."""
+        if settings.production:
+            return JSONResponse({"graphql": "/graphql", "health": "/health", "ready": "/ready"})
+        return HTMLResponse(
+            LANDING,
+            headers={
+                "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
+                "base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+                "X-Content-Type-Options": "nosniff",
+            },
+        )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -11,7 +11,9 @@ strawberry upgrade that changes them cannot silently go back online.
 
 from __future__ import annotations
 
+import base64
 import functools
+import hashlib
 import re
 from importlib import resources
 
@@ -19,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from strawberry.http.ides import get_graphql_ide_html
 
-__all__ = ["ASSETS", "graphiql_asset", "offline_graphiql_html"]
+__all__ = ["ASSETS", "graphiql_asset", "graphiql_policy", "offline_graphiql_html"]
 
 ASSET_PATH = "/graphiql/assets/"
 
@@ -38,6 +40,7 @@ ASSETS = {
     ),
 }
 
+_INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.DOTALL)
 _MEDIA = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
 _URL = re.compile(r"""https?://[^"'\s)]+""")
 
@@ -59,6 +62,30 @@ def offline_graphiql_html() -> str:
     for url, name in ASSETS.items():
         html = html.replace(url, ASSET_PATH + name)
     return html
+
+
+@functools.cache
+def graphiql_policy() -> str:
+    """The page's Content-Security-Policy: scripts only from this server or the page's own
+    inline script (by hash), no other host for anything; styles may be inline (the editor sets
+    them at run time); requests only to this server (HTTP and WebSocket)."""
+    inline = [
+        "'sha256-" + base64.b64encode(hashlib.sha256(body.encode()).digest()).decode() + "'"
+        for body in _INLINE_SCRIPT.findall(offline_graphiql_html())
+    ]
+    return "; ".join(
+        [
+            "default-src 'none'",
+            f"script-src 'self' {' '.join(inline)}",
+            "style-src 'self' 'unsafe-inline'",
+            "font-src 'self' data:",
+            "img-src 'self' data:",
+            "connect-src 'self'",
+            "base-uri 'none'",
+            "form-action 'none'",
+            "frame-ancestors 'none'",
+        ]
+    )
 
 
 @functools.cache

@@ -28,7 +28,7 @@ from app.context import Context
 from app.core.auth import Principal, decode_token
 from app.core.errors import Unauthenticated
 from app.services import Services
-from app.web.graphiql import offline_graphiql_html
+from app.web.graphiql import graphiql_policy, offline_graphiql_html
 from app.web.strawberry_internals import ConnectionsExceeded, TransportWSHandler, WebSocketAdapter
 
 __all__ = ["MAX_JSON_DEPTH", "BillingGraphQL", "InvalidJSON"]
@@ -150,7 +150,14 @@ class BillingGraphQL(GraphQL[Context, None]):
     async def render_graphql_ide(self, request: Request) -> Response:
         """GraphiQL with its assets served from here, so it works offline
         (``app/web/graphiql.py``)."""
-        return HTMLResponse(offline_graphiql_html())
+        return HTMLResponse(
+            offline_graphiql_html(),
+            headers={
+                "Content-Security-Policy": graphiql_policy(),
+                "X-Content-Type-Options": "nosniff",
+                "Referrer-Policy": "no-referrer",
+            },
+        )
 
     def decode_json(self, data: str | bytes) -> object:
         return decode_strict_json(data)
