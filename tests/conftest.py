@@ -363,3 +363,20 @@ def invoice_factory(
         return invoice
 
     return make
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """A run that leaves a process behind fails (tests/leftovers.py)."""
+    from tests.leftovers import describe, leftover_processes, stop
+
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    try:
+        base = factory.getbasetemp() if factory is not None else None
+    except (OSError, ValueError):
+        base = None
+    left = leftover_processes(base)
+    if left:
+        listed = "\n  ".join(describe(p) for p in left)
+        print(f"\nthis test run left {len(left)} process(es) running:\n  {listed}")
+        stop(left)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
