@@ -1,13 +1,17 @@
 """The Stripe emulator of `billing serve` keeps its state across restarts (a file in
-BILLING_HOME), so the customers the database refers to still exist after a restart."""
+BILLING_HOME), so the customers the database refers to still exist after a restart; and when a
+Stripe object is missing anyway, the error says which and what to do."""
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import httpx
 
 from app.stripe.emulator import EMULATOR_API_KEY, StripeEmulator
+from tests.conftest import CREATE_CUSTOMER, CREATE_PAYMENT
+from tests.support import GraphQLClient
 
 AUTH = {"authorization": f"Bearer {EMULATOR_API_KEY}"}
 
@@ -40,3 +44,27 @@ def test_with_a_state_file_a_restarted_emulator_knows_its_customers(tmp_path: Pa
 
 def test_without_one_it_starts_empty(tmp_path: Path) -> None:
     assert _customer_after_restart(None) == 404
+
+
+async def test_a_missing_stripe_customer_is_named_with_what_to_do(
+    admin: GraphQLClient, stripe_emulator: StripeEmulator
+) -> None:
+    made = await admin.data(CREATE_CUSTOMER, {"input": {"email": "gone@example.com"}})
+    customer = made["customerCreate"]["customer"]
+    async with httpx.AsyncClient(base_url=stripe_emulator.base_url, headers=AUTH) as stripe:
+        gone = await stripe.delete(f"/v1/customers/{customer['stripeCustomerId']}")
+    assert gone.status_code == 200, gone.text
+    answer = await admin.data(
+        CREATE_PAYMENT,
+        {
+            "input": {
+                "customerId": customer["id"],
+                "amount": {"amount": 500, "currency": "USD"},
+                "idempotencyKey": str(uuid.uuid4()),
+            }
+        },
+    )
+    (error,) = answer["paymentIntentCreate"]["errors"]
+    assert error["code"] == "PAYMENT_PROVIDER_ERROR"
+    assert "has no object this request refers to (such as its customer)" in error["message"]
+    assert "stripe-emulator.pickle" in error["message"]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -117,6 +118,31 @@ class ProviderTimeout(ProviderUnreachable):
         self.seconds = seconds
 
 
+_NO_SUCH = re.compile(r"No such ([A-Za-z_]+)")
+
+
+def _missing(exc: stripe.StripeError, action: str) -> ProviderRefused | None:
+    """Stripe has no object our records refer to (``resource_missing``): say which kind (the
+    request parameter's name, never its value) and what to do, instead of a bare refusal."""
+    if exc.code != "resource_missing" and exc.http_status != 404:
+        return None
+    param = exc.error.param if exc.error is not None and exc.error.param else None
+    if param is None:  # e.g. "No such customer: cus_…"; localstripe says only "Not Found"
+        named = _NO_SUCH.search(str(exc.user_message or ""))
+        param = named.group(1).lower() if named else None
+    what = (
+        f"no such {param}" if param else "no object this request refers to (such as its customer)"
+    )
+    return ProviderRefused(
+        action,
+        exc.code,
+        message=f"The payment provider could not {action}: it has {what}, which our records "
+        "refer to (the Stripe account, or the local Stripe emulator's state, was reset or "
+        "changed since it was made). Create it again (for a customer: a new customer, or "
+        "restore BILLING_HOME/stripe-emulator.pickle with the database); nothing was changed.",
+    )
+
+
 def _payment_error(exc: stripe.StripeError, action: str) -> DomainError:
     """Classify a failed money call by what it tells us about Stripe's state."""
     log.warning("stripe %s failed: %s (%s)", action, type(exc).__name__, exc.code or "no code")
@@ -130,7 +156,7 @@ def _payment_error(exc: stripe.StripeError, action: str) -> DomainError:
         return ProviderUnreachable(action)
     if status == 409:  # an identical request is still being processed at Stripe
         return ProviderUnreachable(action)
-    return ProviderRefused(action, exc.code)
+    return _missing(exc, action) or ProviderRefused(action, exc.code)
 
 
 def _intent(obj: Any) -> StripeIntent:
@@ -180,7 +206,7 @@ def _provider_error(exc: stripe.StripeError, action: str) -> DomainError:
         return ProviderUnreachable(action, message=message)
     if status == 409:
         return ProviderUnreachable(action, message=message)
-    return ProviderRefused(action, exc.code, message=message)
+    return _missing(exc, action) or ProviderRefused(action, exc.code, message=message)
 
 
 class StripeGateway:
