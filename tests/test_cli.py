@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -244,6 +245,42 @@ async def test_a_restart_keeps_what_payments_need(tmp_path: Path) -> None:
         paid = await _pay(second["url"], bearer, customer_id)
         assert paid["errors"] == [], paid
         assert paid["payment"]["status"] == "SUCCEEDED"
+
+
+@pytest.mark.embedded_only
+@pytest.mark.slow
+async def test_after_kill_9_a_restart_works_and_a_clean_stop_leaves_nothing(
+    tmp_path: Path,
+) -> None:
+    """SIGKILL stops nothing: PostgreSQL runs on (the restart reuses it), the emulator notices
+    its parent died and exits (its state saved); the next clean stop stops everything."""
+    bearer = cli(tmp_path, "token", "--role", "admin", "--org", "acme").stdout.strip()
+    with serve(tmp_path) as first:
+        async with httpx.AsyncClient(
+            base_url=first["url"], headers={"authorization": f"Bearer {bearer}"}
+        ) as c:
+            made = await c.post(
+                "/graphql",
+                json={
+                    "query": CREATE_CUSTOMER,
+                    "variables": {"input": {"email": "bo@example.com", "name": "Bo"}},
+                },
+            )
+        customer_id = made.json()["data"]["customerCreate"]["customer"]["id"]
+        process: subprocess.Popen[str] = first["process"]
+        emulators = psutil.Process(process.pid).children(recursive=True)
+        await asyncio.sleep(1)  # the emulator saves its state at most every 0.5 s
+        process.kill()
+        process.wait(10)
+        for emulator in emulators:
+            emulator.wait(10)  # gone by itself
+    with serve(tmp_path) as second:
+        paid = await _pay(second["url"], bearer, customer_id)
+        assert paid["errors"] == [], paid
+        process = second["process"]
+        process.terminate()
+        assert process.wait(30) == 0
+    assert not postgres_processes(tmp_path / "postgres"), "embedded PostgreSQL was left running"
 
 
 @pytest.mark.embedded_only

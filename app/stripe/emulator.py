@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import os
 import pickle
+import signal
 import socket
 import subprocess
 import sys
@@ -131,6 +132,23 @@ class _StateFile:
         self.save()
 
 
+async def _exit_with_parent(app: Any) -> Any:
+    """Stop when the process that started us is gone (killed with SIGKILL, it could not stop
+    us): an orphaned emulator would hold its port and state for nobody."""
+    parent = os.getppid()
+
+    async def watch() -> None:
+        while os.getppid() == parent:  # noqa: ASYNC110 - no event tells a parent's death
+            await asyncio.sleep(1)
+        os.kill(os.getpid(), signal.SIGTERM)  # aiohttp's graceful exit: state saved first
+
+    task = asyncio.create_task(watch())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="localstripe on loopback")
     parser.add_argument("--host", default="127.0.0.1")
@@ -148,6 +166,7 @@ def main() -> None:
         state.load()
         resources.store.dump_to_disk = state.mark
         server.app.cleanup_ctx.append(state.keep_saving)
+    server.app.cleanup_ctx.append(_exit_with_parent)
     web.run_app(server.app, host=args.host, port=args.port, print=None, access_log=None)
 
 
