@@ -206,10 +206,17 @@ def _parser() -> argparse.ArgumentParser:
         "--workers", type=int, help="worker processes (default WEB_CONCURRENCY or 1)"
     )
     serve.add_argument("--no-migrate", action="store_true", help="do not apply migrations first")
-    serve.add_argument(
+    running = serve.add_mutually_exclusive_group()
+    running.add_argument(
         "--with-worker",
         action="store_true",
-        help="also run the billing worker inside each server process",
+        help="also run the billing worker inside each server process (the default in development)",
+    )
+    running.add_argument(
+        "--no-worker",
+        action="store_true",
+        help="do not run the billing worker here (the default outside development: run "
+        "`billing worker` processes)",
     )
 
     worker = commands.add_parser("worker", help="run the billing worker (renewals, dunning)")
@@ -237,7 +244,7 @@ def _configure_logging(env: str) -> None:
     messages included; its access log is replaced by ``app.web.request_log``'s line)."""
     handler = logging.StreamHandler()
     if env == "production":
-        from app.web.request_log import JsonFormatter
+        from app.web import JsonFormatter
 
         handler.setFormatter(JsonFormatter())
     else:
@@ -272,9 +279,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             _warn_new_secret(os.environ)
         settings = load_settings()
         if args.command == "serve":
-            if args.with_worker:
+            # In development renewals, trial ends and dunning happen without a second command;
+            # elsewhere the worker runs as its own processes unless asked for here.
+            embedded = args.with_worker or (
+                settings.env == "development"
+                and not args.no_worker
+                and "BILLING_EMBEDDED_WORKER" not in os.environ
+            )
+            if embedded and not settings.embedded_worker:
                 os.environ["BILLING_EMBEDDED_WORKER"] = "true"
                 settings = settings.with_overrides(embedded_worker=True)
+            if args.no_worker:
+                os.environ["BILLING_EMBEDDED_WORKER"] = "false"
+                settings = settings.with_overrides(embedded_worker=False)
             _serve(settings, args)
         elif args.command == "worker":
             _worker(settings, args)

@@ -354,7 +354,10 @@ def run(seconds: float, rounds: int, payments: int) -> list[dict[str, Any]]:
             capture_output=True,
         )
         api_port, base_port = free_port(), free_port()
-        serve = [sys.executable, "-m", "app.cli", "serve", "--no-migrate", "--port", str(api_port)]
+        serve = [
+            *(sys.executable, "-m", "app.cli", "serve", "--no-migrate", "--no-worker"),
+            *("--port", str(api_port)),
+        ]
         if profile := os.environ.get("BENCH_PROFILE"):
             # py-spy samples the served process; it writes its file when the process ends.
             spy = shutil.which("py-spy") or "py-spy"

@@ -173,6 +173,25 @@ async def test_serve_on_embedded_defaults_then_stop_cleanly(served: dict[str, An
 
 @pytest.mark.embedded_only
 @pytest.mark.slow
+def test_in_development_serve_runs_the_worker(served: dict[str, Any]) -> None:
+    home: Path = served["home"]
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        logs = "".join(p.read_text() for p in home.glob("serve-*.log"))
+        if "billing worker started" in logs:
+            break
+        time.sleep(0.1)
+    assert "billing worker started" in logs, logs
+
+
+def test_with_and_without_worker_cannot_both_be_asked(tmp_path: Path) -> None:
+    both = cli(tmp_path, "serve", "--with-worker", "--no-worker")
+    assert both.returncode == 2
+    assert "not allowed with argument" in both.stderr
+
+
+@pytest.mark.embedded_only
+@pytest.mark.slow
 def test_sigterm_stops_serve_and_its_embedded_servers(served: dict[str, Any]) -> None:
     """What `kill`, systemd and `docker stop` send: a clean exit, nothing left running."""
     home: Path = served["home"]
