@@ -41,6 +41,7 @@ class Loaders:
         self.refunds_by_payment_id = payments.refunds_by_payment_id
         self.refund_limits_by_payment_id = payments.refund_limits_by_payment_id
         self.payments_by_customer_id = payments.payments_by_customer_id
+        self.payment_summary_by_customer_id = payments.payment_summary_by_customer_id
 
         invoicing = InvoicingLoaders(services.invoices, services.credit_notes, org)
         self.invoice_by_id = invoicing.invoice_by_id

@@ -81,17 +81,19 @@ async def of_customer(
     ctx: Context, customer_id: str, *, first: int, after: str | None
 ) -> PaymentPage:
     """A customer's payments; batched with the other customers of the same response."""
-    org, service = ctx.org, ctx.services.payments
     nodes, has_next = await ctx.loaders.payments_by_customer_id.load((customer_id, first, after))
     for node in nodes:
         ctx.loaders.payment_by_id.prime(node.id, node)
-    scoped = {"customer_id": customer_id}
-    return PaymentPage(
-        nodes,
-        has_next,
-        lambda: service.read.count(org, scoped),
-        lambda: service.summary(org, scoped),
-    )
+    summaries = ctx.loaders.payment_summary_by_customer_id
+
+    async def count() -> int:
+        return sum(s.count for s in await summaries.load(customer_id))
+
+    async def summary() -> list[CurrencySummary]:
+        return await summaries.load(customer_id)
+
+    # totalCount and summary come from one statement for all the customers of a response.
+    return PaymentPage(nodes, has_next, count, summary)
 
 
 async def refunds_of(ctx: Context, payment: Payment) -> list[Refund]:

@@ -7,7 +7,7 @@ from aiodataloader import DataLoader
 
 from app.ledger import Ledger, RefundLimits
 from app.payments.refunds import Refund, RefundService
-from app.payments.service import Payment, PaymentService
+from app.payments.service import CurrencySummary, Payment, PaymentService
 
 __all__ = ["PaymentLoaders", "PaymentPageKey"]
 
@@ -16,8 +16,9 @@ PaymentPageKey = tuple[str, int, str | None]
 
 
 class PaymentLoaders:
-    """Payments and refunds by id, refunds and refund limits by payment, pages of payments by
-    customer: one statement per batch (per distinct page shape for the pages)."""
+    """Payments and refunds by id, refunds and refund limits by payment, pages of payments and
+    their totals per currency by customer: one statement per batch (per distinct page shape for
+    the pages)."""
 
     def __init__(
         self, payments: PaymentService, refunds: RefundService, ledger: Ledger, org: str
@@ -48,7 +49,13 @@ class PaymentLoaders:
                     found[(customer_id, first, after)] = page
             return [found[key] for key in keys]
 
+        async def summaries(customer_ids: list[str]) -> list[list[CurrencySummary]]:
+            return await payments.summaries_by_customer(org, customer_ids)
+
         self.payment_by_id: DataLoader[str, Payment | None] = DataLoader(payments_by_ids)
+        self.payment_summary_by_customer_id: DataLoader[str, list[CurrencySummary]] = DataLoader(
+            summaries
+        )
         self.refund_by_id: DataLoader[str, Refund | None] = DataLoader(refunds_by_ids)
         self.refunds_by_payment_id: DataLoader[str, list[Refund]] = DataLoader(refunds_of_payments)
         self.refund_limits_by_payment_id: DataLoader[str, RefundLimits] = DataLoader(refund_limits)

@@ -187,6 +187,28 @@ class PaymentRepository(TableRepository):
         )
         return await self._db.fetch_all(query)
 
+    async def summaries_by_customer(self, org: str, customer_ids: Sequence[str]) -> Sequence[Row]:
+        """``summary`` for each of several customers, in one statement (rows carry
+        ``customer_id``)."""
+        c = payments.c
+        succeeded = c.status == "succeeded"
+        query = (
+            sa.select(
+                c.customer_id,
+                c.currency,
+                sa.func.count().label("count"),
+                sa.func.count().filter(succeeded).label("succeeded_count"),
+                sa.func.coalesce(sa.func.sum(c.amount_captured).filter(succeeded), 0).label(
+                    "succeeded"
+                ),
+                sa.func.coalesce(sa.func.sum(c.amount_refunded), 0).label("refunded"),
+            )
+            .where(c.organization_id == org, c.customer_id == any_of(customer_ids))
+            .group_by(c.customer_id, c.currency)
+            .order_by(c.customer_id, c.currency)
+        )
+        return await self._db.fetch_all(query)
+
     async def pages_by_customer(
         self, org: str, customer_ids: Sequence[str], *, first: int, after: str | None
     ) -> Sequence[Row]:

@@ -45,3 +45,39 @@ async def test_plan_lookups_in_one_operation_are_batched(
         a["id"],
     )
     assert log.count == 1
+
+
+CUSTOMER_PAYMENT_TOTALS = """query($n: Int) {
+  customers(first: $n) { edges { node { id
+    payments(first: 2) { totalCount summary { currency count succeededCount succeeded { amount } } }
+  } } }
+}"""
+
+
+async def test_customer_payment_totals_are_batched_across_customers(
+    admin: GraphQLClient,
+    customer_factory: Callable[..., Any],
+    payment_factory: Callable[..., Any],
+) -> None:
+    """``payments { totalCount summary }`` of every customer of a page: one statement for all
+    of them, not two per customer; and each customer gets its own totals."""
+    customers = [await customer_factory() for _ in range(8)]
+    await payment_factory(customer=customers[0], confirm=True)
+    await payment_factory(customer=customers[0], amount={"amount": 250, "currency": "EUR"})
+    await payment_factory(customer=customers[1])
+    counts = []
+    for n in (2, 8):
+        with count_statements() as log:
+            page = (await admin.data(CUSTOMER_PAYMENT_TOTALS, {"n": n}))["customers"]
+        assert len(page["edges"]) == n
+        counts.append(log.count)
+    assert counts[0] == counts[1], counts
+    totals = {e["node"]["id"]: e["node"]["payments"] for e in page["edges"]}
+    first = totals[customers[0]["id"]]
+    assert first["totalCount"] == 2
+    assert first["summary"] == [
+        {"currency": "EUR", "count": 1, "succeededCount": 0, "succeeded": {"amount": "0"}},
+        {"currency": "USD", "count": 1, "succeededCount": 1, "succeeded": {"amount": "10000"}},
+    ]
+    assert totals[customers[1]["id"]]["totalCount"] == 1
+    assert totals[customers[2]["id"]] == {"totalCount": 0, "summary": []}
