@@ -10,6 +10,7 @@ period to finish exiting; what is still there then fails the run, listed, and is
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from pathlib import Path
 
@@ -31,7 +32,8 @@ def _ours(base: Path | None) -> list[psutil.Process]:
         for process in psutil.process_iter(attrs=["name", "cmdline"]):
             cmdline = process.info.get("cmdline") or []
             postgres = process.info.get("name") == "postgres"
-            if postgres and any(str(base) in c for c in cmdline) and process not in found:
+            inside = any(f"{base}{os.sep}" in c for c in cmdline)  # not a sibling pytest-41
+            if postgres and inside and process not in found:
                 found.append(process)
     found = [p for p in found if _alive(p)]
     return found
