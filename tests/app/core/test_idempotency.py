@@ -103,8 +103,12 @@ async def test_a_key_in_flight_is_in_use_until_its_lease_ends_then_taken_over(
 
 
 async def test_only_one_of_many_concurrent_requests_claims_a_key(
-    keys: IdempotencyKeys, org: str
+    app_services: Any, org: str
 ) -> None:
+    # A lease no busy machine outlives while the 25 requests queue for 10 connections (with
+    # the 300 ms one, a late request could lawfully take an expired claim over).
+    keys = IdempotencyKeys(app_services.db, lease=timedelta(seconds=30))
+
     async def attempt() -> str:
         try:
             outcome = await begin(keys, org, "race")
