@@ -11,11 +11,10 @@ import signal
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from app.core.auth import Role, mint_token
-from app.core.settings import Settings, SettingsError, load_settings
+from app.core.settings import Settings, SettingsError, billing_home, load_settings
 
 __all__ = ["main", "proxy_options"]
 
@@ -143,7 +142,7 @@ def _warn_new_secret(environ: Mapping[str, str]) -> None:
         return
     if environ.get("JWT_ALGORITHM", "HS256").strip().upper() != "HS256":
         return
-    home = Path(environ.get("BILLING_HOME") or ".billing").expanduser().resolve()
+    home = billing_home(environ)
     if not (home / "jwt_secret").exists():
         print(
             f"billing: created a new development secret at {home / 'jwt_secret'}; a server "

@@ -185,12 +185,17 @@ def _development_jwt_secret(home: Path) -> str:
     return value
 
 
+def billing_home(env: Mapping[str, str]) -> Path:
+    """The data folder: BILLING_HOME, or ``./.billing``."""
+    return Path(env.get("BILLING_HOME") or ".billing").expanduser().resolve()
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if environ is None else environ
     mode = env.get("BILLING_ENV", "development").strip().lower()
     if mode not in _ENVIRONMENTS:
         raise SettingsError(f"BILLING_ENV must be one of {', '.join(_ENVIRONMENTS)}, got {mode!r}.")
-    home = Path(env.get("BILLING_HOME") or ".billing").expanduser().resolve()
+    home = billing_home(env)
 
     database_url = env.get("DATABASE_URL") or None
     if database_url and not database_url.startswith(("postgresql://", "postgres://")):

@@ -35,6 +35,21 @@ _RELEASED = {
 }
 
 
+def _totals(*keys: sa.ColumnElement[Any]) -> sa.Select[Any]:
+    """Count, succeeded count, captured by succeeded payments and refunded, per currency (and
+    per ``keys`` first)."""
+    c = payments.c
+    succeeded = c.status == "succeeded"
+    return sa.select(
+        *keys,
+        c.currency,
+        sa.func.count().label("count"),
+        sa.func.count().filter(succeeded).label("succeeded_count"),
+        sa.func.coalesce(sa.func.sum(c.amount_captured).filter(succeeded), 0).label("succeeded"),
+        sa.func.coalesce(sa.func.sum(c.amount_refunded), 0).label("refunded"),
+    )
+
+
 class PaymentRepository(TableRepository):
     table = payments
 
@@ -170,39 +185,15 @@ class PaymentRepository(TableRepository):
     async def summary(self, org: str, filters: Filters) -> Sequence[Row]:
         """Count and totals per currency over everything the filter matches (not one page)."""
         c = payments.c
-        succeeded = c.status == "succeeded"
-        query = (
-            sa.select(
-                c.currency,
-                sa.func.count().label("count"),
-                sa.func.count().filter(succeeded).label("succeeded_count"),
-                sa.func.coalesce(sa.func.sum(c.amount_captured).filter(succeeded), 0).label(
-                    "succeeded"
-                ),
-                sa.func.coalesce(sa.func.sum(c.amount_refunded), 0).label("refunded"),
-            )
-            .where(*self.conditions(org, filters))
-            .group_by(c.currency)
-            .order_by(c.currency)
-        )
-        return await self._db.fetch_all(query)
+        query = _totals().where(*self.conditions(org, filters)).group_by(c.currency)
+        return await self._db.fetch_all(query.order_by(c.currency))
 
     async def summaries_by_customer(self, org: str, customer_ids: Sequence[str]) -> Sequence[Row]:
         """``summary`` for each of several customers, in one statement (rows carry
         ``customer_id``)."""
         c = payments.c
-        succeeded = c.status == "succeeded"
         query = (
-            sa.select(
-                c.customer_id,
-                c.currency,
-                sa.func.count().label("count"),
-                sa.func.count().filter(succeeded).label("succeeded_count"),
-                sa.func.coalesce(sa.func.sum(c.amount_captured).filter(succeeded), 0).label(
-                    "succeeded"
-                ),
-                sa.func.coalesce(sa.func.sum(c.amount_refunded), 0).label("refunded"),
-            )
+            _totals(c.customer_id)
             .where(c.organization_id == org, c.customer_id == any_of(customer_ids))
             .group_by(c.customer_id, c.currency)
             .order_by(c.customer_id, c.currency)
