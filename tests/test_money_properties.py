@@ -63,6 +63,7 @@ The last tests of the module replay, as fixed sequences, the product bugs this t
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections import Counter
@@ -1137,3 +1138,61 @@ async def test_a_pending_credit_for_unused_time_is_not_refunded_again(
     assert canceled["errors"] == [], canceled
     await check_books(world, "cancel", "ok")
     assert customer.last.credit_balances == {"USD": 94}
+
+
+async def test_a_refund_and_a_credit_for_unused_time_at_once_give_back_at_most_what_was_paid(
+    backend: Backend,
+) -> None:
+    """The subscription room under concurrency: a refund of the whole payment and an immediate
+    cancellation with its credit for unused time, sent at the same moment, together give back
+    exactly the 1.00 paid (whichever takes the subscription's lock first, the other gets what
+    is left), and the books balance."""
+    world, customer = await _one_customer(backend)
+    sub = await world.mutate(
+        world.admin,
+        SUBSCRIBE,
+        "subscriptionCreate",
+        {
+            "customerId": customer.id,
+            "planId": world.plans[0]["id"],
+            "quantity": 1,
+            "trialDays": 0,
+            "idempotencyKey": key(),
+        },
+    )
+    await check_books(world, "subscribe", "ok")
+    assert customer.last is not None
+    (payment,) = customer.last.payments
+    world.now = EPOCH + timedelta(days=2)
+    await world.mutate(world.admin, ADVANCE, "testClockAdvance", {"to": world.now.isoformat()})
+    refund, canceled = await asyncio.gather(
+        world.mutate(
+            world.admin,
+            REFUND_CREATE,
+            "refundCreate",
+            {
+                "paymentId": payment["id"],
+                "reason": "REQUESTED_BY_CUSTOMER",
+                "idempotencyKey": key(),
+            },
+        ),
+        world.mutate(
+            world.admin,
+            CANCEL,
+            "subscriptionCancel",
+            {"id": sub["subscription"]["id"], "atPeriodEnd": False, "prorate": True},
+        ),
+    )
+    assert canceled["errors"] == [], canceled
+    await check_books(world, "refund and cancel at once", outcome(refund))
+    assert customer.last is not None
+    refunded = sum(
+        amount(r["amount"])
+        for p in customer.last.payments
+        for r in p["refunds"]
+        if r["status"] == "SUCCEEDED"
+    )
+    credit = customer.last.credit_balances.get("USD", 0)
+    # In either order exactly 1.00 goes back: refund first (1.00, no credit left), or credit
+    # first (0.94, then the refund takes the 0.06 left); never 1.94.
+    assert refunded + credit == 100, (refunded, credit)
