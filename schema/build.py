@@ -25,6 +25,7 @@ from schema.limits import max_mutations_rule
 from schema.live import Live, PerEventExecutor
 from schema.organizations import OrganizationMutations, OrganizationQueries
 from schema.payments import PaymentMutations, PaymentQueries
+from schema.persisted import PersistedQueries, PersistedQueryLookup
 from schema.refunds import RefundMutations, RefundQueries
 from schema.scalars import SCALARS
 from schema.service import ServiceQueries
@@ -81,6 +82,7 @@ class BillingSchema(strawberry.Schema):
     parameters or keys. The log line names the exception type and where it was raised."""
 
     validation_results: ValidationResults  # what CachedValidation validated (set by build)
+    persisted_queries: PersistedQueries  # the documents known by hash (set by build)
 
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
@@ -113,10 +115,17 @@ class Limits:
     max_mutations: int = 5
 
 
-def build_schema(limits: Limits | None = None, *, production: bool = False) -> strawberry.Schema:
+def build_schema(
+    limits: Limits | None = None,
+    *,
+    production: bool = False,
+    persisted: PersistedQueries | None = None,
+) -> strawberry.Schema:
     """The schema with its protective extensions. Production also hides introspection and
-    "did you mean" suggestions, which map the API for an attacker."""
+    "did you mean" suggestions, which map the API for an attacker. ``persisted``: the known
+    persisted queries (by default none registered, automatic registration on)."""
     limits = limits or Limits()
+    persisted = persisted or PersistedQueries()
     extra: list[type[ASTValidationRule]] = [
         max_mutations_rule(limits.max_mutations),
         StorableStrings,
@@ -135,6 +144,7 @@ def build_schema(limits: Limits | None = None, *, production: bool = False) -> s
         execution_context_class=PerEventExecutor,
         config=StrawberryConfig(scalar_map=dict(SCALARS), disable_field_suggestions=production),
         extensions=[
+            lambda: PersistedQueryLookup(persisted),
             lambda: MaxTokensLimiter(max_token_count=limits.max_tokens),
             lambda: QueryCost(limits.max_cost),
             lambda: ParserCache(maxsize=512),
@@ -143,6 +153,7 @@ def build_schema(limits: Limits | None = None, *, production: bool = False) -> s
         ],
     )
     built.validation_results = validated
+    built.persisted_queries = persisted
     return built
 
 

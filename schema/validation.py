@@ -85,7 +85,8 @@ class CachedValidation(SchemaExtension):
 
     def on_validate(self) -> Iterator[None]:
         context = self.execution_context
-        if context.graphql_document is not None and context.query is not None:
+        refused = bool(context.pre_execution_errors)  # e.g. an unknown persisted query
+        if not refused and context.graphql_document is not None and context.query is not None:
             context.pre_execution_errors = self._results.errors(
                 graphql_core_schema(context.schema), context.query, context.graphql_document
             )

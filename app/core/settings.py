@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from app.core.persisted_queries import load_manifest
+
 __all__ = ["Settings", "SettingsError", "load_settings"]
 
 _ENVIRONMENTS = ("development", "test", "production")
@@ -58,6 +60,8 @@ class Settings:
     ws_max_connections_per_token: int = 20
     ws_init_timeout_seconds: int = 10
     ws_max_subscriptions: int = 10
+    persisted_queries_file: Path | None = None
+    persisted_queries_only: bool = False
     dunning_retry_days: tuple[int, ...] = (3, 5, 7)
     dunning_final_state: str = "canceled"
     worker_lease_seconds: int = 300
@@ -118,6 +122,26 @@ def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str,
     if value not in choices:
         raise SettingsError(f"{name} must be one of {', '.join(choices)}, got {value!r}.")
     return value
+
+
+def _persisted_queries(env: Mapping[str, str]) -> tuple[Path | None, bool]:
+    """``PERSISTED_QUERIES_FILE`` (checked here, so a bad manifest stops the start) and
+    ``PERSISTED_QUERIES_ONLY``, which needs it."""
+    raw = env.get("PERSISTED_QUERIES_FILE") or None
+    only = _choice(env, "PERSISTED_QUERIES_ONLY", "false", ("true", "false")) == "true"
+    if raw is None:
+        if only:
+            raise SettingsError(
+                "PERSISTED_QUERIES_ONLY=true needs PERSISTED_QUERIES_FILE (the manifest of the "
+                "operations to allow)."
+            )
+        return None, False
+    path = Path(raw)
+    try:
+        load_manifest(path)
+    except ValueError as exc:
+        raise SettingsError(f"PERSISTED_QUERIES_FILE: {exc}.") from None
+    return path, only
 
 
 def _secret(env: Mapping[str, str], name: str) -> str | None:
@@ -256,6 +280,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             f"({graphql_max_cost}), or a query of the largest allowed cost could never run."
         )
 
+    persisted_file, persisted_only = _persisted_queries(env)
+
     return Settings(
         env=mode,
         home=home,
@@ -290,6 +316,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         ws_max_connections_per_token=_int(env, "WS_MAX_CONNECTIONS_PER_TOKEN", 20, 1, 10_000),
         ws_init_timeout_seconds=_int(env, "WS_INIT_TIMEOUT_SECONDS", 10, 1, 300),
         ws_max_subscriptions=_int(env, "WS_MAX_SUBSCRIPTIONS_PER_CONNECTION", 10, 1, 1000),
+        persisted_queries_file=persisted_file,
+        persisted_queries_only=persisted_only,
         dunning_retry_days=_days(env, "DUNNING_RETRY_DAYS", (3, 5, 7)),
         dunning_final_state=_choice(env, "DUNNING_FINAL_STATE", "canceled", ("canceled", "unpaid")),
         worker_lease_seconds=_int(env, "WORKER_LEASE_SECONDS", 300, 1, 86_400),

@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
+from app.core.persisted_queries import load_manifest
 from app.core.settings import Settings, load_settings
 from app.payments import stripe_webhook_endpoint
 from app.services import Services, require_backends
@@ -26,7 +27,7 @@ from app.web.metrics import Metrics, metrics_endpoint
 from app.web.request_log import RequestLog
 from app.worker import BillingWorker
 from db import migrate
-from schema import Limits, build_schema
+from schema import Limits, PersistedQueries, build_schema
 
 __all__ = ["create_app"]
 
@@ -117,8 +118,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
         max_cost=settings.graphql_max_cost,
         max_mutations=settings.graphql_max_mutations,
     )
+    persisted = PersistedQueries(
+        load_manifest(settings.persisted_queries_file) if settings.persisted_queries_file else {},
+        only_registered=settings.persisted_queries_only,
+    )
     graphql = BillingGraphQL(
-        build_schema(limits, production=settings.production),
+        build_schema(limits, production=settings.production, persisted=persisted),
         graphiql=not settings.production,
         init_timeout_seconds=settings.ws_init_timeout_seconds,
         max_subscriptions=settings.ws_max_subscriptions,

@@ -104,6 +104,11 @@ def decode_strict_json(data: str | bytes) -> dict[str, Any]:
     return value
 
 
+def _persisted(data: object) -> bool:
+    extensions = getattr(data, "extensions", None)
+    return isinstance(extensions, dict) and extensions.get("persistedQuery") is not None
+
+
 def _bearer(value: str | None) -> str | None:
     if not value:
         return None
@@ -145,7 +150,8 @@ class BillingGraphQL(GraphQL[Context, None]):
         super().__init__(
             schema,
             graphql_ide="graphiql" if graphiql else None,
-            allow_queries_via_get=False,
+            # GET carries persisted queries only (parse_http_body); mutations never run on GET.
+            allow_queries_via_get=True,
             multipart_uploads_enabled=False,
             subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
             connection_init_wait_timeout=timedelta(seconds=init_timeout_seconds),
@@ -168,6 +174,12 @@ class BillingGraphQL(GraphQL[Context, None]):
     async def parse_http_body(self, request: Any) -> Any:
         """The request's GraphQL data; its operation name goes into the request's log line."""
         data = await super().parse_http_body(request)
+        if request.method == "GET" and not _persisted(data):
+            raise HTTPException(
+                400,
+                "GET /graphql runs persisted queries only (`extensions` with a "
+                "`persistedQuery` hash); send other operations with POST.",
+            )
         names = [item.operation_name for item in (data if isinstance(data, list) else [data])]
         if isinstance(request, _RequestAdapter):
             state = request.starlette_request.scope.setdefault("state", {})
