@@ -244,6 +244,8 @@ def serve(settings: Settings, home: Path) -> tuple[subprocess.Popen[bytes], str]
         "STRIPE_API_BASE": settings.stripe_api_base or "",
         "JWT_SECRET": JWT_SECRET,
         "RATE_LIMIT_RESTORE_RATE": "0",
+        # 500 subscribers on 50 connections of one dashboard token: past the per-token cap.
+        "WS_MAX_CONNECTIONS_PER_TOKEN": "1000",
         "LOG_LEVEL": "warning",
     }
     process = subprocess.Popen(

@@ -112,6 +112,20 @@ class Page:
         await self.evaluate(f"document.querySelector({json.dumps(selector)}).focus()")
         await self.send("Input.insertText", text=text)
 
+    async def set_viewport(self, width: int, height: int, *, mobile: bool = False) -> None:
+        """Lay the page out at ``width`` x ``height`` CSS pixels (as a phone with ``mobile``)."""
+        await self.send(
+            "Emulation.setDeviceMetricsOverride",
+            width=width,
+            height=height,
+            deviceScaleFactor=1,
+            mobile=mobile,
+        )
+
+    async def hover(self, x: float, y: float) -> None:
+        """Move the mouse to a point of the viewport (CSS pixels)."""
+        await self.send("Input.dispatchMouseEvent", type="mouseMoved", x=x, y=y)
+
     async def screenshot(self, path: Path) -> Path:
         shot = await self.send("Page.captureScreenshot", format="png", captureBeyondViewport=True)
         await asyncio.to_thread(path.write_bytes, base64.b64decode(shot["data"]))

@@ -1,9 +1,11 @@
 """The /dashboard page in headless Chromium against a real `billing serve`.
 
-Signs in with an admin token, then a payment is confirmed through the API; the new total, the
-chart's bar for today and the payment must appear on the page without a reload. Keeps a
-screenshot under the test's tmp_path. Needs Debian's `chromium` (`apt-get install chromium`):
-skipped without it, except in CI (CI=true), where it fails.
+Signs in with an admin token (with `?locale=en-US`, so amounts read "$50.00"), then a payment
+is confirmed through the API; the new total, the chart's bar for today and the payment must
+appear on the page without a reload. Keeps a screenshot under the test's tmp_path. Needs
+Debian's `chromium` (`apt-get install chromium`): skipped without it, except in CI (CI=true),
+where it fails. Locale formatting, the chart's axes and tooltips, the MRR trend and the layout
+at phone and desktop widths are in `test_dashboard_format.py`.
 """
 
 from __future__ import annotations
@@ -97,9 +99,9 @@ async def test_dashboard_shows_a_confirmed_payment_live(settings: Settings, tmp_
             second = await payment(api, customer["id"], 2599)
 
             async with chromium(tmp_path / "profile", tmp_path / "chromium.log") as page:
-                await page.goto(f"{server.url}/dashboard")
+                await page.goto(f"{server.url}/dashboard?locale=en-US")
                 await sign_in(page, admin)
-                await page.wait_for(f"{figure('today')} === '50.00'")
+                await page.wait_for(f"{figure('today')} === '$50.00'")
                 await page.wait_for(f"{row_status(first['id'])} === 'succeeded'")
                 assert await page.evaluate("document.getElementById('status').textContent") == (
                     "Live"
@@ -109,9 +111,9 @@ async def test_dashboard_shows_a_confirmed_payment_live(settings: Settings, tmp_
 
                 await confirm(api, second["id"])
 
-                await page.wait_for(f"{figure('today')} === '75.99'")
-                assert await page.evaluate(figure("thisMonth")) == "75.99"
-                assert await page.evaluate(figure("netTotal")) == "75.99"
+                await page.wait_for(f"{figure('today')} === '$75.99'")
+                assert await page.evaluate(figure("thisMonth")) == "$75.99"
+                assert await page.evaluate(figure("netTotal")) == "$75.99"
                 assert await page.evaluate(figure("paymentsToday")) == "2"
                 await page.wait_for(f"{TODAY_BAR} === '7599'")
                 await page.wait_for(f"{row_status(second['id'])} === 'succeeded'")
