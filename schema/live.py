@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import json
 import logging
 import traceback
+from collections import OrderedDict
 from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, TypeVar, cast
 
 import strawberry
+from graphql import ExecutionResult
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from app.core.errors import PublicError
+from app.statistics import RevenueSnapshot as DomainRevenueSnapshot
 from resolvers import live as resolve
 from schema.base import Info
 from schema.graphql_core_internals import give_own_subfield_memo
@@ -35,19 +39,77 @@ log = logging.getLogger("billing.graphql")
 T = TypeVar("T")
 
 
+_SHAREABLE_EVENTS: tuple[type, ...] = (DomainRevenueSnapshot,)
+"""Event payloads one process hands to many subscribers at once (the feeds share one object)
+and whose fields resolve from the payload alone, never from the subscriber's context: their
+result for one document and variables is the same for every subscriber."""
+
+_SharedKey = tuple[int, int, str]
+
+
+class _SharedResults:
+    """Recent results of shareable events, by (payload, operation node, variables). The
+    operation node is the same object for every subscriber of the same text (the parser cache),
+    and entries hold their payload and node, so identities are not reused while cached."""
+
+    def __init__(self, maxsize: int = 256) -> None:
+        self._maxsize = maxsize
+        self._entries: OrderedDict[_SharedKey, tuple[object, object, ExecutionResult]] = (
+            OrderedDict()
+        )
+        self.hits = 0
+
+    def get(self, key: _SharedKey, payload: object, operation: object) -> ExecutionResult | None:
+        entry = self._entries.get(key)
+        if entry is None or entry[0] is not payload or entry[1] is not operation:
+            return None
+        self.hits += 1
+        return entry[2]
+
+    def put(
+        self, key: _SharedKey, payload: object, operation: object, result: ExecutionResult
+    ) -> None:
+        self._entries[key] = (payload, operation, result)
+        if len(self._entries) > self._maxsize:
+            self._entries.popitem(last=False)
+
+
+shared_event_results = _SharedResults()
+
+
 class PerEventExecutor(StrawberryGraphQLCoreExecutionContext):
-    """graphql-core 3.3 executes each subscription event with a copy of the subscription's
-    executor that shares its memo of collected subfields. The memo is keyed by the identity of
-    lists made anew for every event, so it never hits across events and grew by about a hundred
-    objects per event for as long as a subscription lived (a dashboard open all day leaked
-    millions, and full garbage collections paused the process for seconds). Each event gets
-    its own memo instead; within an event it works as before. graphql-core has no public way
-    to do that: the reach-in is in ``schema/graphql_core_internals.py``."""
+    """Executes subscription events, with two changes to graphql-core 3.3:
+
+    - graphql-core executes each event with a copy of the subscription's executor that shares
+      its memo of collected subfields. The memo is keyed by the identity of lists made anew for
+      every event, so it never hits across events and grew by about a hundred objects per event
+      for as long as a subscription lived (a dashboard open all day leaked millions, and full
+      garbage collections paused the process for seconds). Each event gets its own memo
+      instead; within an event it works as before. graphql-core has no public way to do that:
+      the reach-in is in ``schema/graphql_core_internals.py``.
+    - A shareable event (``_SHAREABLE_EVENTS``: the revenue snapshot, one object for every
+      subscriber of an organization) is executed once per document and variables, not once per
+      subscriber: 500 dashboards open on one organization cost one execution per change.
+    """
 
     def build_per_event_executor(self, payload: Any) -> PerEventExecutor:
         executor = cast(PerEventExecutor, super().build_per_event_executor(payload))
         give_own_subfield_memo(executor)
         return executor
+
+    def execute_operation(self, serially: bool | None = None) -> Any:
+        payload = self.root_value
+        if not isinstance(payload, _SHAREABLE_EVENTS):
+            return super().execute_operation(serially)
+        variables = json.dumps(self.variable_values, sort_keys=True, default=str)
+        key = (id(payload), id(self.operation), variables)
+        found = shared_event_results.get(key, payload, self.operation)
+        if found is not None:
+            return found
+        result = super().execute_operation(serially)
+        if isinstance(result, ExecutionResult) and not result.errors:
+            shared_event_results.put(key, payload, self.operation, result)
+        return result
 
 
 class StreamFailed(PublicError):

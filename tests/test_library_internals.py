@@ -103,6 +103,9 @@ def test_websocket_adapter_names() -> None:
     assert _parameters(ASGIWebSocketAdapter.close) == ["self", "code", "reason"], (
         STRAWBERRY + "ASGIWebSocketAdapter.close(code, reason)"
     )
+    assert _parameters(ASGIWebSocketAdapter.send_json) == ["self", "message"], (
+        STRAWBERRY + "ASGIWebSocketAdapter.send_json(message)"
+    )
     view, socket = object(), object()
     adapter = ASGIWebSocketAdapter(view, socket, socket)  # type: ignore[arg-type]
     assert adapter.ws is socket, STRAWBERRY + "ASGIWebSocketAdapter.ws"

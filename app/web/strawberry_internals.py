@@ -4,7 +4,7 @@ WebSocket adapter).
 
 ``app/web/graphql_view.py`` plugs these in through the view's ``websocket_adapter_class`` and
 ``graphql_transport_ws_handler_class``. What they rely on beyond strawberry's public API:
-``ASGIWebSocketAdapter.iter_json`` / ``.ws`` / ``.view`` / ``.close``, and
+``ASGIWebSocketAdapter.iter_json`` / ``.send_json`` / ``.ws`` / ``.view`` / ``.close``, and
 ``BaseGraphQLTransportWSHandler.handle_message`` / ``handle_connection_init`` /
 ``handle_subscribe`` / ``handle_invalid_message`` / ``send_message`` / ``shutdown`` with its
 ``websocket``, ``context``, ``operations``, ``connection_acknowledged`` and
@@ -18,14 +18,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncGenerator
+from collections import OrderedDict
+from collections.abc import AsyncGenerator, Mapping
 from datetime import UTC, datetime
 from typing import Protocol, runtime_checkable
 
 from graphql import GraphQLError
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 from strawberry.asgi import ASGIWebSocketAdapter
-from strawberry.http.exceptions import NonTextMessageReceived
+from strawberry.http.exceptions import NonTextMessageReceived, WebSocketDisconnected
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
 )
@@ -57,10 +58,65 @@ class LimitedView(Protocol):
     def decode_json(self, data: str | bytes) -> object: ...
 
 
+class _EncodedData:
+    """The JSON text of recently sent ``next`` results' ``data``, by the identity of the data
+    object (held, so the identity is not reused while cached). A result shared by many
+    subscribers (``schema/live.py`` executes a revenue snapshot once per document) is one data
+    object: it is encoded once, not once per subscriber. One per process; the event loop is
+    single-threaded, so no lock."""
+
+    def __init__(self, maxsize: int = 64) -> None:
+        self._maxsize = maxsize
+        self._texts: OrderedDict[int, tuple[object, str]] = OrderedDict()
+        self.hits = 0
+
+    def text(self, data: object) -> str:
+        entry = self._texts.get(id(data))
+        if entry is not None and entry[0] is data:
+            self.hits += 1
+            return entry[1]
+        text = json.dumps(data)
+        self._texts[id(data)] = (data, text)
+        if len(self._texts) > self._maxsize:
+            self._texts.popitem(last=False)
+        return text
+
+
+encoded_data = _EncodedData()
+
+
+def next_message_text(message: Mapping[str, object]) -> str | None:
+    """The JSON text of a ``next`` message whose ``data`` is an object, with the data's text
+    taken from ``encoded_data``; None for any other message."""
+    payload = message.get("payload")
+    if message.get("type") != "next" or not isinstance(payload, dict):
+        return None
+    data = payload.get("data")
+    if not isinstance(data, dict):
+        return None
+    rest = {key: value for key, value in payload.items() if key != "data"}
+    tail = "}" if not rest else "," + json.dumps(rest)[1:]
+    return (
+        f'{{"id": {json.dumps(message.get("id"))}, "type": "next", '
+        f'"payload": {{"data": {encoded_data.text(data)}{tail}}}'
+    )
+
+
 class WebSocketAdapter(ASGIWebSocketAdapter):
     """Refuses messages larger than the HTTP body limit (close 1009) before decoding them,
     and closes with 4400 and the reason when a message is not strict JSON (a close reason
-    holds at most 123 bytes)."""
+    holds at most 123 bytes). Sends ``next`` messages with their data encoded once per result
+    (``next_message_text``)."""
+
+    async def send_json(self, message: Mapping[str, object]) -> None:
+        text = next_message_text(message)
+        if text is None:
+            await super().send_json(message)
+            return
+        try:
+            await self.ws.send_text(text)
+        except WebSocketDisconnect as exc:
+            raise WebSocketDisconnected from exc
 
     async def iter_json(
         self, *, ignore_parsing_errors: bool = False
