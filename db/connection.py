@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from typing import Any, cast
 
+import asyncpg
 from databases import Database as _Databases
 from sqlalchemy.sql import ClauseElement
 
@@ -51,10 +52,29 @@ def _record(query: Query) -> None:
         log.statements.append(str(query)[:200])
 
 
+class PooledConnection(asyncpg.Connection):  # type: ignore[misc]
+    """A pool connection that goes back to the pool without a reset query.
+
+    asyncpg resets every connection it takes back (``SELECT pg_advisory_unlock_all(); CLOSE
+    ALL; UNLISTEN *; RESET ALL``): one more round trip per statement, since ``databases`` takes
+    a connection from the pool for each statement outside a transaction. Our pool connections
+    never hold session state: advisory locks are transaction-scoped (``pg_advisory_xact_lock``;
+    the only session lock, the migrations', is taken on a connection of its own), cursors live
+    in transactions, LISTEN has its own connection (``app/core/pubsub.py``) and nothing runs
+    ``SET`` outside ``SET LOCAL``. An open transaction is still rolled back on release
+    (asyncpg adds ``ROLLBACK`` whatever this returns). ``tests/db/test_pool_reset.py`` checks
+    that a session-level setting or lock would be noticed."""
+
+    def get_reset_query(self) -> str:
+        return ""
+
+
 class Database:
     def __init__(self, url: str, *, min_size: int = 2, max_size: int = 10) -> None:
         self.url = url
-        self._db = _Databases(url, min_size=min_size, max_size=max_size)
+        self._db = _Databases(
+            url, min_size=min_size, max_size=max_size, connection_class=PooledConnection
+        )
 
     async def connect(self) -> None:
         await self._db.connect()
