@@ -246,6 +246,14 @@ class IdempotencyKeys:
             )
         claim.completed = True
 
+    async def completed(self, org: str, key: str) -> Stored | None:
+        """The stored outcome of ``key`` when a request with it completed; else None. Lets a
+        retry that took over an interrupted request find the steps it had finished."""
+        row = await self._keys.get(org, key)
+        if row is None or row["state"] != "completed":
+            return None
+        return _stored(row)
+
     async def purge_expired(self) -> int:
         """Delete keys past their retention (run periodically by a worker)."""
         return await self._keys.purge_expired()

@@ -134,6 +134,11 @@ class InvoiceBilling:
             replay=replay,
         )
 
+    async def issued(self, org: str, key: str) -> str | None:
+        """The id of the invoice ``issue`` made under ``key``, if it did."""
+        stored = await self._keys.completed(org, key)
+        return stored.resource_id if stored is not None and stored.error is None else None
+
     async def issue(
         self,
         org: str,

@@ -76,6 +76,11 @@ class SubscriptionBilling(Protocol):
         key is ``bill``)."""
         ...
 
+    async def issued(self, org: str, *, key: str) -> str | None:
+        """The id of the invoice ``issue`` made under ``key``, if it did (a retry that took
+        over an interrupted request finds its invoice)."""
+        ...
+
     async def retry(self, org: str, *, invoice_id: str, key: str) -> ChargeOutcome:
         """Charge an open invoice again (dunning), at most once per ``key``."""
         ...
@@ -175,6 +180,9 @@ class InvoicedBilling:
 
     async def charge(self, org: str, *, invoice_id: str, key: str) -> ChargeOutcome:
         return await self._charge(org, invoice_id, _key(f"{key}:charge"))
+
+    async def issued(self, org: str, *, key: str) -> str | None:
+        return await self._billing.issued(org, _key(key))
 
     async def retry(self, org: str, *, invoice_id: str, key: str) -> ChargeOutcome:
         return await self._charge(org, invoice_id, _key(key))

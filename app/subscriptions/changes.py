@@ -81,6 +81,14 @@ class PlanChanges(Renewals):
         requested: ProrationBehavior | None,
         claim: Claim,
     ) -> Subscription:
+        if claim.retried:
+            issued = await self._billing.issued(org, key=claim.stripe_key("proration"))
+            if issued is not None:
+                # An earlier request with this key committed the change and its invoice, then
+                # died before charging it: charge it now rather than refuse the change as done
+                # (which would leave the invoice open and the subscription out of dunning).
+                now = await self._clock.now(org)
+                return await self._charge_change(org, subscription_id, issued, claim, now)
         plan = await self._usable_plan(org, plan_id, ("input", "planId"))
         if quantity is not None and not 1 <= quantity <= MAX_QUANTITY:
             raise ValidationFailed([_bad("quantity", "Quantity must be between 1 and 1,000,000.")])
@@ -213,6 +221,12 @@ class PlanChanges(Renewals):
         if ends_trial:
             return await self._bill_trial_ended(row, now)
         assert invoice_id is not None  # issued above: a change invoiced at once
+        return await self._charge_change(org, subscription_id, invoice_id, claim, now)
+
+    async def _charge_change(
+        self, org: str, subscription_id: str, invoice_id: str, claim: Claim, now: datetime
+    ) -> Subscription:
+        """Charge the invoice of a change invoiced at once (committed with the change)."""
         try:
             outcome = await self._billing.charge(
                 org, invoice_id=invoice_id, key=claim.stripe_key("proration")
@@ -220,12 +234,15 @@ class PlanChanges(Renewals):
         except (ProviderUnreachable, DomainError) as exc:
             # Not known to be paid (Stripe unreachable, a charge in flight): dunning retries it,
             # and reads Stripe's state before charging again, so nothing is charged twice.
-            log.warning("subscription %s: change invoice not charged (%s)", sub.id, exc.code)
+            log.warning(
+                "subscription %s: change invoice not charged (%s)", subscription_id, exc.code
+            )
             outcome = ChargeOutcome(invoice_id, False, exc.code.value, exc.message)
         # A change is not free when its invoice is not paid, whoever made it: dunning, as a
         # failed renewal (the change stands; paid, it is active again).
         after: dict[str, Any] = {"latest_invoice_id": outcome.invoice_id}
         after.update(self._unpaid(outcome, now))
+        allowed = [Status.ACTIVE.value, Status.TRIALING.value]
         async with self._db.transaction():
             row = await self._require(self._subs.transition(org, subscription_id, allowed, after))
             await self._keys.complete(claim)

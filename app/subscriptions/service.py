@@ -99,6 +99,13 @@ class SubscriptionService(PlanChanges, PauseCancel):
         self, org: str, actor: Principal, draft: SubscriptionDraft, claim: Claim
     ) -> Subscription:
         now = await self._clock.now(org)
+        if claim.retried:
+            interrupted = (await self._subs.by_ids(org, [claim.resource_id]))[0]
+            if interrupted is not None:
+                # An earlier request with this key committed the subscription and died before
+                # it was billed: bill it now (the charge is idempotent per period), instead of
+                # inserting again and answering DUPLICATE, which would strand it incomplete.
+                return await self._resume_create(org, interrupted, now, claim)
         plan = await self._usable_plan(org, draft.plan_id, ("input", "planId"))
         errors = []
         if not 1 <= draft.quantity <= MAX_QUANTITY:
@@ -147,6 +154,13 @@ class SubscriptionService(PlanChanges, PauseCancel):
         # Without a trial the first period is charged at once; the row exists (incomplete)
         # first, so a crash leaves a visible subscription that the retry completes.
         return await self._bill_first_period(org, row, now, claim)
+
+    async def _resume_create(self, org: str, row: Row, now: datetime, claim: Claim) -> Subscription:
+        if row["status"] == Status.INCOMPLETE.value and row["next_action_at"] is None:
+            return await self._bill_first_period(org, row, now, claim)
+        # Anything else was completed with its key in the same transaction; answer it as is.
+        await self._keys.complete(claim)
+        return Subscription.from_row(row)
 
     @staticmethod
     def _initial_values(

@@ -682,6 +682,9 @@ class _Unreachable:
     async def retry(self, org: str, **_: Any) -> ChargeOutcome:
         raise ProviderUnreachable("charge the final invoice")
 
+    async def issued(self, org: str, **_: Any) -> str | None:
+        return None
+
 
 class _ChargeUnanswered:
     """Billing whose invoices are issued but whose charge gets no answer from Stripe."""
