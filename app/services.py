@@ -69,6 +69,13 @@ class Services:
     throttle: Throttle
     connections: ConnectionSlots
 
+    async def housekeeping(self) -> int:
+        """The worker's periodic chores: purge idempotency keys past their retention, and send
+        refunds whose request died before Stripe answered (``RefundService.send_unsent``).
+        Returns how many records they handled."""
+        purged = await self.idempotency.purge_expired()
+        return purged + await self.refunds.send_unsent()
+
     @classmethod
     @contextlib.asynccontextmanager
     async def open(cls, settings: Settings) -> AsyncIterator[Services]:

@@ -28,7 +28,7 @@ class BillingWorker:
         idle_seconds: float = 5.0,
         batch: int = 100,
         housekeeping: Callable[[], Awaitable[int]] | None = None,
-        housekeeping_seconds: float = 600.0,
+        housekeeping_seconds: float = 60.0,
     ) -> None:
         self._subscriptions = subscriptions
         self._idle = idle_seconds
@@ -44,14 +44,14 @@ class BillingWorker:
         self._stopping.set()
 
     async def run_once(self) -> int:
-        """Bill what is due (and, every ``housekeeping_seconds``, run the housekeeping, such as
-        purging idempotency keys past their retention)."""
+        """Bill what is due (and, every ``housekeeping_seconds``, run the housekeeping: purging
+        idempotency keys past their retention, sending refunds left unsent by dead requests)."""
         now = time.monotonic()
         if self._housekeeping is not None and now >= self._next_housekeeping:
             self._next_housekeeping = now + self._housekeeping_every
             purged = await self._housekeeping()
             if purged:
-                log.info("housekeeping removed %d expired records", purged)
+                log.info("housekeeping handled %d records", purged)
         handled = await self._subscriptions.process_due(limit=self._batch)
         self.handled += handled
         return handled

@@ -453,6 +453,28 @@ class RefundService:
             log.warning("refund %s not sent to Stripe yet: %s", refund_id, type(exc).__name__)
             return Refund.from_row(row)
 
+    async def send_unsent(
+        self,
+        *,
+        older_than: timedelta = timedelta(minutes=2),
+        limit: int = 100,
+        org: str | None = None,
+    ) -> int:
+        """Send refunds whose request died (or whose Stripe call got no answer) and that no one
+        retried: the worker's housekeeping. Each is looked for at Stripe first (the dead
+        request may have reached it), then sent or recorded once. Returns how many now have
+        an outcome (sent, found at Stripe, or refused there)."""
+        settled = 0
+        for row in await self._refunds.unsent(older_than=older_than, limit=limit, org=org):
+            refund = await self.send_reserved(row["organization_id"], row["id"], retry=True)
+            if refund is not None and (
+                refund.status is not R.PENDING or refund.stripe_refund_id is not None
+            ):
+                settled += 1
+        if settled:
+            log.info("sent %d refunds left unsent by interrupted requests", settled)
+        return settled
+
     async def send_reserved_for_credit_note(self, org: str, credit_note_id: str) -> None:
         """Finish sending a credit note's refund (a retry of the note's request)."""
         row = await self._refunds.of_credit_note(org, credit_note_id)

@@ -101,7 +101,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 worker = BillingWorker(
                     services.subscriptions,
                     idle_seconds=settings.worker_idle_seconds,
-                    housekeeping=services.idempotency.purge_expired,
+                    housekeeping=services.housekeeping,
                 )
                 task = asyncio.create_task(worker.run(), name="billing-worker")
             try:

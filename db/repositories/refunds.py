@@ -122,6 +122,28 @@ class RefundRepository(TableRepository):
         )
         return await self._db.fetch_one(query)
 
+    async def unsent(
+        self, *, older_than: timedelta, limit: int, org: str | None = None
+    ) -> Sequence[Row]:
+        """Refunds of any organization released to Stripe but not known there, created more
+        than ``older_than`` ago and not leased by a live request: their request died or
+        Stripe did not answer. Oldest first."""
+        c = refunds.c
+        query = (
+            sa.select(c.organization_id, c.id)
+            .where(
+                c.status == "pending",
+                c.stripe_refund_id.is_(None),
+                sa.or_(c.lease_until.is_(None), c.lease_until < sa.func.now()),
+                # Cast: `now() - $1` alone lets PostgreSQL read $1 as a timestamp.
+                c.created_at < sa.func.now() - sa.cast(sa.literal(older_than), sa.Interval()),
+                *([c.organization_id == org] if org is not None else []),
+            )
+            .order_by(c.created_at)
+            .limit(limit)
+        )
+        return await self._db.fetch_all(query)
+
     async def abandon(self, org: str, refund_id: str, *, token: str) -> None:
         """Outcome at Stripe unknown: expire the lease so the next caller looks there first."""
         await self._db.execute(
