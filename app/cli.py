@@ -1,4 +1,4 @@
-"""The ``billing`` command: serve, worker, migrate, token, export-schema, verify."""
+"""The ``billing`` command: serve, worker, migrate, token, export-schema, verify, demo."""
 
 from __future__ import annotations
 
@@ -118,7 +118,7 @@ def _worker(settings: Settings, args: argparse.Namespace) -> None:
                 services.subscriptions,
                 idle_seconds=runtime.worker_idle_seconds,
                 batch=args.batch,
-                housekeeping=services.idempotency.purge_expired,
+                housekeeping=services.housekeeping,
             )
             if args.once:
                 while await worker.run_once() > 0:
@@ -184,6 +184,33 @@ def _verify(settings: Settings, args: argparse.Namespace) -> int:
         return asyncio.run(run(runtime))
 
 
+def _demo(settings: Settings, args: argparse.Namespace) -> int:
+    from app.demo import DemoOptions, DemoRefused, run_demo
+
+    options = DemoOptions(
+        org=args.org, customers=args.customers, months=args.months, seed=args.seed
+    )
+    try:
+        options.check()
+        if not settings.test_clocks:
+            raise DemoRefused(
+                "billing demo runs a year of billing on a test clock, and test clocks are off "
+                "with BILLING_ENV=production."
+            )
+        with embedded_runtime(settings) as runtime:
+            _migrate(runtime)
+            # A line per Stripe call, payment or decline would bury the progress bar.
+            for name in ("app", "db", "stripe", "httpx", "databases"):
+                logging.getLogger(name).setLevel(logging.WARNING)
+            logging.getLogger("app.stripe").setLevel(logging.ERROR)  # the demo's declines
+            report = asyncio.run(run_demo(runtime, options))
+    except DemoRefused as exc:
+        print(f"billing demo: {exc}", file=sys.stderr)
+        return 1
+    print(report.render(settings))
+    return 1 if report.violations else 0
+
+
 def _export_schema() -> None:
     from schema import schema
 
@@ -194,7 +221,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="billing",
         description="Serve the billing API, run its worker, migrate the database, mint "
-        "development tokens, export the GraphQL schema, verify the books.",
+        "development tokens, export the GraphQL schema, verify the books, make a demo.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -235,6 +262,14 @@ def _parser() -> argparse.ArgumentParser:
         "verify", help="check every money invariant of the database; exit 1 on a violation"
     )
     verify.add_argument("--org", help="only this organization")
+
+    demo = commands.add_parser(
+        "demo", help="fill a new organization with a year of billing (test clock; not production)"
+    )
+    demo.add_argument("--org", default="demo", help="a new organization (default demo)")
+    demo.add_argument("--customers", type=int, default=300, help="customers (default 300)")
+    demo.add_argument("--months", type=int, default=12, help="months of billing (default 12)")
+    demo.add_argument("--seed", type=int, default=1, help="what happens, reproducibly (default 1)")
     return parser
 
 
@@ -301,6 +336,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             _token(settings, args)
         elif args.command == "verify":
             return _verify(settings, args)
+        elif args.command == "demo":
+            return _demo(settings, args)
     except SettingsError as exc:
         print(f"billing: configuration error: {exc}", file=sys.stderr)
         return 2

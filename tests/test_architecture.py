@@ -73,6 +73,7 @@ def miniature(tmp_path: Path) -> Path:
         "app/worker.py",
         "app/core/money.py",
         "app/web/app.py",
+        "app/demo/runner.py",
         "app/stripe/gateway.py",
         "schema/build.py",
         "resolvers/plans.py",
