@@ -15,6 +15,8 @@ import asyncpg
 from databases import Database as _Databases
 from sqlalchemy.sql import ClauseElement
 
+from db.statement_cache import CachingPostgresBackend, StatementCache
+
 __all__ = ["Database", "Row", "StatementLog", "count_statements"]
 
 Row = Mapping[str, Any]
@@ -75,6 +77,10 @@ class Database:
         self._db = _Databases(
             url, min_size=min_size, max_size=max_size, connection_class=PooledConnection
         )
+        # The same backend, compiling each statement shape once (db/statement_cache.py).
+        backend = CachingPostgresBackend(self._db.url, **self._db.options)
+        self._db._backend = backend
+        self.statements: StatementCache = backend.statements
 
     async def connect(self) -> None:
         await self._db.connect()
