@@ -139,6 +139,7 @@ class Services:
             ),
             lease=timedelta(seconds=settings.worker_lease_seconds),
             organizations=organizations,
+            concurrency=settings.worker_concurrency,
         )
         return cls(
             settings=settings,

@@ -130,9 +130,18 @@ async def main(count: int) -> None:
             await services.clock.advance(org, start + timedelta(days=2))
             started = time.perf_counter()
             renewed = 0
+            profile = None
+            if os.environ.get("BENCH_PROFILE"):
+                import cProfile
+
+                profile = cProfile.Profile()
+                profile.enable()
             while (handled := await services.subscriptions.process_due(org=org)) > 0:
                 renewed += handled
             renewal_rate = renewed / (time.perf_counter() - started)
+            if profile is not None:
+                profile.disable()
+                profile.dump_stats(os.environ["BENCH_PROFILE"])
         charge_rate = await bare_charges(emulator.base_url, count)
         print(f"{'measure':<40} {'per second':>10}")
         print(f"{'emulator bare charges (create+confirm)':<40} {charge_rate:>10.1f}")

@@ -66,6 +66,7 @@ class Settings:
     dunning_final_state: str = "canceled"
     worker_lease_seconds: int = 300
     worker_idle_seconds: int = 5
+    worker_concurrency: int = 4
     embedded_worker: bool = False
     idempotency_lease_seconds: int = 300
 
@@ -322,6 +323,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         dunning_final_state=_choice(env, "DUNNING_FINAL_STATE", "canceled", ("canceled", "unpaid")),
         worker_lease_seconds=_int(env, "WORKER_LEASE_SECONDS", 300, 1, 86_400),
         worker_idle_seconds=_int(env, "WORKER_IDLE_SECONDS", 5, 1, 3600),
+        worker_concurrency=_int(env, "WORKER_CONCURRENCY", 4, 1, 64),
         idempotency_lease_seconds=_int(env, "IDEMPOTENCY_LEASE_SECONDS", 300, 1, 3600),
         embedded_worker=_choice(env, "BILLING_EMBEDDED_WORKER", "false", ("true", "false"))
         == "true",

@@ -82,8 +82,10 @@ class SubscriptionBase:
         dunning: DunningPolicy | None = None,
         lease: timedelta = timedelta(minutes=5),
         organizations: OrganizationService | None = None,
+        concurrency: int = 1,
     ) -> None:
         self._db = db
+        self._concurrency = concurrency
         self._clock = clock
         self._plans = plans
         self._billing = billing

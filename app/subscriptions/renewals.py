@@ -5,6 +5,7 @@ open invoices closed). See app/subscriptions/service.py for the rules.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -52,15 +53,31 @@ class Renewals(SubscriptionBase):
     async def process_due(self, *, org: str | None = None, limit: int = 100) -> int:
         """Handle up to ``limit`` subscriptions with something due; return how many. Each one is
         claimed and leased in a short transaction, billed with a key per period (so a retry
-        after a crash charges nothing twice), then updated only if its period did not move."""
+        after a crash charges nothing twice), then updated only if its period did not move.
+        ``concurrency`` subscriptions (the service's setting, ``WORKER_CONCURRENCY``) are
+        handled at once: each is claimed apart (``FOR UPDATE SKIP LOCKED`` and a lease), so
+        lanes of one worker never meet, as workers of several processes never do. A failure
+        stops its lane and is raised once the other lanes have finished."""
         handled = 0
-        while handled < limit:
-            async with self._db.transaction():
-                row = await self._subs.claim_due(lease=self._lease, org=org)
-            if row is None:
-                break
-            await self._step(row)
-            handled += 1
+
+        async def lane() -> None:
+            nonlocal handled
+            while handled < limit:
+                async with self._db.transaction():
+                    row = await self._subs.claim_due(lease=self._lease, org=org)
+                if row is None:
+                    return
+                handled += 1
+                await self._step(row)
+
+        lanes = max(1, min(self._concurrency, limit))
+        if lanes == 1:
+            await lane()
+            return handled
+        outcomes = await asyncio.gather(*(lane() for _ in range(lanes)), return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
         return handled
 
     async def _step(self, row: Row) -> None:
