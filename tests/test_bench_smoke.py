@@ -1,0 +1,41 @@
+"""The GraphQL-next-to-baseline benchmark runs end to end in its smoke size: both servers start
+on one database, answer the same `data` for every request (the benchmark checks that itself
+and exits non-zero otherwise), and each request gets a rate. No timing is asserted; the
+benchmark proper is `bench/graphql_vs_baseline.py` (docs/performance.md)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_graphql_and_the_hand_written_baseline_answer_the_same_and_are_measured(
+    server_url: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "bench.json"
+    env = {**os.environ, "DATABASE_URL": server_url}
+    done = subprocess.run(
+        [sys.executable, "bench/graphql_vs_baseline.py", "--smoke", "--json", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    rows = json.loads(out.read_text())
+    assert [row["request"] for row in rows] == [
+        "plan(id) with price",
+        "plans(first: 20)",
+        "payments(first: 100) with customer and refunds",
+    ]
+    for row in rows:
+        assert row["graphql_rps"] > 0
+        assert row["baseline_rps"] > 0
+        assert row["ratio"] > 0
