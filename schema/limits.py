@@ -125,6 +125,9 @@ class _Coster:
         self.fragments = fragments
         self.variables = variables
         self.steps = 0
+        # Expanded selection sets by (selection set, parent type): measuring a result expands
+        # the same selection set once per item of a list otherwise.
+        self._expanded: dict[tuple[int, Any], list[tuple[FieldNode, Any]]] = {}
 
     def selection(self, selection_set: SelectionSetNode | None, parent: Any) -> int:
         """Cost of a selection set on ``parent`` (a composite type, or None when unknown)."""
@@ -171,7 +174,12 @@ class _Coster:
         found: list[tuple[FieldNode, Any]] = []
         if selection_set is None:
             return found
-        visited = set() if visited is None else visited
+        if visited is None:
+            key = (id(selection_set), parent)
+            known = self._expanded.get(key)
+            if known is None:
+                known = self._expanded[key] = self.fields(selection_set, parent, set())
+            return known
         for node in selection_set.selections:
             self.steps += 1
             if self.steps > _MAX_STEPS:
