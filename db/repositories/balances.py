@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 
 from db.connection import Database, Row
+from db.repositories.base import any_of
 from db.tables import customer_balances
 
 __all__ = ["BalanceRepository"]
@@ -34,7 +35,7 @@ class BalanceRepository:
     async def by_customer_ids(self, org: str, customer_ids: Sequence[str]) -> dict[str, list[Row]]:
         query = (
             sa.select(customer_balances)
-            .where(_b.organization_id == org, _b.customer_id.in_(sorted(set(customer_ids))))
+            .where(_b.organization_id == org, _b.customer_id == any_of(sorted(set(customer_ids))))
             .order_by(_b.customer_id, _b.currency)
         )
         grouped: dict[str, list[Row]] = {i: [] for i in customer_ids}

@@ -8,18 +8,12 @@ from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import ARRAY
 
 from db.connection import Row
-from db.repositories.base import Filters, TableRepository
+from db.repositories.base import Filters, TableRepository, any_of
 from db.tables import payments
 
-__all__ = ["PaymentRepository", "any_of"]
-
-
-def any_of(values: Sequence[str]) -> Any:
-    """``= ANY($1)`` with one array parameter, whatever the number of values."""
-    return sa.any_(sa.literal(list(values), ARRAY(sa.Text)))
+__all__ = ["PaymentRepository"]
 
 
 def _lease_end(lease: timedelta) -> Any:

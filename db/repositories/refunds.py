@@ -10,8 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from db.connection import Row
-from db.repositories.base import Filters, TableRepository
-from db.repositories.payments import any_of
+from db.repositories.base import Filters, TableRepository, any_of
 from db.tables import refunds
 
 __all__ = ["COMMITTED", "RefundRepository"]

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from db.connection import Database, Row
-from db.repositories.payments import any_of
+from db.repositories.base import any_of
 from db.tables import (
     mrr_movement_days,
     payment_declines,

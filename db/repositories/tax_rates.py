@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from db.connection import Row
-from db.repositories.base import Filters, TableRepository
+from db.repositories.base import Filters, TableRepository, any_of
 from db.tables import tax_rates
 
 __all__ = ["TaxRateRepository"]
@@ -48,7 +48,7 @@ class TaxRateRepository(TableRepository):
                 c.organization_id == org,
                 c.active,
                 c.country == country,
-                c.region.in_(sorted({region, ""})),
+                c.region == any_of(sorted({region, ""})),
             )
             .order_by(c.region.desc())
             .limit(1)

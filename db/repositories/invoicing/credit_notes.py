@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from db.connection import Database, Row
-from db.repositories.base import Filters, TableRepository
+from db.repositories.base import Filters, TableRepository, any_of
 from db.tables import credit_note_lines, credit_notes
 
 __all__ = ["CreditNoteLineRepository", "CreditNoteRepository"]
@@ -30,7 +30,7 @@ class CreditNoteRepository(TableRepository):
             sa.select(credit_notes)
             .where(
                 credit_notes.c.organization_id == org,
-                credit_notes.c.invoice_id.in_(sorted(set(invoice_ids))),
+                credit_notes.c.invoice_id == any_of(sorted(set(invoice_ids))),
             )
             .order_by(credit_notes.c.id)
         )
@@ -55,7 +55,7 @@ class CreditNoteLineRepository:
                     note.organization_id == line.organization_id, note.id == line.credit_note_id
                 ),
             )
-            .where(line.organization_id == org, line.credit_note_id.in_(sorted(set(ids))))
+            .where(line.organization_id == org, line.credit_note_id == any_of(sorted(set(ids))))
             .order_by(line.credit_note_id, line.position)
         )
         grouped: dict[str, list[Row]] = {i: [] for i in ids}

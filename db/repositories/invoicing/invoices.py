@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from db.connection import Database, Row
-from db.repositories.base import Filters, TableRepository
+from db.repositories.base import Filters, TableRepository, any_of
 from db.tables import invoice_lines, invoices
 
 __all__ = ["InvoiceLineRepository", "InvoiceRepository"]
@@ -31,7 +31,7 @@ class InvoiceRepository(TableRepository):
         if filters.get("subscription_id"):
             conditions.append(_c.subscription_id == filters["subscription_id"])
         if filters.get("statuses"):
-            conditions.append(_c.status.in_(filters["statuses"]))
+            conditions.append(_c.status == any_of(filters["statuses"]))
         if filters.get("created_from") is not None:
             conditions.append(_c.created_at >= filters["created_from"])
         if filters.get("created_to") is not None:
@@ -42,7 +42,10 @@ class InvoiceRepository(TableRepository):
         """Every invoice of these subscriptions, oldest first, in one statement."""
         query = (
             sa.select(invoices)
-            .where(_c.organization_id == org, _c.subscription_id.in_(sorted(set(subscription_ids))))
+            .where(
+                _c.organization_id == org,
+                _c.subscription_id == any_of(sorted(set(subscription_ids))),
+            )
             .order_by(_c.id)
         )
         return list(await self._db.fetch_all(query))
@@ -58,7 +61,7 @@ class InvoiceRepository(TableRepository):
         """The row locked until the end of the transaction, if it is in one of ``statuses``."""
         query = (
             sa.select(invoices)
-            .where(_c.organization_id == org, _c.id == invoice_id, _c.status.in_(statuses))
+            .where(_c.organization_id == org, _c.id == invoice_id, _c.status == any_of(statuses))
             .with_for_update()
         )
         return await self._db.fetch_one(query)
@@ -77,7 +80,7 @@ class InvoiceRepository(TableRepository):
         does not exist)."""
         query = (
             sa.update(invoices)
-            .where(_c.organization_id == org, _c.id == invoice_id, _c.status.in_(allowed))
+            .where(_c.organization_id == org, _c.id == invoice_id, _c.status == any_of(allowed))
             .values(**values, updated_at=sa.func.now())
             .returning(*invoices.c)
         )
@@ -96,7 +99,7 @@ class InvoiceRepository(TableRepository):
             .where(
                 _c.organization_id == org,
                 _c.id == invoice_id,
-                _c.status.in_(allowed),
+                _c.status == any_of(allowed),
                 _c.amount_due > _c.amount_paid,
                 sa.or_(
                     _c.payment_lease_token.is_(None),
@@ -157,7 +160,7 @@ class InvoiceRepository(TableRepository):
             .returning(*invoices.c)
         )
         if allowed is not None:
-            query = query.where(_c.status.in_(allowed))
+            query = query.where(_c.status == any_of(allowed))
         return await self._db.fetch_one(query)
 
     async def pages_by_customer(
@@ -172,12 +175,12 @@ class InvoiceRepository(TableRepository):
         """For each customer, its first ``first + 1`` invoices after ``after``: one statement."""
         number = sa.func.row_number().over(partition_by=_c.customer_id, order_by=_c.id)
         inner = sa.select(invoices, number.label("position")).where(
-            _c.organization_id == org, _c.customer_id.in_(sorted(set(customer_ids)))
+            _c.organization_id == org, _c.customer_id == any_of(sorted(set(customer_ids)))
         )
         if after is not None:
             inner = inner.where(_c.id > after)
         if statuses:
-            inner = inner.where(_c.status.in_(statuses))
+            inner = inner.where(_c.status == any_of(statuses))
         ranked = inner.subquery()
         query = (
             sa.select(ranked)
@@ -191,11 +194,11 @@ class InvoiceRepository(TableRepository):
     ) -> dict[str, int]:
         query = (
             sa.select(_c.customer_id, sa.func.count().label("count"))
-            .where(_c.organization_id == org, _c.customer_id.in_(sorted(set(customer_ids))))
+            .where(_c.organization_id == org, _c.customer_id == any_of(sorted(set(customer_ids))))
             .group_by(_c.customer_id)
         )
         if statuses:
-            query = query.where(_c.status.in_(statuses))
+            query = query.where(_c.status == any_of(statuses))
         return {row["customer_id"]: int(row["count"]) for row in await self._db.fetch_all(query)}
 
 
@@ -213,7 +216,7 @@ class InvoiceLineRepository:
                 invoices,
                 sa.and_(_c.organization_id == line.organization_id, _c.id == line.invoice_id),
             )
-            .where(line.organization_id == org, line.invoice_id.in_(sorted(set(invoice_ids))))
+            .where(line.organization_id == org, line.invoice_id == any_of(sorted(set(invoice_ids))))
             .order_by(line.invoice_id, line.position)
         )
         grouped: dict[str, list[Row]] = {i: [] for i in invoice_ids}

@@ -8,6 +8,7 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from db.connection import Database, Row
+from db.repositories.base import any_of
 from db.tables import invoice_lines, invoices, ledger_entries, subscription_pending_lines
 
 __all__ = ["PENDING", "ServicePeriodRepository"]
@@ -40,7 +41,9 @@ class ServicePeriodRepository:
                 _ledger.organization_id == _invoices.organization_id,
                 _ledger.invoice_id == _invoices.id,
                 sa.or_(
-                    sa.and_(_ledger.kind == "credit_note", _ledger.account.in_(("revenue", "tax"))),
+                    sa.and_(
+                        _ledger.kind == "credit_note", _ledger.account == any_of(("revenue", "tax"))
+                    ),
                     sa.and_(_ledger.kind == "refund", _ledger.account == "revenue"),
                 ),
             )
@@ -69,7 +72,7 @@ class ServicePeriodRepository:
                 _invoices.subscription_id == subscription_id,
                 _invoices.status != "draft",
                 _lines.organization_id == org,
-                _lines.kind.in_(_KINDS),
+                _lines.kind == any_of(_KINDS),
                 _lines.period_start.is_not(None),
                 _lines.period_end > at,
             )

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from db.connection import Row
-from db.repositories.base import Filters, TableRepository
+from db.repositories.base import Filters, TableRepository, any_of
 from db.tables import (
     customer_plan_families,
     subscription_pending_lines,
@@ -102,7 +102,7 @@ class SubscriptionRepository(TableRepository):
             sa.select(subscriptions)
             .where(
                 subscriptions.c.organization_id == org,
-                subscriptions.c.customer_id.in_(sorted(set(customer_ids))),
+                subscriptions.c.customer_id == any_of(sorted(set(customer_ids))),
             )
             .order_by(subscriptions.c.id)
         )
@@ -126,7 +126,7 @@ class SubscriptionRepository(TableRepository):
         conditions = [
             subscriptions.c.organization_id == org,
             subscriptions.c.id == subscription_id,
-            subscriptions.c.status.in_(list(allowed)),
+            subscriptions.c.status == any_of(list(allowed)),
         ]
         if same_period is not None:
             conditions.append(subscriptions.c.period_index.is_not_distinct_from(same_period[0]))
