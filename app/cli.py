@@ -99,6 +99,9 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
             log_config=None,  # logging as _configure_logging set it up
             access_log=False,  # one line per request from app.web.request_log instead
             lifespan="on",
+            # Live messages are small and few per client; compressing each one for each of
+            # hundreds of subscribers cost more CPU than the bytes it saved (docs/live.md).
+            ws_per_message_deflate=False,
             **proxy_options(runtime),
         )
 
