@@ -10,7 +10,8 @@ the committing transaction, so delivered right after COMMIT). Scenarios:
 
   - revenue, 1 subscription (the baseline): `Live.revenue` with the dashboard's selection;
   - revenue, 500 subscriptions of one organization: one shared snapshot, 500 sends;
-  - paymentEvents, 500 subscriptions: each loads the payment afresh.
+  - paymentEvents, 500 subscriptions: each loads the payment afresh;
+  - revenue, 2,000 subscriptions (200 connections; LIVE_LARGE=0 leaves it out).
 
 Bounded: PAYMENTS payments per scenario (default 20), each wait at most 60 s.
 
@@ -246,6 +247,7 @@ def serve(settings: Settings, home: Path) -> tuple[subprocess.Popen[bytes], str]
         "RATE_LIMIT_RESTORE_RATE": "0",
         # 500 subscribers on 50 connections of one dashboard token: past the per-token cap.
         "WS_MAX_CONNECTIONS_PER_TOKEN": "1000",
+        "DB_POOL_MAX": "20",
         "LOG_LEVEL": "warning",
     }
     process = subprocess.Popen(
@@ -292,6 +294,8 @@ async def main(payments: int) -> None:
                 ("revenue, 500 subscriptions", REVENUE, 500),
                 ("paymentEvents, 500 subscriptions", PAYMENT_EVENTS, 500),
             ]
+            if os.environ.get("LIVE_LARGE", "1") != "0":
+                rows.append(("revenue, 2,000 subscriptions", REVENUE, 2000))
             results = {}
             for name, query, count in rows:
                 results[name] = (
