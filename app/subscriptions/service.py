@@ -40,7 +40,7 @@ from typing import Any
 
 from app.catalog import Plan
 from app.core.auth import Principal
-from app.core.errors import NotFound, ValidationFailed
+from app.core.errors import DomainError, ErrorCode, NotFound, ValidationFailed
 from app.core.idempotency import Claim
 from app.core.ids import new_id
 from app.organizations import (
@@ -56,6 +56,7 @@ from app.subscriptions.base import (
     _bad,
     _over,
 )
+from app.subscriptions.billing import ChargeOutcome
 from app.subscriptions.changes import PlanChanges
 from app.subscriptions.model import INCOMPLETE_WINDOW, Status, Subscription
 from app.subscriptions.pause_cancel import PauseCancel
@@ -63,6 +64,9 @@ from app.subscriptions.periods import period_bounds
 from db.connection import Row
 
 __all__ = ["DunningPolicy", "SubscriptionDraft", "SubscriptionService"]
+
+# Errors of a charge that an earlier attempt holds (its outcome is not known yet).
+_CHARGE_IN_FLIGHT = frozenset({ErrorCode.IDEMPOTENCY_KEY_IN_USE, ErrorCode.OPERATION_IN_PROGRESS})
 
 
 class SubscriptionService(PlanChanges, PauseCancel):
@@ -212,17 +216,35 @@ class SubscriptionService(PlanChanges, PauseCancel):
         self, org: str, row: Row, now: datetime, claim: Claim
     ) -> Subscription:
         subscription = Subscription.from_row(row)
-        outcome = await self._billing.bill(
-            org,
-            customer_id=subscription.customer_id,
-            subscription_id=subscription.id,
-            currency=subscription.price.currency,
-            lines=[self._period_line(subscription, 0)],
-            key=f"{subscription.id}:period:0",
-            period_index=0,
-        )
+        try:
+            outcome: ChargeOutcome | None = await self._billing.bill(
+                org,
+                customer_id=subscription.customer_id,
+                subscription_id=subscription.id,
+                currency=subscription.price.currency,
+                lines=[self._period_line(subscription, 0)],
+                key=f"{subscription.id}:period:0",
+                period_index=0,
+            )
+        except DomainError as exc:
+            if exc.code not in _CHARGE_IN_FLIGHT:
+                raise
+            # A dead request's charge of this period still holds its lease: answer with the
+            # subscription incomplete, as after a declined first charge (raising would free
+            # this request's key and its retry would find the subscription taken: DUPLICATE);
+            # when the window ends the worker asks for the outcome with the same key.
+            outcome = None
         async with self._db.transaction():
-            if outcome.paid:
+            if outcome is None:
+                row = await self._require(
+                    self._subs.transition(
+                        org,
+                        subscription.id,
+                        [Status.INCOMPLETE.value],
+                        {"next_action_at": now + INCOMPLETE_WINDOW},
+                    )
+                )
+            elif outcome.paid:
                 row = await self._require(
                     self._subs.transition(
                         org,

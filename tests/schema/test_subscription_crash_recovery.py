@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
+from app.core.errors import DomainError, ErrorCode
 from tests.schema.test_subscriptions_api import (  # noqa: F401 - paying_customer: a fixture
     CHANGE,
     CREATE,
+    JAN_31,
+    advance,
+    current,
     invoices_of,
     paying_customer,
 )
@@ -129,3 +134,59 @@ async def _expire(app_services: Any, org: str, key: str) -> None:
         "WHERE organization_id = :org AND key = :key",
         {"org": org, "key": key},
     )
+
+
+async def test_a_retry_that_finds_the_dead_requests_charge_in_flight_answers_incomplete(
+    admin: GraphQLClient,
+    org: str,
+    app_services: Any,
+    plan_factory: Callable[..., Any],
+    paying_customer: Callable[..., Any],  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The retry takes the key over but the first period's charge is still leased by the
+    dead request: the subscription answers as incomplete (not DUPLICATE, which a freed key
+    led to), the key keeps that answer, and the worker settles it with the same key."""
+    await advance(admin, JAN_31)
+    plan = await plan_factory(price={"amount": 1200, "currency": "USD"})
+    customer = await paying_customer()
+    service = app_services.subscriptions
+    real_bill_period = service._bill_first_period
+
+    async def crash(*args: Any, **kwargs: Any) -> Any:
+        raise Crash
+
+    monkeypatch.setattr(service, "_bill_first_period", crash)
+    request = {
+        "input": {
+            "idempotencyKey": str(uuid.uuid4()),
+            "customerId": customer["id"],
+            "planId": plan["id"],
+        }
+    }
+    assert (await admin(CREATE, request))["data"] is None
+    monkeypatch.setattr(service, "_bill_first_period", real_bill_period)
+    await _expire(app_services, org, request["input"]["idempotencyKey"])
+
+    billing = service._billing
+    real_bill = billing.bill
+
+    async def held(*args: Any, **kwargs: Any) -> Any:
+        raise DomainError(ErrorCode.OPERATION_IN_PROGRESS, "a dead request holds this charge")
+
+    monkeypatch.setattr(billing, "bill", held)
+    retried = (await admin.data(CREATE, request))["subscriptionCreate"]
+    monkeypatch.setattr(billing, "bill", real_bill)
+    assert retried["errors"] == []
+    subscription = retried["subscription"]
+    assert subscription["status"] == "INCOMPLETE"
+
+    again = (await admin.data(CREATE, request))["subscriptionCreate"]
+    assert again["errors"] == []
+    assert again["subscription"]["id"] == subscription["id"]
+
+    await advance(admin, JAN_31 + timedelta(days=1))
+    settled = await current(admin, subscription["id"])
+    assert settled["status"] == "ACTIVE"
+    invoices = await invoices_of(admin, customer["id"])
+    assert [(i["status"], i["total"]["amount"]) for i in invoices] == [("PAID", "1200")]
