@@ -274,11 +274,6 @@ def main(argv: list[str] | None = None) -> int:
         **os.environ,
         "BILLING_HOME": str(home),
         "LOG_LEVEL": "warning",
-        # No request budget on this private server: the dashboard finds the latest payments by
-        # paging through `payments` (oldest first), and the demo's year of payments, all
-        # created within minutes of one another, costs more points than a token's default
-        # budget holds, so the table would stay empty, retrying every 5 s.
-        "RATE_LIMIT_RESTORE_RATE": "0",
     }
 
     with tempfile.TemporaryDirectory(prefix="billing-screenshots-") as folder:
