@@ -40,26 +40,7 @@ async def test_a_retry_after_a_crash_before_the_first_charge_completes_the_subsc
 ) -> None:
     plan = await plan_factory(price={"amount": 1500, "currency": "USD"})
     customer = await paying_customer()
-    service = app_services.subscriptions
-    real_bill = service._bill_first_period
-
-    async def crash(*args: Any, **kwargs: Any) -> Any:
-        raise Crash
-
-    monkeypatch.setattr(service, "_bill_first_period", crash)
-    request = {
-        "input": {
-            "idempotencyKey": str(uuid.uuid4()),
-            "customerId": customer["id"],
-            "planId": plan["id"],
-        }
-    }
-    died = await admin(CREATE, request)
-    assert died["data"] is None
-    assert died["errors"][0]["message"] == "Unexpected error."
-    monkeypatch.setattr(service, "_bill_first_period", real_bill)
-
-    await _expire(app_services, org, request["input"]["idempotencyKey"])
+    request = await _created_then_died(admin, org, app_services, monkeypatch, plan, customer)
     retried = (await admin.data(CREATE, request))["subscriptionCreate"]
     assert retried["errors"] == []
     subscription = retried["subscription"]
@@ -127,6 +108,38 @@ async def test_a_retry_after_a_crash_before_a_change_invoice_is_charged_charges_
     assert retried["subscription"]["latestInvoiceId"] == invoice["id"]
 
 
+async def _created_then_died(
+    admin: GraphQLClient,
+    org: str,
+    app_services: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    plan: dict[str, Any],
+    customer: dict[str, Any],
+) -> dict[str, Any]:
+    """Send a subscriptionCreate whose process dies after committing the subscription and
+    before charging it; its key's lease then runs out. Returns the request, to send again."""
+    service = app_services.subscriptions
+    real = service._bill_first_period
+
+    async def crash(*args: Any, **kwargs: Any) -> Any:
+        raise Crash
+
+    monkeypatch.setattr(service, "_bill_first_period", crash)
+    request = {
+        "input": {
+            "idempotencyKey": str(uuid.uuid4()),
+            "customerId": customer["id"],
+            "planId": plan["id"],
+        }
+    }
+    died = await admin(CREATE, request)
+    assert died["data"] is None
+    assert died["errors"][0]["message"] == "Unexpected error."
+    monkeypatch.setattr(service, "_bill_first_period", real)
+    await _expire(app_services, org, request["input"]["idempotencyKey"])
+    return request
+
+
 async def _expire(app_services: Any, org: str, key: str) -> None:
     """The dead request's lease runs out (as it does some time after a crash)."""
     await app_services.db.execute(
@@ -150,25 +163,9 @@ async def test_a_retry_that_finds_the_dead_requests_charge_in_flight_answers_inc
     await advance(admin, JAN_31)
     plan = await plan_factory(price={"amount": 1200, "currency": "USD"})
     customer = await paying_customer()
-    service = app_services.subscriptions
-    real_bill_period = service._bill_first_period
+    request = await _created_then_died(admin, org, app_services, monkeypatch, plan, customer)
 
-    async def crash(*args: Any, **kwargs: Any) -> Any:
-        raise Crash
-
-    monkeypatch.setattr(service, "_bill_first_period", crash)
-    request = {
-        "input": {
-            "idempotencyKey": str(uuid.uuid4()),
-            "customerId": customer["id"],
-            "planId": plan["id"],
-        }
-    }
-    assert (await admin(CREATE, request))["data"] is None
-    monkeypatch.setattr(service, "_bill_first_period", real_bill_period)
-    await _expire(app_services, org, request["input"]["idempotencyKey"])
-
-    billing = service._billing
+    billing = app_services.subscriptions._billing
     real_bill = billing.bill
 
     async def held(*args: Any, **kwargs: Any) -> Any:
