@@ -72,9 +72,19 @@ def page_size(first: int | None) -> int:
     return size
 
 
-@strawberry.type(description="Where a page ends and whether more follow.")
+@strawberry.type(
+    description="Where a page starts and ends and whether more follow (Relay's PageInfo)."
+)
 class PageInfo:
     has_next_page: bool = strawberry.field(description="True when another page follows.")
+    has_previous_page: bool = strawberry.field(
+        description="Always false: pages are read forward with `first`/`after`, and the Relay "
+        "specification lets a forward page answer false here (backward paging is not offered "
+        "yet)."
+    )
+    start_cursor: str | None = strawberry.field(
+        description="The cursor of the page's first node; null on an empty page."
+    )
     end_cursor: str | None = strawberry.field(
         description="Pass as `after` to get the next page; null on an empty page."
     )
@@ -105,6 +115,11 @@ def to_connection(
     edges = [Edge(cursor=encode_cursor(node.id), node=node) for node in nodes]
     return Connection(
         edges=edges,
-        page_info=PageInfo(has_next_page=has_next, end_cursor=edges[-1].cursor if edges else None),
+        page_info=PageInfo(
+            has_next_page=has_next,
+            has_previous_page=False,
+            start_cursor=edges[0].cursor if edges else None,
+            end_cursor=edges[-1].cursor if edges else None,
+        ),
         count=count,
     )

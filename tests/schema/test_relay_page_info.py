@@ -1,0 +1,55 @@
+"""Every connection exposes Relay's whole PageInfo, which Relay's `@connection` requires
+(`hasNextPage`, `hasPreviousPage`, `startCursor`, `endCursor`; Relay Compiler 21 refused the
+schema without the middle two), and the values follow the page."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from graphql import GraphQLNonNull, GraphQLObjectType
+
+from schema import schema
+from schema.strawberry_internals import graphql_core_schema
+from tests.support import GraphQLClient
+
+PAGE = """query($after: String) {
+  plans(first: 2, after: $after) {
+    edges { cursor node { id } }
+    pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
+  }
+}"""
+
+
+def test_every_connection_has_relays_page_info() -> None:
+    core = graphql_core_schema(schema)
+    connections = [
+        t
+        for name, t in core.type_map.items()
+        if isinstance(t, GraphQLObjectType) and name.endswith("Connection")
+    ]
+    assert len(connections) >= 9
+    for connection in connections:
+        page_info = connection.fields["pageInfo"].type
+        assert isinstance(page_info, GraphQLNonNull)
+        fields = page_info.of_type.fields
+        for name in ("hasNextPage", "hasPreviousPage", "startCursor", "endCursor"):
+            assert name in fields, (connection.name, name)
+
+
+async def test_page_info_follows_the_page(
+    admin: GraphQLClient, plan_factory: Callable[..., Any]
+) -> None:
+    for _ in range(3):
+        await plan_factory()
+    first = (await admin.data(PAGE))["plans"]
+    info = first["pageInfo"]
+    assert info["hasNextPage"] is True
+    assert info["hasPreviousPage"] is False
+    assert info["startCursor"] == first["edges"][0]["cursor"]
+    assert info["endCursor"] == first["edges"][-1]["cursor"]
+    second = (await admin.data(PAGE, {"after": info["endCursor"]}))["plans"]
+    assert len(second["edges"]) == 1
+    assert second["pageInfo"]["hasNextPage"] is False
+    assert second["pageInfo"]["startCursor"] == second["pageInfo"]["endCursor"]
+    assert second["pageInfo"]["startCursor"] == second["edges"][0]["cursor"]
