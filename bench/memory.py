@@ -581,11 +581,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         rate=made / seconds if seconds else 0.0,
                     )
                 )
-            readings += asyncio.run(
-                subscriptions(
-                    server, bearer, args.subscriptions, ids["customers"][0], args.settle, total
+            for _ in range(args.cycles):
+                readings += asyncio.run(
+                    subscriptions(
+                        server, bearer, args.subscriptions, ids["customers"][0], args.settle, total
+                    )
                 )
-            )
         except BaseException:
             if server.process is not None:
                 print(server.log()[-3000:], file=sys.stderr)
@@ -646,6 +647,12 @@ def main() -> None:
     parser.add_argument("--payments", type=int, default=100)
     parser.add_argument("--settle", type=float, default=3.0, help="seconds before each reading")
     parser.add_argument("--probe", action="store_true", help="count heap objects at each reading")
+    parser.add_argument(
+        "--cycles",
+        type=int,
+        default=1,
+        help="open and close the subscriptions this many times (a leftover grows per cycle)",
+    )
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument(
         "--smoke", action="store_true", help="3 x 2,000 requests, 100 subscriptions, less data"
