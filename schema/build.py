@@ -23,6 +23,7 @@ from schema.invoicing.invoices import InvoiceMutations, InvoiceQueries
 from schema.ledger import LedgerQueries
 from schema.limits import max_mutations_rule
 from schema.live import Live, PerEventExecutor
+from schema.node import NodeQueries
 from schema.organizations import OrganizationMutations, OrganizationQueries
 from schema.payments import PaymentMutations, PaymentQueries
 from schema.persisted import PersistedQueries, PersistedQueryLookup
@@ -55,6 +56,7 @@ class Query(
     SubscriptionQueries,
     StatisticsQueries,
     LedgerQueries,
+    NodeQueries,
 ):
     pass
 

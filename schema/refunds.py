@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
 
@@ -16,6 +16,7 @@ from schema.base import INPUT, Info
 from schema.enums import RefundReason, RefundStatus
 from schema.errors import UserError, attempt
 from schema.money import Money, MoneyInput
+from schema.node import Node
 from schema.pagination import AFTER, FIRST, Connection, decode_cursor, page_size, to_connection
 from schema.permissions import AdminOnly, AdminOrService, AnyRole
 
@@ -26,8 +27,14 @@ __all__ = ["Refund", "RefundMutations", "RefundQueries"]
 
 
 @strawberry.type(description="Money returned from a payment through a Stripe Refund.")
-class Refund:
+class Refund(Node):
     id: strawberry.ID = strawberry.field(description="Opaque id, `re_…`.")
+
+    @classmethod
+    def is_type_of(cls, obj: Any, info: Any) -> bool:
+        """Resolvers return the domain refund served as this type (for `Node`)."""
+        return isinstance(obj, cls | DomainRefund)
+
     payment_id: strawberry.ID = strawberry.field(description="The refunded payment, `pay_…`.")
     customer_id: strawberry.ID = strawberry.field(description="The payment's customer, `cus_…`.")
     amount: Money = strawberry.field(description="Amount returned, in the payment's currency.")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
 
@@ -18,6 +18,7 @@ from schema.base import INPUT, Info
 from schema.enums import IntervalUnit
 from schema.errors import UserError, attempt
 from schema.money import Money
+from schema.node import Node
 from schema.pagination import AFTER, FIRST, Connection, decode_cursor, page_size, to_connection
 from schema.permissions import AdminOnly, AnyRole
 
@@ -35,8 +36,14 @@ IDEMPOTENCY = (
 
 
 @strawberry.type(description="A customer's subscription to a plan, billed per period in advance.")
-class Subscription:
+class Subscription(Node):
     id: strawberry.ID = strawberry.field(description="Opaque id, `sub_…`.")
+
+    @classmethod
+    def is_type_of(cls, obj: Any, info: Any) -> bool:
+        """Resolvers return the domain subscription served as this type (for `Node`)."""
+        return isinstance(obj, cls | DomainSubscription)
+
     quantity: int = strawberry.field(description="Units (seats) billed per period.")
     status: Status = strawberry.field(description="Lifecycle state.")
     price: Money = strawberry.field(description="Unit price per period (from the plan).")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import strawberry
 from strawberry.scalars import JSON
@@ -15,6 +15,7 @@ from schema.base import INPUT, Info
 from schema.enums import IntervalUnit, Tier
 from schema.errors import UserError, attempt
 from schema.money import Money, MoneyInput
+from schema.node import Node
 from schema.pagination import AFTER, FIRST, Connection, decode_cursor, page_size, to_connection
 from schema.permissions import AdminOnly, AnyRole
 from schema.scalars import BigInt
@@ -23,8 +24,14 @@ __all__ = ["Plan", "PlanMutations", "PlanQueries"]
 
 
 @strawberry.type(description="A product offering that customers subscribe to, with its price.")
-class Plan:
+class Plan(Node):
     id: strawberry.ID = strawberry.field(description="Opaque id, `plan_…`, sortable by creation.")
+
+    @classmethod
+    def is_type_of(cls, obj: Any, info: Any) -> bool:
+        """Resolvers return the domain plan served as this type (for `Node`)."""
+        return isinstance(obj, cls | DomainPlan)
+
     code: str = strawberry.field(description="Your unique code for the plan (per organization).")
     family: str = strawberry.field(
         description="The product this plan sells: plans that are the same product at different "

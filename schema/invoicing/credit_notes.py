@@ -18,6 +18,7 @@ from schema.enums import expose
 from schema.errors import UserError, attempt
 from schema.invoicing.enums import LineKind
 from schema.money import Money
+from schema.node import Node
 from schema.pagination import AFTER, FIRST, Connection, decode_cursor, page_size, to_connection
 from schema.permissions import AdminOrService, AnyRole
 from schema.scalars import BigInt
@@ -75,8 +76,14 @@ class CreditNoteLine:
     description="A document reducing what a finalized invoice charges, numbered gaplessly "
     "(e.g. `ACME-CN-2026-000007`)."
 )
-class CreditNote:
+class CreditNote(Node):
     id: strawberry.ID = strawberry.field(description="Opaque id, `cn_…`.")
+
+    @classmethod
+    def is_type_of(cls, obj: Any, info: Any) -> bool:
+        """Resolvers return the domain creditnote served as this type (for `Node`)."""
+        return isinstance(obj, cls | DomainCreditNote)
+
     number: str = strawberry.field(description="Gapless per organization.")
     invoice_id: strawberry.ID = strawberry.field(description="The invoice credited.")
     customer_id: strawberry.ID = strawberry.field(description="The invoice's customer.")

@@ -33,6 +33,7 @@ from schema.filters import as_utc, created_from, created_range, created_to
 from schema.invoicing.credit_notes import CreditNote
 from schema.invoicing.enums import InvoiceStatus, LineKind
 from schema.money import Money
+from schema.node import Node
 from schema.pagination import AFTER, FIRST, Connection, decode_cursor, page_size, to_connection
 from schema.permissions import AdminOnly, AdminOrService, AnyRole
 from schema.scalars import BigInt
@@ -106,8 +107,14 @@ class InvoicePaymentError:
     description="A bill to a customer. Amounts are Money in the invoice's currency; "
     "`total` equals the sum of the non-informational lines exactly."
 )
-class Invoice:
+class Invoice(Node):
     id: strawberry.ID = strawberry.field(description="Opaque id, `inv_…`.")
+
+    @classmethod
+    def is_type_of(cls, obj: Any, info: Any) -> bool:
+        """Resolvers return the domain invoice served as this type (for `Node`)."""
+        return isinstance(obj, cls | DomainInvoice)
+
     number: str | None = strawberry.field(
         description="Gapless per organization, e.g. `ACME-2026-000042`; null for drafts."
     )

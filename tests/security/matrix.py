@@ -229,6 +229,18 @@ CASES.update(
             prepare=_paid,
             expect=lambda w: w.extra["payment"],
         ),
+        "Query.node": Case(
+            "query($id: ID!) { node(id: $id) { id ... on Payment { customerId } } }",
+            lambda w: {"id": w.extra["payment"]},
+            prepare=_paid,
+            expect=lambda w: w.extra["payment"],
+        ),
+        "Query.nodes": Case(
+            "query($ids: [ID!]!) { nodes(ids: $ids) { id ... on Customer { email } } }",
+            lambda w: {"ids": [w.extra["payment"], w.owner["id"]]},
+            prepare=_paid,
+            expect=lambda w: w.extra["payment"],
+        ),
         "Query.refund": Case(
             "query($id: ID!) { refund(id: $id) { id paymentId } }",
             lambda w: {"id": w.extra["refund"]},

@@ -1,0 +1,54 @@
+"""Relay's Node interface: every object `Query.node` can fetch by its id implements it."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import strawberry
+
+from app.core.errors import PublicError
+from resolvers import node as resolve
+from schema.base import Info
+from schema.permissions import AnyRole
+
+__all__ = ["Node", "NodeQueries"]
+
+
+@strawberry.interface(
+    description="An object with an id unique across all types (`pay_…`, `cus_…`, `inv_…`), "
+    "which `Query.node` fetches (Relay's Node interface)."
+)
+class Node:
+    id: strawberry.ID = strawberry.field(description="Opaque id, unique across types.")
+
+
+@strawberry.type
+class NodeQueries:
+    @strawberry.field(
+        description="The object with this id, whatever its type (Plan, Customer, Payment, "
+        "Refund, Invoice, CreditNote, Subscription); null if it does not exist or is not "
+        "yours, exactly as the typed query (`payment(id:)`, …) would answer.",
+        permission_classes=[AnyRole],
+        graphql_type=Node | None,
+    )
+    async def node(
+        self,
+        info: Info,
+        id: Annotated[strawberry.ID, strawberry.argument(description="Any object's id.")],
+    ) -> Any:
+        return await resolve.get(info.context, id)
+
+    @strawberry.field(
+        description=f"The objects with these ids, in order (at most {resolve.MAX_NODES}); "
+        "null for each that does not exist or is not yours.",
+        permission_classes=[AnyRole],
+        graphql_type=list[Node | None],
+    )
+    async def nodes(
+        self,
+        info: Info,
+        ids: Annotated[list[strawberry.ID], strawberry.argument(description="Objects' ids.")],
+    ) -> list[Any]:
+        if len(ids) > resolve.MAX_NODES:
+            raise PublicError(f"`ids` holds at most {resolve.MAX_NODES} ids.")
+        return await resolve.get_many(info.context, ids)

@@ -1,0 +1,142 @@
+"""Relay's Node: `node(id:)` and `nodes(ids:)` fetch any object by its id, with exactly the
+scoping of the typed queries (another organization's or another customer's object is null)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from app.core.settings import Settings
+from tests.support import GraphQLClient, error_codes, new_org, token
+
+NODE = """query($id: ID!) {
+  node(id: $id) {
+    __typename id
+    ... on Payment { amount { amount currency } customer { id } }
+    ... on Customer { email }
+    ... on Plan { code }
+    ... on Refund { refundStatus: status }
+    ... on Invoice { invoiceStatus: status }
+    ... on Subscription { subscriptionStatus: status }
+    ... on CreditNote { number }
+  }
+}"""
+NODES = "query($ids: [ID!]!) { nodes(ids: $ids) { __typename id } }"
+SUBSCRIBE = """mutation($input: SubscriptionCreateInput!) {
+  subscriptionCreate(input: $input) { subscription { id } errors { code } } }"""
+REFUND = """mutation($input: RefundCreateInput!) {
+  refundCreate(input: $input) { refund { id } errors { code } } }"""
+
+
+async def _node(client: GraphQLClient, node_id: str) -> Any:
+    return (await client.data(NODE, {"id": node_id}))["node"]
+
+
+async def test_node_fetches_every_kind_of_object_as_its_typed_query_would(
+    admin: GraphQLClient,
+    plan_factory: Callable[..., Any],
+    customer_factory: Callable[..., Any],
+    payment_factory: Callable[..., Any],
+    invoice_factory: Callable[..., Any],
+) -> None:
+    plan = await plan_factory(trialDays=7)
+    customer = await customer_factory()
+    payment = await payment_factory(customer=customer, confirm=True)
+    invoice = await invoice_factory(customer=customer)
+    subscribed = await admin.data(
+        SUBSCRIBE,
+        {
+            "input": {
+                "customerId": customer["id"],
+                "planId": plan["id"],
+                "idempotencyKey": str(uuid.uuid4()),
+            }
+        },
+    )
+    subscription_id = subscribed["subscriptionCreate"]["subscription"]["id"]
+    refunded = await admin.data(
+        REFUND,
+        {
+            "input": {
+                "paymentId": payment["id"],
+                "amount": {"amount": 100, "currency": "USD"},
+                "reason": "REQUESTED_BY_CUSTOMER",
+                "idempotencyKey": str(uuid.uuid4()),
+            }
+        },
+    )
+    refund_id = refunded["refundCreate"]["refund"]["id"]
+
+    expected = {
+        plan["id"]: ("Plan", "code", plan["code"]),
+        customer["id"]: ("Customer", "email", customer["email"]),
+        payment["id"]: ("Payment", "amount", {"amount": "10000", "currency": "USD"}),
+        invoice["id"]: ("Invoice", "invoiceStatus", invoice["status"]),
+        subscription_id: ("Subscription", "subscriptionStatus", "TRIALING"),
+        refund_id: ("Refund", "refundStatus", "SUCCEEDED"),
+    }
+    for node_id, (typename, field, value) in expected.items():
+        found = await _node(admin, node_id)
+        assert (found["__typename"], found["id"], found[field]) == (typename, node_id, value)
+    assert (await _node(admin, payment["id"]))["customer"] == {"id": customer["id"]}
+
+    ids = [*expected, "pay_doesnotexist0000000000", "nope", plan["id"]]
+    listed = (await admin.data(NODES, {"ids": ids}))["nodes"]
+    assert [n and n["id"] for n in listed] == [*expected, None, None, plan["id"]]
+
+
+async def test_another_organizations_or_customers_objects_are_null(
+    http: httpx.AsyncClient,
+    settings: Settings,
+    org: str,
+    admin: GraphQLClient,
+    customer_factory: Callable[..., Any],
+    payment_factory: Callable[..., Any],
+) -> None:
+    mine, theirs = await customer_factory(), await customer_factory()
+    my_payment = await payment_factory(customer=mine)
+    their_payment = await payment_factory(customer=theirs)
+    me = GraphQLClient(http, token(settings, org, "customer", sub=mine["id"]))
+    assert (await _node(me, my_payment["id"]))["id"] == my_payment["id"]
+    assert await _node(me, their_payment["id"]) is None
+    assert await _node(me, theirs["id"]) is None
+    stranger = GraphQLClient(http, token(settings, new_org(), "admin"))
+    assert await _node(stranger, my_payment["id"]) is None
+    assert (await stranger.data(NODES, {"ids": [mine["id"], my_payment["id"]]}))["nodes"] == [
+        None,
+        None,
+    ]
+    anonymous = await GraphQLClient(http)(NODE, {"id": my_payment["id"]})
+    assert error_codes(anonymous) == ["UNAUTHENTICATED"]
+
+
+async def test_nodes_takes_at_most_a_hundred_ids(admin: GraphQLClient) -> None:
+    body = await admin(NODES, {"ids": [f"pay_{n:026d}" for n in range(101)]})
+    assert error_codes(body) == ["BAD_USER_INPUT"]
+    assert "at most 100" in body["errors"][0]["message"]
+
+
+# The refetch query Relay Compiler 21.0.1 generates for
+# `fragment PlanCard_plan on Plan @refetchable(queryName: "PlanCardRefetchQuery")`.
+RELAY_REFETCH = (
+    "query PlanCardRefetchQuery(\n  $id: ID!\n) {\n  node(id: $id) {\n    __typename\n"
+    "    ...PlanCard_plan\n    id\n  }\n}\n\nfragment PlanCard_plan on Plan {\n  id\n  code\n"
+    "  name\n  price {\n    amount\n    currency\n  }\n}\n"
+)
+
+
+async def test_relays_refetch_query_runs(
+    admin: GraphQLClient, plan_factory: Callable[..., Any]
+) -> None:
+    plan = await plan_factory(price={"amount": 4200, "currency": "EUR"})
+    found = (await admin.data(RELAY_REFETCH, {"id": plan["id"]}))["node"]
+    assert found == {
+        "__typename": "Plan",
+        "id": plan["id"],
+        "code": plan["code"],
+        "name": plan["name"],
+        "price": {"amount": "4200", "currency": "EUR"},
+    }
