@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import enum
 import re
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Generic, Protocol, TypeVar
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Generic, Protocol, TypeVar
 
 import strawberry
 
@@ -15,10 +16,13 @@ from app.core.errors import PublicError
 __all__ = [
     "AFTER",
     "FIRST",
+    "ORDER_BY",
     "Connection",
     "Edge",
+    "ListOrder",
     "PageInfo",
     "decode_cursor",
+    "ordered",
     "page_size",
     "to_connection",
 ]
@@ -28,10 +32,25 @@ DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
 FIRST = f"Page size, 1-{MAX_PAGE_SIZE} (default {DEFAULT_PAGE_SIZE})."
 AFTER = "Return the nodes after this cursor (`pageInfo.endCursor` of the previous page)."
+ORDER_BY = (
+    "Oldest first (the default) or newest first; `after` continues in the same order (pass "
+    "the same `orderBy` with it)."
+)
 # Keys are our ids (``plan_01jd…``): ASCII letters, digits, '_' and '-', so a cursor can never
 # carry a NUL or another character PostgreSQL would refuse into the query.
 _KEY = re.compile(r"[A-Za-z0-9_-]{1,100}")
 _MAX_CURSOR = 200
+
+
+@strawberry.enum(description="The order of a list's pages (ids sort by creation time).")
+class ListOrder(enum.Enum):
+    OLDEST_FIRST = strawberry.enum_value("oldest_first", description="Creation order.")
+    NEWEST_FIRST = strawberry.enum_value("newest_first", description="Latest created first.")
+
+
+def ordered(filters: Mapping[str, Any], order: ListOrder) -> dict[str, Any]:
+    """``filters`` with the order a repository's ``page`` reads (``newest_first``)."""
+    return {**filters, "newest_first": order is ListOrder.NEWEST_FIRST}
 
 
 class HasId(Protocol):

@@ -25,9 +25,12 @@ from schema.node import Node
 from schema.pagination import (
     AFTER,
     FIRST,
+    ORDER_BY,
     Connection,
     Edge,
+    ListOrder,
     decode_cursor,
+    ordered,
     page_size,
     to_connection,
 )
@@ -351,10 +354,13 @@ class PaymentQueries:
         first: Annotated[int | None, strawberry.argument(description=FIRST)] = None,
         after: Annotated[str | None, strawberry.argument(description=AFTER)] = None,
         filter: Annotated[PaymentFilter | None, strawberry.argument(description="Filters.")] = None,
+        order_by: Annotated[
+            ListOrder, strawberry.argument(description=ORDER_BY)
+        ] = ListOrder.OLDEST_FIRST,
     ) -> PaymentConnection:
         page = await resolve.list_page(
             info.context,
-            filter.filters() if filter else {},
+            ordered(filter.filters() if filter else {}, order_by),
             first=page_size(first),
             after=decode_cursor(after),
         )

@@ -17,7 +17,17 @@ from schema.enums import RefundReason, RefundStatus
 from schema.errors import UserError, attempt
 from schema.money import Money, MoneyInput
 from schema.node import Node
-from schema.pagination import AFTER, FIRST, Connection, decode_cursor, page_size, to_connection
+from schema.pagination import (
+    AFTER,
+    FIRST,
+    ORDER_BY,
+    Connection,
+    ListOrder,
+    decode_cursor,
+    ordered,
+    page_size,
+    to_connection,
+)
 from schema.permissions import AdminOnly, AdminOrService, AnyRole
 
 if TYPE_CHECKING:
@@ -192,6 +202,9 @@ class RefundQueries:
         first: Annotated[int | None, strawberry.argument(description=FIRST)] = None,
         after: Annotated[str | None, strawberry.argument(description=AFTER)] = None,
         filter: Annotated[RefundFilter | None, strawberry.argument(description="Filters.")] = None,
+        order_by: Annotated[
+            ListOrder, strawberry.argument(description=ORDER_BY)
+        ] = ListOrder.OLDEST_FIRST,
     ) -> Connection[DomainRefund]:
         filters: dict[str, object] = {}
         if filter is not None:
@@ -201,7 +214,10 @@ class RefundQueries:
                 "statuses": [s.value for s in filter.status] if filter.status else None,
             }
         nodes, has_next, count = await resolve.list_page(
-            info.context, filters, first=page_size(first), after=decode_cursor(after)
+            info.context,
+            ordered(filters, order_by),
+            first=page_size(first),
+            after=decode_cursor(after),
         )
         return to_connection(nodes, has_next, count)
 

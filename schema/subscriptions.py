@@ -19,7 +19,17 @@ from schema.enums import IntervalUnit
 from schema.errors import UserError, attempt
 from schema.money import Money
 from schema.node import Node
-from schema.pagination import AFTER, FIRST, Connection, decode_cursor, page_size, to_connection
+from schema.pagination import (
+    AFTER,
+    FIRST,
+    ORDER_BY,
+    Connection,
+    ListOrder,
+    decode_cursor,
+    ordered,
+    page_size,
+    to_connection,
+)
 from schema.permissions import AdminOnly, AnyRole
 
 if TYPE_CHECKING:
@@ -273,6 +283,9 @@ class SubscriptionQueries:
         filter: Annotated[
             SubscriptionFilter | None, strawberry.argument(description="Filters.")
         ] = None,
+        order_by: Annotated[
+            ListOrder, strawberry.argument(description=ORDER_BY)
+        ] = ListOrder.OLDEST_FIRST,
     ) -> Connection[DomainSubscription]:
         filters = {}
         if filter is not None:
@@ -282,7 +295,10 @@ class SubscriptionQueries:
                 "plan_id": filter.plan_id,
             }
         nodes, has_next, count = await resolve.list_page(
-            info.context, filters, first=page_size(first), after=decode_cursor(after)
+            info.context,
+            ordered(filters, order_by),
+            first=page_size(first),
+            after=decode_cursor(after),
         )
         return to_connection(nodes, has_next, count)
 

@@ -48,10 +48,14 @@ class TableRepository:
         return [by_id.get(i) for i in ids]
 
     async def page(self, org: str, filters: Filters, *, first: int, after: str | None) -> Page:
+        """A keyset page in id order (ids sort by creation), or newest first when
+        ``filters["newest_first"]``; ``after`` is the last id of the previous page."""
+        newest = bool(filters.get("newest_first"))
         query = sa.select(self.table).where(*self.conditions(org, filters))
         if after is not None:
-            query = query.where(self._c.id > after)
-        rows = await self._db.fetch_all(query.order_by(self._c.id).limit(first + 1))
+            query = query.where(self._c.id < after if newest else self._c.id > after)
+        order = self._c.id.desc() if newest else self._c.id
+        rows = await self._db.fetch_all(query.order_by(order).limit(first + 1))
         return cut_page(rows, first)
 
     async def count(self, org: str, filters: Filters) -> int:

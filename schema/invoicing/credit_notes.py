@@ -19,7 +19,17 @@ from schema.errors import UserError, attempt
 from schema.invoicing.enums import LineKind
 from schema.money import Money
 from schema.node import Node
-from schema.pagination import AFTER, FIRST, Connection, decode_cursor, page_size, to_connection
+from schema.pagination import (
+    AFTER,
+    FIRST,
+    ORDER_BY,
+    Connection,
+    ListOrder,
+    decode_cursor,
+    ordered,
+    page_size,
+    to_connection,
+)
 from schema.permissions import AdminOrService, AnyRole
 from schema.scalars import BigInt
 
@@ -212,8 +222,11 @@ class CreditNoteQueries:
         filter: Annotated[
             CreditNoteFilter | None, strawberry.argument(description="Filters.")
         ] = None,
+        order_by: Annotated[
+            ListOrder, strawberry.argument(description=ORDER_BY)
+        ] = ListOrder.OLDEST_FIRST,
     ) -> Connection[DomainCreditNote]:
-        filters = filter.filters() if filter is not None else {}
+        filters = ordered(filter.filters() if filter is not None else {}, order_by)
         nodes, has_next, count = await resolve.list_page(
             info.context, filters, first=page_size(first), after=decode_cursor(after)
         )

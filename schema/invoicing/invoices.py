@@ -34,7 +34,17 @@ from schema.invoicing.credit_notes import CreditNote
 from schema.invoicing.enums import InvoiceStatus, LineKind
 from schema.money import Money
 from schema.node import Node
-from schema.pagination import AFTER, FIRST, Connection, decode_cursor, page_size, to_connection
+from schema.pagination import (
+    AFTER,
+    FIRST,
+    ORDER_BY,
+    Connection,
+    ListOrder,
+    decode_cursor,
+    ordered,
+    page_size,
+    to_connection,
+)
 from schema.permissions import AdminOnly, AdminOrService, AnyRole
 from schema.scalars import BigInt
 
@@ -474,8 +484,11 @@ class InvoiceQueries:
         first: Annotated[int | None, strawberry.argument(description=FIRST)] = None,
         after: Annotated[str | None, strawberry.argument(description=AFTER)] = None,
         filter: Annotated[InvoiceFilter | None, strawberry.argument(description="Filters.")] = None,
+        order_by: Annotated[
+            ListOrder, strawberry.argument(description=ORDER_BY)
+        ] = ListOrder.OLDEST_FIRST,
     ) -> Connection[DomainInvoice]:
-        filters = filter.filters() if filter is not None else {}
+        filters = ordered(filter.filters() if filter is not None else {}, order_by)
         nodes, has_next, count = await resolve.list_page(
             info.context, filters, first=page_size(first), after=decode_cursor(after)
         )
