@@ -17,6 +17,7 @@ from app.organizations import (
 )
 from app.subscriptions.base import (
     _bad,
+    _final_key,
     _period_began_while_paused,
 )
 from app.subscriptions.billing import BillLine
@@ -78,8 +79,21 @@ class PauseCancel(Renewals):
                     "next_retry_at": None,
                 }
                 if final:
-                    # The final invoice is billed below; should this request die first, the
+                    # Issued (not charged) in this transaction, with the credit for unused time
+                    # it holds: the subscription's room (``Ledger.subscription_room``) shows the
+                    # credit from the moment the lock that computed it is released, so a refund
+                    # racing this cancellation sees it (issued later, both could give back the
+                    # same money). It is charged below; should this request die first, the
                     # worker bills it once the lease runs out (the same key bills it once).
+                    await self._billing.issue(
+                        org,
+                        customer_id=sub.customer_id,
+                        subscription_id=sub.id,
+                        currency=sub.price.currency,
+                        lines=final,
+                        key=_final_key(sub),
+                        period_index=sub.period_index,
+                    )
                     values.update(
                         next_action_at=now,
                         leased_until=sa.func.now() + sa.literal(self._lease, sa.Interval()),
