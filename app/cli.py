@@ -195,12 +195,7 @@ def _demo(settings: Settings, args: argparse.Namespace) -> int:
         org=args.org, customers=args.customers, months=args.months, seed=args.seed
     )
     try:
-        options.check()
-        if not settings.test_clocks:
-            raise DemoRefused(
-                "billing demo runs a year of billing on a test clock, and test clocks are off "
-                "with BILLING_ENV=production."
-            )
+        options.check(settings)  # before the embedded server starts
         with embedded_runtime(settings) as runtime:
             _migrate(runtime)
             # A line per Stripe call, payment or decline would bury the progress bar.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 from strawberry.scalars import JSON
@@ -20,7 +20,7 @@ from schema.enums import TaxExempt
 from schema.errors import UserError, attempt
 from schema.invoicing.invoices import Invoice, customer_balances, customer_invoices
 from schema.money import Money
-from schema.node import Node
+from schema.node import Node, serves
 from schema.pagination import AFTER, FIRST, Connection, decode_cursor, page_size, to_connection
 from schema.payments import PaymentConnection, customer_payments
 from schema.permissions import AdminOrService, AnyRole
@@ -51,10 +51,7 @@ class TaxIdType:
 class Customer(Node):
     id: strawberry.ID = strawberry.field(description="Opaque id, `cus_…`.")
 
-    @classmethod
-    def is_type_of(cls, obj: Any, info: Any) -> bool:
-        """Resolvers return the domain customer served as this type (for `Node`)."""
-        return isinstance(obj, cls | DomainCustomer)
+    is_type_of = serves(DomainCustomer)
 
     external_ref: str | None = strawberry.field(
         description="Your id for this customer (user or account id), unique per organization."

@@ -11,7 +11,7 @@ from resolvers import node as resolve
 from schema.base import Info
 from schema.permissions import AnyRole
 
-__all__ = ["Node", "NodeQueries"]
+__all__ = ["Node", "NodeQueries", "serves"]
 
 
 @strawberry.interface(
@@ -20,6 +20,16 @@ __all__ = ["Node", "NodeQueries"]
 )
 class Node:
     id: strawberry.ID = strawberry.field(description="Opaque id, unique across types.")
+
+
+def serves(domain: type) -> Any:
+    """A Node type's ``is_type_of``: resolvers return the domain object served as the schema
+    type, so an object is of the type when it is one or the other (for `node`'s resolution)."""
+
+    def is_type_of(cls: type, obj: Any, info: Any) -> bool:
+        return isinstance(obj, cls | domain)
+
+    return classmethod(is_type_of)
 
 
 @strawberry.type

@@ -21,7 +21,7 @@ from schema.enums import CaptureMethod, PaymentStatus
 from schema.errors import UserError, attempt
 from schema.filters import created_from, created_range, created_to
 from schema.money import Money, MoneyInput
-from schema.node import Node
+from schema.node import Node, serves
 from schema.pagination import (
     AFTER,
     FIRST,
@@ -68,10 +68,7 @@ class PaymentBreakdown:
 class Payment(Node):
     id: strawberry.ID = strawberry.field(description="Opaque id, `pay_…`, sortable by creation.")
 
-    @classmethod
-    def is_type_of(cls, obj: Any, info: Any) -> bool:
-        """Resolvers return the domain payment served as this type (for `Node`)."""
-        return isinstance(obj, cls | DomainPayment)
+    is_type_of = serves(DomainPayment)
 
     customer_id: strawberry.ID = strawberry.field(description="The customer charged, `cus_…`.")
     amount: Money = strawberry.field(description="Amount to charge.")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 
@@ -16,7 +16,7 @@ from schema.base import INPUT, Info
 from schema.enums import RefundReason, RefundStatus
 from schema.errors import UserError, attempt
 from schema.money import Money, MoneyInput
-from schema.node import Node
+from schema.node import Node, serves
 from schema.pagination import (
     AFTER,
     FIRST,
@@ -40,10 +40,7 @@ __all__ = ["Refund", "RefundMutations", "RefundQueries"]
 class Refund(Node):
     id: strawberry.ID = strawberry.field(description="Opaque id, `re_…`.")
 
-    @classmethod
-    def is_type_of(cls, obj: Any, info: Any) -> bool:
-        """Resolvers return the domain refund served as this type (for `Node`)."""
-        return isinstance(obj, cls | DomainRefund)
+    is_type_of = serves(DomainRefund)
 
     payment_id: strawberry.ID = strawberry.field(description="The refunded payment, `pay_…`.")
     customer_id: strawberry.ID = strawberry.field(description="The payment's customer, `cus_…`.")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 
@@ -18,7 +18,7 @@ from schema.base import INPUT, Info
 from schema.enums import IntervalUnit
 from schema.errors import UserError, attempt
 from schema.money import Money
-from schema.node import Node
+from schema.node import Node, serves
 from schema.pagination import (
     AFTER,
     FIRST,
@@ -49,10 +49,7 @@ IDEMPOTENCY = (
 class Subscription(Node):
     id: strawberry.ID = strawberry.field(description="Opaque id, `sub_…`.")
 
-    @classmethod
-    def is_type_of(cls, obj: Any, info: Any) -> bool:
-        """Resolvers return the domain subscription served as this type (for `Node`)."""
-        return isinstance(obj, cls | DomainSubscription)
+    is_type_of = serves(DomainSubscription)
 
     quantity: int = strawberry.field(description="Units (seats) billed per period.")
     status: Status = strawberry.field(description="Lifecycle state.")

@@ -35,7 +35,13 @@ class DemoOptions:
     seed: int = 1
     concurrency: int = 8
 
-    def check(self) -> None:
+    def check(self, settings: Settings) -> None:
+        """Refuse what the demo cannot do (before anything is started)."""
+        if not settings.test_clocks:
+            raise DemoRefused(
+                "billing demo runs its year of billing on a test clock, and test clocks are off "
+                "with BILLING_ENV=production."
+            )
         if not valid_org(self.org):
             raise DemoRefused("--org must be 1-63 characters of a-z, 0-9, '-' and '_'.")
         if not 1 <= self.customers <= 5000:
@@ -53,11 +59,7 @@ async def run_demo(
     organization's test clock ends about now, after ``options.months`` months of billing.
     Progress goes to ``stream`` (stderr by default). Needs the database migrated and Stripe
     (or its emulator) configured, as ``billing serve`` has them."""
-    options.check()
-    if not settings.test_clocks:
-        raise DemoRefused(
-            "billing demo needs test clocks, which are off with BILLING_ENV=production."
-        )
+    options.check(settings)
     out = stream if stream is not None else sys.stderr
     started = time.monotonic()
     scenario = build_scenario(customers=options.customers, months=options.months, seed=options.seed)

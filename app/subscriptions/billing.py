@@ -86,7 +86,8 @@ class SubscriptionBilling(Protocol):
         ...
 
 
-_UNSETTLED = frozenset({ErrorCode.IDEMPOTENCY_KEY_IN_USE, ErrorCode.OPERATION_IN_PROGRESS})
+# Errors of a charge an earlier attempt still holds: its outcome is not known yet.
+UNSETTLED = frozenset({ErrorCode.IDEMPOTENCY_KEY_IN_USE, ErrorCode.OPERATION_IN_PROGRESS})
 
 
 def _key(key: str) -> str:
@@ -191,7 +192,7 @@ class InvoicedBilling:
         try:
             result = await self._billing.settle(org, invoice_id, idempotency_key=key)
         except DomainError as exc:
-            if exc.code in _UNSETTLED:
+            if exc.code in UNSETTLED:
                 raise  # an earlier attempt is still in flight: try this step again later
             # Nothing could be charged (no payment method, a charge waiting for 3-D Secure,
             # ...): for the engine that is a failed attempt; the invoice stays open.

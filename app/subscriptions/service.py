@@ -40,7 +40,7 @@ from typing import Any
 
 from app.catalog import Plan
 from app.core.auth import Principal
-from app.core.errors import DomainError, ErrorCode, NotFound, ValidationFailed
+from app.core.errors import DomainError, NotFound, ValidationFailed
 from app.core.idempotency import Claim
 from app.core.ids import new_id
 from app.organizations import (
@@ -56,7 +56,7 @@ from app.subscriptions.base import (
     _bad,
     _over,
 )
-from app.subscriptions.billing import ChargeOutcome
+from app.subscriptions.billing import UNSETTLED, ChargeOutcome
 from app.subscriptions.changes import PlanChanges
 from app.subscriptions.model import INCOMPLETE_WINDOW, Status, Subscription
 from app.subscriptions.pause_cancel import PauseCancel
@@ -64,9 +64,6 @@ from app.subscriptions.periods import period_bounds
 from db.connection import Row
 
 __all__ = ["DunningPolicy", "SubscriptionDraft", "SubscriptionService"]
-
-# Errors of a charge that an earlier attempt holds (its outcome is not known yet).
-_CHARGE_IN_FLIGHT = frozenset({ErrorCode.IDEMPOTENCY_KEY_IN_USE, ErrorCode.OPERATION_IN_PROGRESS})
 
 
 class SubscriptionService(PlanChanges, PauseCancel):
@@ -227,7 +224,7 @@ class SubscriptionService(PlanChanges, PauseCancel):
                 period_index=0,
             )
         except DomainError as exc:
-            if exc.code not in _CHARGE_IN_FLIGHT:
+            if exc.code not in UNSETTLED:
                 raise
             # A dead request's charge of this period still holds its lease: answer with the
             # subscription incomplete, as after a declined first charge (raising would free

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 import strawberry
 from strawberry.scalars import JSON
@@ -15,7 +15,7 @@ from schema.base import INPUT, Info
 from schema.enums import IntervalUnit, Tier
 from schema.errors import UserError, attempt
 from schema.money import Money, MoneyInput
-from schema.node import Node
+from schema.node import Node, serves
 from schema.pagination import AFTER, FIRST, Connection, decode_cursor, page_size, to_connection
 from schema.permissions import AdminOnly, AnyRole
 from schema.scalars import BigInt
@@ -27,10 +27,7 @@ __all__ = ["Plan", "PlanMutations", "PlanQueries"]
 class Plan(Node):
     id: strawberry.ID = strawberry.field(description="Opaque id, `plan_…`, sortable by creation.")
 
-    @classmethod
-    def is_type_of(cls, obj: Any, info: Any) -> bool:
-        """Resolvers return the domain plan served as this type (for `Node`)."""
-        return isinstance(obj, cls | DomainPlan)
+    is_type_of = serves(DomainPlan)
 
     code: str = strawberry.field(description="Your unique code for the plan (per organization).")
     family: str = strawberry.field(

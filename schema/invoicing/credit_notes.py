@@ -18,7 +18,7 @@ from schema.enums import expose
 from schema.errors import UserError, attempt
 from schema.invoicing.enums import LineKind
 from schema.money import Money
-from schema.node import Node
+from schema.node import Node, serves
 from schema.pagination import (
     AFTER,
     FIRST,
@@ -89,10 +89,7 @@ class CreditNoteLine:
 class CreditNote(Node):
     id: strawberry.ID = strawberry.field(description="Opaque id, `cn_…`.")
 
-    @classmethod
-    def is_type_of(cls, obj: Any, info: Any) -> bool:
-        """Resolvers return the domain creditnote served as this type (for `Node`)."""
-        return isinstance(obj, cls | DomainCreditNote)
+    is_type_of = serves(DomainCreditNote)
 
     number: str = strawberry.field(description="Gapless per organization.")
     invoice_id: strawberry.ID = strawberry.field(description="The invoice credited.")

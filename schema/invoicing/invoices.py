@@ -33,7 +33,7 @@ from schema.filters import as_utc, created_from, created_range, created_to
 from schema.invoicing.credit_notes import CreditNote
 from schema.invoicing.enums import InvoiceStatus, LineKind
 from schema.money import Money
-from schema.node import Node
+from schema.node import Node, serves
 from schema.pagination import (
     AFTER,
     FIRST,
@@ -120,10 +120,7 @@ class InvoicePaymentError:
 class Invoice(Node):
     id: strawberry.ID = strawberry.field(description="Opaque id, `inv_…`.")
 
-    @classmethod
-    def is_type_of(cls, obj: Any, info: Any) -> bool:
-        """Resolvers return the domain invoice served as this type (for `Node`)."""
-        return isinstance(obj, cls | DomainInvoice)
+    is_type_of = serves(DomainInvoice)
 
     number: str | None = strawberry.field(
         description="Gapless per organization, e.g. `ACME-2026-000042`; null for drafts."
