@@ -69,12 +69,19 @@ class Services:
     throttle: Throttle
     connections: ConnectionSlots
 
-    async def housekeeping(self) -> int:
-        """The worker's periodic chores: purge idempotency keys past their retention, and send
-        refunds whose request died before Stripe answered (``RefundService.send_unsent``).
-        Returns how many records they handled."""
-        purged = await self.idempotency.purge_expired()
-        return purged + await self.refunds.send_unsent()
+    async def housekeeping(
+        self, *, org: str | None = None, older_than: timedelta = timedelta(minutes=2)
+    ) -> int:
+        """The worker's periodic chores: purge idempotency keys past their retention, and
+        finish what requests that died (or got no answer from Stripe) left half done when no
+        one retried them within ``older_than``: invoice charges
+        (``InvoiceBilling.resume_abandoned``), payments marked in flight
+        (``PaymentService.resume_interrupted``), refunds not sent
+        (``RefundService.send_unsent``). Returns how many records they handled."""
+        handled = await self.idempotency.purge_expired() if org is None else 0
+        handled += await self.invoice_billing.resume_abandoned(older_than=older_than, org=org)
+        handled += await self.payments.resume_interrupted(older_than=older_than, org=org)
+        return handled + await self.refunds.send_unsent(older_than=older_than, org=org)
 
     @classmethod
     @contextlib.asynccontextmanager

@@ -327,13 +327,14 @@ async def test_kill_an_api_and_a_worker_midway_and_every_guarantee_holds(
                 return int(left) == 0
 
             await eventually(settled, "every due subscription billed and every lease released")
-            # Refunds the killed process sent to Stripe but did not record: the workers'
-            # housekeeping sends them once their request is two minutes old (docs/operations.md);
-            # this run is shorter, so the same code runs here with no grace period (no request
-            # is running any more).
+            # What the killed process left half done (refunds sent to Stripe but not recorded,
+            # an invoice charge or a payment confirmation under way): the workers' housekeeping
+            # finishes it once its lease is two minutes past (docs/operations.md); this run is
+            # shorter, so the same code runs here with no grace period (no request is running
+            # any more, and the killed process's leases have run out).
             pending = await db.fetch_all(PENDING_REFUNDS, {"orgs": org_ids})
             for org_id in org_ids:
-                await app_services.refunds.send_unsent(org=org_id, older_than=timedelta(0))
+                await app_services.housekeeping(org=org_id, older_than=timedelta(0))
             left = await db.fetch_all(PENDING_REFUNDS, {"orgs": org_ids})
             assert left == [], [dict(r._mapping) for r in left]
             expected_net = {o.id: await net_by_currency(db, o.id) for o in orgs}

@@ -21,9 +21,10 @@ Safety, in order:
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from app.core.auth import Principal, Role
 from app.core.errors import DomainError, ErrorCode, NotFound, ProviderUnreachable
@@ -38,6 +39,8 @@ from db.repositories.customers import CustomerRepository
 from db.repositories.invoicing.invoices import InvoiceRepository
 
 __all__ = ["ChargeResult", "InvoiceBilling"]
+
+log = logging.getLogger(__name__)
 
 _WAITING = frozenset(
     {PaymentStatus.REQUIRES_ACTION, PaymentStatus.PROCESSING, PaymentStatus.REQUIRES_CAPTURE}
@@ -230,6 +233,41 @@ class InvoiceBilling:
         if invoice.status is not InvoiceStatus.OPEN or invoice.amount_remaining.amount == 0:
             return ChargeResult(invoice, await self._payment_of(invoice))
         return await self.charge(org, invoice.id, idempotency_key=idempotency_key)
+
+    async def resume_abandoned(
+        self,
+        *,
+        older_than: timedelta = timedelta(minutes=2),
+        limit: int = 100,
+        org: str | None = None,
+    ) -> int:
+        """Finish charges whose request died holding the invoice and that no one retried (the
+        worker's housekeeping). The charge that was under way is completed under a key of its
+        own: the payment the dead request left is read from Stripe first and adopted if it
+        succeeded (or canceled if it never did, before a new one charges the default payment
+        method), exactly as any later charge of the invoice would. Returns how many invoices
+        now have an outcome (paid, or a decline recorded)."""
+        finished = 0
+        abandoned = await self._rows.abandoned_charges(
+            allowed=PAYABLE, older_than=older_than, limit=limit, org=org
+        )
+        for row in abandoned:
+            owner, invoice_id = row["organization_id"], row["id"]
+            # One key per abandoned lease: every worker sweeping it shares the charge.
+            key = _derived(f"{invoice_id}\x00{row['payment_lease_token']}", "resume")
+            try:
+                result = await self.settle(owner, invoice_id, idempotency_key=key)
+            except ProviderUnreachable:
+                log.warning("invoice %s: Stripe unreachable; charge again later", invoice_id)
+                break
+            except DomainError as exc:
+                log.warning("invoice %s: interrupted charge not finished (%s)", invoice_id, exc)
+                continue
+            if result.paid or result.declined is not None:
+                finished += 1
+        if finished:
+            log.info("finished %d invoice charges left by interrupted requests", finished)
+        return finished
 
     async def _payment_of(self, invoice: Invoice) -> Payment | None:
         if invoice.payment_id is None:

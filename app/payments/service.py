@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from app.core.auth import Principal
+from app.core.auth import Principal, Role
 from app.core.errors import DomainError, ErrorCode, NotFound, ProviderUnreachable
 from app.core.idempotency import Claim, IdempotencyKeys, Stored, validate_key
 from app.core.ids import has_prefix, new_id
@@ -440,6 +440,34 @@ class PaymentService:
             return started
         row = await self._reconcile(org, started, lease)
         return Payment.from_row(row)
+
+    async def resume_interrupted(
+        self,
+        *,
+        older_than: timedelta = timedelta(minutes=2),
+        limit: int = 100,
+        org: str | None = None,
+    ) -> int:
+        """Record Stripe's state for payments whose Stripe call outlived its request (the
+        worker's housekeeping): the request died, or Stripe did not answer and no one retried
+        with the same key. Each is read from Stripe and recorded, as a ``refresh`` does, so
+        none is left marked in flight. Returns how many were recorded."""
+        recorded = 0
+        for row in await self._payments.interrupted(older_than=older_than, limit=limit, org=org):
+            owner = row["organization_id"]
+            system = Principal(subject="housekeeping", org=owner, role=Role.SERVICE)
+            try:
+                await self.refresh(owner, system, row["id"])
+            except ProviderUnreachable:
+                log.warning("payment %s: Stripe unreachable; read again later", row["id"])
+                break
+            except DomainError as exc:  # taken over meanwhile, or refused by Stripe
+                log.warning("payment %s: not read from Stripe (%s)", row["id"], exc.message)
+                continue
+            recorded += 1
+        if recorded:
+            log.info("recorded %d payments left in flight by interrupted requests", recorded)
+        return recorded
 
     # -- the operation protocol --------------------------------------------------------------
 

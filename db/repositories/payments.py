@@ -168,6 +168,26 @@ class PaymentRepository(TableRepository):
             .values(lease_token=None, lease_until=sa.func.now() - sa.text("interval '1 second'"))
         )
 
+    async def interrupted(
+        self, *, older_than: timedelta, limit: int, org: str | None = None
+    ) -> Sequence[Row]:
+        """Payments of any organization with a Stripe call still marked whose lease expired
+        more than ``older_than`` ago: their request died, or Stripe did not answer and no one
+        retried. Oldest lease first."""
+        c = payments.c
+        query = (
+            sa.select(c.organization_id, c.id)
+            .where(
+                c.operation.is_not(None),
+                # Cast: `now() - $1` alone lets PostgreSQL read $1 as a timestamp.
+                c.lease_until < sa.func.now() - sa.cast(sa.literal(older_than), sa.Interval()),
+                *([c.organization_id == org] if org is not None else []),
+            )
+            .order_by(c.lease_until)
+            .limit(limit)
+        )
+        return await self._db.fetch_all(query)
+
     async def add_refunded(self, org: str, payment_id: str, delta: int) -> None:
         """Move the refunded total; the table's CHECK keeps it within what was captured."""
         await self._db.execute(

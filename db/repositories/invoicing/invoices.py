@@ -133,6 +133,32 @@ class InvoiceRepository(TableRepository):
             )
         )
 
+    async def abandoned_charges(
+        self,
+        *,
+        allowed: Sequence[str],
+        older_than: timedelta,
+        limit: int,
+        org: str | None = None,
+    ) -> Sequence[Row]:
+        """Invoices of any organization still owing, whose charge lease expired more than
+        ``older_than`` ago: the request charging them died. Oldest lease first."""
+        query = (
+            sa.select(_c.organization_id, _c.id, _c.payment_lease_token)
+            .where(
+                _c.payment_lease_token.is_not(None),
+                # Cast: `now() - $1` alone lets PostgreSQL read $1 as a timestamp.
+                _c.payment_lease_until
+                < sa.func.now() - sa.cast(sa.literal(older_than), sa.Interval()),
+                _c.status == any_of(allowed),
+                _c.amount_due > _c.amount_paid,
+                *([_c.organization_id == org] if org is not None else []),
+            )
+            .order_by(_c.payment_lease_until)
+            .limit(limit)
+        )
+        return await self._db.fetch_all(query)
+
     async def end_payment(
         self,
         org: str,
