@@ -18,6 +18,7 @@ from app.payments import PaymentLoaders
 from app.services import Services
 from app.subscriptions import SubscriptionLoaders
 from app.throttling import Caller
+from app.usage import UsageLoaders
 
 __all__ = ["Context", "InvoicePageKey", "Loaders"]
 
@@ -56,6 +57,10 @@ class Loaders:
         subscriptions = SubscriptionLoaders(services.subscriptions, org)
         self.subscription_by_id = subscriptions.subscription_by_id
         self.subscriptions_by_customer_id = subscriptions.subscriptions_by_customer_id
+
+        usage = UsageLoaders(services.metrics, services.usage_rating, services.clock, org)
+        self.metered_prices_by_plan = usage.metered_prices_by_plan
+        self.current_usage_by_subscription = usage.current_usage_by_subscription
 
 
 class Context:

@@ -22,6 +22,7 @@ from app.statistics import StatisticsService
 from app.stripe import StripeGateway
 from app.subscriptions import DunningPolicy, InvoicedBilling, Status, SubscriptionService
 from app.throttling import Budget, ConnectionSlots, Throttle
+from app.usage import MetricService, UsageIngestion, UsageQueries, UsageRating
 from db.connection import Database
 
 __all__ = ["Services", "require_backends"]
@@ -68,6 +69,10 @@ class Services:
     ledger: Ledger
     throttle: Throttle
     connections: ConnectionSlots
+    metrics: MetricService
+    usage: UsageIngestion
+    usage_rating: UsageRating
+    usage_queries: UsageQueries
 
     async def housekeeping(
         self, *, org: str | None = None, older_than: timedelta = timedelta(minutes=2)
@@ -133,6 +138,8 @@ class Services:
         refunds = RefundService(db, stripe, keys, organizations, ledger=ledger)
         invoice_billing = InvoiceBilling(db, invoices=invoices, payments=payments, idempotency=keys)
         clock = Clock(db, test_clocks=settings.test_clocks)
+        metrics = MetricService(db)
+        usage_rating = UsageRating(db, metrics)
         subscriptions = SubscriptionService(
             db,
             clock=clock,
@@ -147,6 +154,7 @@ class Services:
             lease=timedelta(seconds=settings.worker_lease_seconds),
             organizations=organizations,
             concurrency=settings.worker_concurrency,
+            usage=usage_rating,
         )
         return cls(
             settings=settings,
@@ -190,4 +198,8 @@ class Services:
                 ),
             ),
             connections=ConnectionSlots(db, per_token=settings.ws_max_connections_per_token),
+            metrics=metrics,
+            usage=UsageIngestion(db, clock=clock, metrics=metrics, organizations=organizations),
+            usage_rating=usage_rating,
+            usage_queries=UsageQueries(db),
         )

@@ -155,3 +155,15 @@ class Database:
         """A transaction on this task's connection; nested calls become savepoints."""
         async with self._db.transaction():
             yield
+
+    @contextlib.asynccontextmanager
+    async def raw_connection(self) -> AsyncIterator[asyncpg.Connection]:
+        """This task's asyncpg connection (the open transaction's, if one is open), for bulk
+        statements with array parameters: usage ingestion sends a thousand events as one
+        statement of arrays, which ``databases`` would bind parameter by parameter."""
+        async with self._db.connection() as connection:
+            yield connection.raw_connection
+
+    def record(self, statement: str) -> None:
+        """Count a statement run on ``raw_connection`` (``count_statements``)."""
+        _record(statement)

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 
 __all__ = [
+    "billable_metrics",
     "coupons",
     "credit_note_lines",
     "credit_notes",
@@ -27,6 +28,7 @@ __all__ = [
     "invoices",
     "ledger_entries",
     "metadata",
+    "metered_prices",
     "mrr_movement_days",
     "organizations",
     "payment_declines",
@@ -41,6 +43,11 @@ __all__ = [
     "subscription_stat_states",
     "subscription_stat_totals",
     "tax_rates",
+    "usage_charges",
+    "usage_events",
+    "usage_hourly",
+    "usage_hourly_uniques",
+    "usage_late_periods",
     "websocket_connections",
 ]
 
@@ -645,4 +652,101 @@ mrr_movement_days = sa.Table(
             "trials_converted",
         )
     ),
+)
+
+billable_metrics = sa.Table(
+    "billable_metrics",
+    metadata,
+    sa.Column("organization_id", sa.Text, primary_key=True),
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("code", sa.Text, nullable=False),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("aggregation", sa.Text, nullable=False),
+    sa.Column("property", sa.Text),
+    sa.Column("filters", JSONB, nullable=False),
+    sa.Column("archived_at", sa.DateTime(timezone=True)),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+metered_prices = sa.Table(
+    "metered_prices",
+    metadata,
+    sa.Column("organization_id", sa.Text, primary_key=True),
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("plan_id", sa.Text, nullable=False),
+    sa.Column("metric_id", sa.Text, nullable=False),
+    sa.Column("position", sa.Integer, nullable=False),
+    sa.Column("model", sa.Text, nullable=False),
+    sa.Column("unit_price", sa.Numeric),
+    sa.Column("package_size", sa.BigInteger),
+    sa.Column("tiers", JSONB, nullable=False),
+    sa.Column("free_units", sa.Numeric, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+usage_events = sa.Table(
+    "usage_events",
+    metadata,
+    sa.Column("organization_id", sa.Text, primary_key=True),
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("idempotency_key", sa.Text, nullable=False),
+    sa.Column("subscription_id", sa.Text, nullable=False),
+    sa.Column("customer_id", sa.Text, nullable=False),
+    sa.Column("metric_id", sa.Text, nullable=False),
+    sa.Column("value", sa.Numeric, nullable=False),
+    sa.Column("unique_key", sa.Text),
+    sa.Column("properties", JSONB, nullable=False),
+    sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("counted", sa.Boolean, nullable=False),
+)
+
+usage_hourly = sa.Table(
+    "usage_hourly",
+    metadata,
+    sa.Column("organization_id", sa.Text, primary_key=True),
+    sa.Column("subscription_id", sa.Text, primary_key=True),
+    sa.Column("metric_id", sa.Text, primary_key=True),
+    sa.Column("hour", sa.DateTime(timezone=True), primary_key=True),
+    sa.Column("events", sa.BigInteger, nullable=False),
+    sa.Column("total", sa.Numeric, nullable=False),
+    sa.Column("maximum", sa.Numeric, nullable=False),
+    sa.Column("latest_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("latest_value", sa.Numeric, nullable=False),
+)
+
+usage_hourly_uniques = sa.Table(
+    "usage_hourly_uniques",
+    metadata,
+    sa.Column("organization_id", sa.Text, primary_key=True),
+    sa.Column("subscription_id", sa.Text, primary_key=True),
+    sa.Column("metric_id", sa.Text, primary_key=True),
+    sa.Column("hour", sa.DateTime(timezone=True), primary_key=True),
+    sa.Column("unique_key", sa.Text, primary_key=True),
+)
+
+usage_charges = sa.Table(
+    "usage_charges",
+    metadata,
+    sa.Column("organization_id", sa.Text, primary_key=True),
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("subscription_id", sa.Text, nullable=False),
+    sa.Column("metric_id", sa.Text),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("period_start", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("period_end", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("quantity", sa.Numeric, nullable=False),
+    sa.Column("amount", sa.BigInteger, nullable=False),
+    sa.Column("tiers", JSONB, nullable=False),
+    sa.Column("invoice_key", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+usage_late_periods = sa.Table(
+    "usage_late_periods",
+    metadata,
+    sa.Column("organization_id", sa.Text, primary_key=True),
+    sa.Column("subscription_id", sa.Text, primary_key=True),
+    sa.Column("period_start", sa.DateTime(timezone=True), primary_key=True),
+    sa.Column("period_end", sa.DateTime(timezone=True), nullable=False),
 )

@@ -5,7 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from app.context import Context
-from app.organizations import EndedSubscriptionInvoices, Organization, ProrationBehavior
+from app.organizations import (
+    EndedSubscriptionInvoices,
+    LateUsage,
+    Organization,
+    ProrationBehavior,
+)
 
 __all__ = ["get", "set_refund_approval_thresholds", "update_settings"]
 
@@ -28,6 +33,7 @@ async def update_settings(
     customer_proration_behavior: ProrationBehavior | None,
     customer_can_pause: bool | None,
     ended_subscription_invoices: EndedSubscriptionInvoices | None = None,
+    late_usage: LateUsage | None = None,
 ) -> Organization:
     return await ctx.services.organizations.update_settings(
         ctx.org,
@@ -36,4 +42,5 @@ async def update_settings(
         customer_proration_behavior=customer_proration_behavior,
         customer_can_pause=customer_can_pause,
         ended_subscription_invoices=ended_subscription_invoices,
+        late_usage=late_usage,
     )

@@ -34,6 +34,7 @@ from schema.statistics import StatisticsQueries
 from schema.subscriptions import SubscriptionMutations, SubscriptionQueries
 from schema.text_rules import StorableStrings
 from schema.throttling import QueryCost
+from schema.usage import UsageMutations, UsageQueries
 from schema.validation import CachedValidation, ValidationResults, validation_rules
 
 __all__ = ["Limits", "Mutation", "Query", "build_schema", "schema"]
@@ -56,6 +57,7 @@ class Query(
     SubscriptionQueries,
     StatisticsQueries,
     LedgerQueries,
+    UsageQueries,
     NodeQueries,
 ):
     pass
@@ -75,6 +77,7 @@ class Mutation(
     TaxRateMutations,
     CouponMutations,
     SubscriptionMutations,
+    UsageMutations,
 ):
     pass
 

@@ -11,7 +11,7 @@ from strawberry.types.enum import StrawberryEnumDefinition
 from app.catalog import IntervalUnit, Tier
 from app.core.errors import ErrorCode
 from app.customers import TaxExempt
-from app.organizations import EndedSubscriptionInvoices, ProrationBehavior
+from app.organizations import EndedSubscriptionInvoices, LateUsage, ProrationBehavior
 from app.payments import CaptureMethod, PaymentStatus, RefundReason, RefundStatus
 from app.subscriptions import Status
 
@@ -20,6 +20,7 @@ __all__ = [
     "EndedSubscriptionInvoices",
     "ErrorCode",
     "IntervalUnit",
+    "LateUsage",
     "PaymentStatus",
     "ProrationBehavior",
     "RefundReason",
@@ -101,6 +102,10 @@ expose(
             "Your token's role may not make this choice: a customer token is held to the "
             "organization's customer policy (trial, start, quantity, proration, pause; see "
             "`Organization`); an admin or service token may make it."
+        ),
+        ErrorCode.USAGE_PERIOD_CLOSED: (
+            "A usage event falls in a period already invoiced and the organization's "
+            "`lateUsage` is REFUSE (or the subscription has ended): it was not recorded."
         ),
     },
 )
@@ -220,5 +225,17 @@ expose(
         "an invoice used goes back to the customer.",
         EndedSubscriptionInvoices.UNCOLLECTIBLE: "Marked uncollectible: written off as a bad "
         "debt, and still payable with `invoicePay` (default).",
+    },
+)
+
+expose(
+    LateUsage,
+    "LateUsage",
+    "What usage ingestion does with an event timestamped in a period already invoiced.",
+    {
+        LateUsage.REFUSE: "Refused with `USAGE_PERIOD_CLOSED`: nothing is recorded.",
+        LateUsage.ADJUST: "Recorded, and the period re-rated at the next invoice: the "
+        "difference is billed (or credited) there, on a line naming the original period "
+        "(default).",
     },
 )

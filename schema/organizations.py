@@ -11,7 +11,7 @@ from app.organizations import Organization as DomainOrganization
 from app.organizations import ProrationBehavior
 from resolvers import organizations as resolve
 from schema.base import INPUT, Info
-from schema.enums import EndedSubscriptionInvoices
+from schema.enums import EndedSubscriptionInvoices, LateUsage
 from schema.errors import UserError, attempt
 from schema.money import Money, MoneyInput
 from schema.permissions import AdminOnly
@@ -48,6 +48,12 @@ _CAN_PAUSE = (
     "began while it was paused is billed the rest of that period at once, prorated to the "
     "second. Undoing a cancellation at period end is always allowed."
 )
+_LATE_USAGE = (
+    "What usage ingestion does with an event timestamped in a period already invoiced: "
+    "`ADJUST` (default: recorded, and the next invoice bills or credits the difference on a "
+    "line naming the original period) or `REFUSE` (refused with `USAGE_PERIOD_CLOSED`). "
+    "See docs/usage.md."
+)
 _ENDED_INVOICES = (
     "What happens to a subscription's still-open invoices when dunning cancels it after its "
     "last failed retry (`DUNNING_FINAL_STATE` `canceled`): `UNCOLLECTIBLE` (default: written "
@@ -83,6 +89,10 @@ class Organization:
     ) -> EndedSubscriptionInvoices:
         return root.ended_subscription_invoices
 
+    @strawberry.field(description=_LATE_USAGE)
+    def late_usage(self, root: strawberry.Parent[DomainOrganization]) -> LateUsage:
+        return root.late_usage
+
 
 @strawberry.input(description="Changes to the organization's settings; omitted fields stay.")
 class OrganizationSettingsUpdateInput:
@@ -105,6 +115,9 @@ class OrganizationSettingsUpdateInput:
     )
     ended_subscription_invoices: EndedSubscriptionInvoices | None = strawberry.field(
         default=strawberry.UNSET, description=_ENDED_INVOICES
+    )
+    late_usage: LateUsage | None = strawberry.field(
+        default=strawberry.UNSET, description=_LATE_USAGE
     )
 
 
@@ -157,6 +170,7 @@ class OrganizationMutations:
                 customer_proration_behavior=_given(input.customer_proration_behavior),
                 customer_can_pause=_given(input.customer_can_pause),
                 ended_subscription_invoices=_given(input.ended_subscription_invoices),
+                late_usage=_given(input.late_usage),
             )
         )
         return OrganizationPayload(organization=organization, errors=errors)

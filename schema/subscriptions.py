@@ -31,6 +31,7 @@ from schema.pagination import (
     to_connection,
 )
 from schema.permissions import AdminOnly, AnyRole
+from schema.usage import MetricUsage, current_usage_of
 
 if TYPE_CHECKING:
     from schema.catalog.plans import Plan
@@ -110,6 +111,15 @@ class Subscription(Node):
         self, info: Info, root: strawberry.Parent[DomainSubscription]
     ) -> DomainPlan | None:
         return await info.context.loaders.plan_by_id.load(root.plan_id)
+
+    @strawberry.field(
+        description="Each metered component's usage in the current period and what it bills "
+        "so far, with the tier breakdown (docs/usage.md). Empty once the subscription ended."
+    )
+    async def current_usage(
+        self, info: Info, root: strawberry.Parent[DomainSubscription]
+    ) -> list[MetricUsage]:
+        return await current_usage_of(info, root)
 
 
 @strawberry.input(description="Filters for `subscriptions`; omitted fields do not filter.")

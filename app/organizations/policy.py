@@ -78,6 +78,14 @@ class EndedSubscriptionInvoices(enum.Enum):
     UNCOLLECTIBLE = "uncollectible"
 
 
+class LateUsage(enum.Enum):
+    """What happens to a usage event timestamped in a period already invoiced (an
+    organization setting; docs/usage.md)."""
+
+    REFUSE = "refuse"
+    ADJUST = "adjust"
+
+
 MAX_QUANTITY = 1_000_000
 # Behaviors a customer's plan change may use: both bill the change.
 CUSTOMER_BEHAVIORS = (ProrationBehavior.ALWAYS_INVOICE, ProrationBehavior.CREATE_PRORATIONS)

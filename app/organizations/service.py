@@ -13,6 +13,7 @@ from app.core.money import MAX_AMOUNT, Money
 from app.organizations.policy import (
     CustomerPolicy,
     EndedSubscriptionInvoices,
+    LateUsage,
     ProrationBehavior,
     policy_problems,
 )
@@ -24,6 +25,8 @@ __all__ = ["Organization", "OrganizationService"]
 _THRESHOLDS = "refund_approval_thresholds"
 _ENDED_INVOICES = "ended_subscription_invoices"
 _DEFAULT_ENDED_INVOICES = EndedSubscriptionInvoices.UNCOLLECTIBLE
+_LATE_USAGE = "late_usage"
+_DEFAULT_LATE_USAGE = LateUsage.ADJUST
 _MAX_CURRENCIES = 50
 
 
@@ -34,6 +37,7 @@ class Organization:
     refund_approval_thresholds: list[Money]
     customer_policy: CustomerPolicy
     ended_subscription_invoices: EndedSubscriptionInvoices = _DEFAULT_ENDED_INVOICES
+    late_usage: LateUsage = _DEFAULT_LATE_USAGE
 
     @classmethod
     def from_row(cls, org: str, row: Row | None) -> Organization:
@@ -44,6 +48,7 @@ class Organization:
         settings = row["settings"] or {}
         stored: dict[str, int] = settings.get(_THRESHOLDS) or {}
         ended = settings.get(_ENDED_INVOICES)
+        late = settings.get(_LATE_USAGE)
         return cls(
             id=row["id"],
             name=row["name"],
@@ -52,6 +57,7 @@ class Organization:
             ended_subscription_invoices=(
                 EndedSubscriptionInvoices(ended) if ended else _DEFAULT_ENDED_INVOICES
             ),
+            late_usage=LateUsage(late) if late else _DEFAULT_LATE_USAGE,
         )
 
     def approval_threshold(self, currency: str) -> int | None:
@@ -74,6 +80,10 @@ class OrganizationService:
     async def ended_subscription_invoices(self, org: str) -> EndedSubscriptionInvoices:
         """What dunning does with the open invoices of a subscription it cancels."""
         return (await self.get(org)).ended_subscription_invoices
+
+    async def late_usage(self, org: str) -> LateUsage:
+        """What usage ingestion does with events for periods already invoiced."""
+        return (await self.get(org)).late_usage
 
     async def needs_refund_approval(self, org: str, cumulative: Money) -> bool:
         """A refund waits for an admin when ``cumulative`` (what the payment has refunded,
@@ -98,6 +108,7 @@ class OrganizationService:
         customer_proration_behavior: ProrationBehavior | None = None,
         customer_can_pause: bool | None = None,
         ended_subscription_invoices: EndedSubscriptionInvoices | None = None,
+        late_usage: LateUsage | None = None,
     ) -> Organization:
         """Change the given settings (None: unchanged) in one statement, after checking all of
         them: an invalid value changes nothing."""
@@ -111,6 +122,8 @@ class OrganizationService:
         )
         if ended_subscription_invoices is not None:
             changes[_ENDED_INVOICES] = ended_subscription_invoices.value
+        if late_usage is not None:
+            changes[_LATE_USAGE] = late_usage.value
         if refund_approval_thresholds is not None:
             try:
                 changes[_THRESHOLDS] = self._thresholds(refund_approval_thresholds)

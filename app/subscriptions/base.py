@@ -29,6 +29,7 @@ from app.subscriptions.model import Status, Subscription
 from app.subscriptions.periods import ensure_utc, period_bounds
 from app.subscriptions.proration import prorate_until
 from app.subscriptions.service_value import ServiceLine, Standing, unused_value
+from app.usage import MetricService, UsageRating
 from db.connection import Database, Row
 from db.repositories.customers import CustomerRepository
 from db.repositories.subscriptions.service_periods import ServicePeriodRepository
@@ -83,8 +84,10 @@ class SubscriptionBase:
         lease: timedelta = timedelta(minutes=5),
         organizations: OrganizationService | None = None,
         concurrency: int = 1,
+        usage: UsageRating | None = None,
     ) -> None:
         self._db = db
+        self._usage = usage or UsageRating(db, MetricService(db))
         self._concurrency = concurrency
         self._clock = clock
         self._plans = plans
@@ -201,6 +204,37 @@ class SubscriptionBase:
             period_start=start,
             period_end=end,
         )
+
+    async def _usage_lines(
+        self, sub: Subscription, key: str, start: datetime, end: datetime
+    ) -> list[BillLine]:
+        """The usage lines of the invoice made under ``key`` for [start, end) of a paid period,
+        with the adjustments late usage made (``UsageRating.invoice_lines``: rated once, the
+        same lines for every retry with ``key``)."""
+        org = sub.organization_id
+        (plan,) = await self._plans.read.by_ids(org, [sub.plan_id])
+        lines = await self._usage.invoice_lines(
+            org,
+            subscription_id=sub.id,
+            plan_id=sub.plan_id,
+            currency=sub.price.currency,
+            credits_included=plan.credits_included if plan is not None else 0,
+            key=key,
+            period_start=start,
+            period_end=max(start, end),
+        )
+        return [
+            BillLine(
+                description=line.description,
+                quantity=1,
+                amount=line.amount,
+                kind="usage",
+                period_start=line.period_start,
+                period_end=line.period_end,
+                discountable=line.amount > 0,
+            )
+            for line in lines
+        ]
 
     async def _policy(self, org: str) -> CustomerPolicy:
         return await self._organizations.customer_policy(org)

@@ -26,7 +26,7 @@ class BillLine:
     description: str
     quantity: int
     amount: int  # minor units for the whole line (credits negative)
-    kind: str  # subscription | proration
+    kind: str  # subscription | proration | usage
     period_start: datetime
     period_end: datetime
     # False for credits for unused time: computed from what was paid, after its discount.

@@ -119,6 +119,10 @@ class Renewals(SubscriptionBase):
         key = f"{sub.id}:period:{index}"
         pending = await self._subs.take_pending_lines(sub.organization_id, sub.id, key)
         lines = [*_ordered([_pending_line(p) for p in pending]), self._period_line(sub, index)]
+        if sub.period_index is not None:  # a paid period ends: its usage is billed in arrears
+            lines += await self._usage_lines(
+                sub, key, sub.current_period_start, sub.current_period_end
+            )
         outcome = await self._billing.bill(
             sub.organization_id,
             customer_id=sub.customer_id,
@@ -253,10 +257,19 @@ class Renewals(SubscriptionBase):
     async def _finish_canceled(self, row: Row, sub: Subscription) -> None:
         """A canceled subscription with something due: the final invoice of an immediate
         cancellation whose request did not bill it (its lines are reserved already)."""
-        lines = await self._subs.take_pending_lines(sub.organization_id, sub.id, _final_key(sub))
+        pending = await self._subs.take_pending_lines(sub.organization_id, sub.id, _final_key(sub))
+        lines = _ordered([_pending_line(p) for p in pending])
+        if sub.period_index is not None:
+            # Rated by the request that canceled it, if it got that far (the same lines).
+            end = sub.ended_at or sub.current_period_end
+            lines += self._billable(
+                await self._usage_lines(
+                    sub, _final_key(sub), sub.current_period_start, min(end, sub.current_period_end)
+                )
+            )
         values: dict[str, Any] = {"next_action_at": None}
         if lines:
-            outcome = await self._bill_final_lines(sub, _ordered([_pending_line(p) for p in lines]))
+            outcome = await self._bill_final_lines(sub, lines)
             values["latest_invoice_id"] = outcome.invoice_id
         await self._set(row, values)
 
@@ -300,7 +313,20 @@ class Renewals(SubscriptionBase):
                     ]
                 )
             rows = await self._subs.take_pending_lines(org, sub.id, key)
-        return _ordered([_pending_line(p) for p in rows])
+        lines = _ordered([_pending_line(p) for p in rows])
+        if sub.period_index is not None and sub.current_period_start < end:
+            # The last (maybe partial) paid period's usage, in arrears.
+            usage_end = min(end, sub.current_period_end)
+            lines += self._billable(
+                await self._usage_lines(sub, key, sub.current_period_start, usage_end)
+            )
+        return lines
+
+    @staticmethod
+    def _billable(usage: list[BillLine]) -> list[BillLine]:
+        """Usage lines for a final invoice: none when they all bill nothing (a subscription
+        ending without usage gets no invoice for it)."""
+        return usage if any(line.amount for line in usage) else []
 
     async def _bill_final(self, row: Row, lines: list[BillLine]) -> Row:
         """Bill the final invoice of a subscription this request just canceled, then release

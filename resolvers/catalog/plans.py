@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from app.catalog import Plan, PlanDraft
 from app.context import Context
+from app.core.errors import DomainError
 from app.core.ids import has_prefix
+from app.core.money import exponent
+from app.usage import MeteredPriceDraft
 
 __all__ = ["archive", "create", "get", "list_page", "update"]
 
@@ -28,8 +31,19 @@ async def list_page(
     return nodes, has_next, lambda: ctx.services.plans.read.count(org, filters)
 
 
-async def create(ctx: Context, draft: PlanDraft) -> Plan:
-    return await ctx.services.plans.create(ctx.org, draft)
+async def create(ctx: Context, draft: PlanDraft, metered: Sequence[MeteredPriceDraft] = ()) -> Plan:
+    """The plan, with its metered prices checked before it is made (a bad one makes
+    nothing) and attached once it exists."""
+    rows: list[dict[str, Any]] = []
+    if metered:
+        try:
+            currency_exponent = exponent(draft.currency)
+        except DomainError as exc:
+            raise exc.at(("input", "price", "currency")) from None
+        rows = await ctx.services.metrics.check_prices(ctx.org, metered, currency_exponent)
+    plan = await ctx.services.plans.create(ctx.org, draft)
+    await ctx.services.metrics.attach(ctx.org, plan.id, rows)
+    return plan
 
 
 async def update(ctx: Context, plan_id: str, changes: Mapping[str, Any]) -> Plan:

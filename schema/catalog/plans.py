@@ -19,6 +19,7 @@ from schema.node import Node, serves
 from schema.pagination import AFTER, FIRST, Connection, decode_cursor, page_size, to_connection
 from schema.permissions import AdminOnly, AnyRole
 from schema.scalars import BigInt
+from schema.usage import MeteredPrice, MeteredPriceInput, metered_prices_of, to_drafts
 
 __all__ = ["Plan", "PlanMutations", "PlanQueries"]
 
@@ -44,7 +45,10 @@ class Plan(Node):
     interval_count: int = strawberry.field(description="Number of units per billing period.")
     trial_days: int = strawberry.field(description="Free trial length for new subscriptions.")
     features: JSON = strawberry.field(description="Free-form feature flags (a JSON object).")
-    credits_included: BigInt = strawberry.field(description="Usage credits included per period.")
+    credits_included: BigInt = strawberry.field(
+        description="Usage credits included per period, in the plan currency's minor units: "
+        "taken off each period's metered charges (never below zero)."
+    )
     max_users: int | None = strawberry.field(description="Seat limit; null means unlimited.")
     max_storage_bytes: BigInt | None = strawberry.field(
         description="Storage limit in bytes; null means unlimited."
@@ -57,6 +61,14 @@ class Plan(Node):
     created_at: datetime = strawberry.field(description="Creation time (UTC).")
     updated_at: datetime = strawberry.field(description="Last change (UTC).")
     archived_at: datetime | None = strawberry.field(description="When it was archived, if so.")
+
+    @strawberry.field(
+        description="The plan's metered components (usage-based prices), fixed with the plan."
+    )
+    async def metered_prices(
+        self, info: Info, root: strawberry.Parent[DomainPlan]
+    ) -> list[MeteredPrice]:
+        return await metered_prices_of(info, root.id, root.price.currency)
 
 
 @strawberry.input(description="Filters for `plans`; omitted fields do not filter.")
@@ -94,11 +106,18 @@ class PlanCreateInput:
         default=None, description="A JSON object of feature flags, at most 16 KiB."
     )
     credits_included: BigInt = strawberry.field(
-        default=0, description="Usage credits included per period, ≥ 0."
+        default=0,
+        description="Usage credits included per period, ≥ 0, in the plan currency's minor "
+        "units: taken off the period's metered charges (never below zero).",
     )
     max_users: int | None = strawberry.field(default=None, description="Seat limit; null = none.")
     max_storage_bytes: BigInt | None = strawberry.field(
         default=None, description="Storage limit in bytes; null = none."
+    )
+    metered_prices: list[MeteredPriceInput] | None = strawberry.field(
+        default=None,
+        description="Metered components (at most 20, one per metric), billed in arrears at "
+        "each period's end with the next period's price. Fixed with the plan.",
     )
 
     def to_draft(self) -> PlanDraft:
@@ -224,7 +243,9 @@ class PlanMutations:
     async def plan_create(
         self, info: Info, input: Annotated[PlanCreateInput, strawberry.argument(description=INPUT)]
     ) -> PlanPayload:
-        plan, errors = await attempt(resolve.create(info.context, input.to_draft()))
+        plan, errors = await attempt(
+            resolve.create(info.context, input.to_draft(), to_drafts(input.metered_prices))
+        )
         return PlanPayload(plan=plan, errors=errors)
 
     @strawberry.mutation(

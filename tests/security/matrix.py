@@ -803,3 +803,105 @@ CASES.update(
         ),
     }
 )
+
+
+async def _metered(world: World, clients: dict[str, GraphQLClient]) -> None:
+    """A metric, a plan that prices it, and the owner's trialing subscription on that plan."""
+    made = await clients[ADMIN].data(
+        _mutation(
+            "billableMetricCreate",
+            "BillableMetricCreateInput",
+            "{ billableMetric { id } errors { code } }",
+        ),
+        {"input": {"code": "calls", "name": "Calls", "aggregation": "COUNT"}},
+    )
+    world.extra["metric"] = made["billableMetricCreate"]["billableMetric"]["id"]
+    plan = await clients[ADMIN].data(
+        CREATE_PLAN,
+        {
+            "input": {
+                "code": "metered",
+                "name": "Metered",
+                "tier": "PRO",
+                "price": {"amount": 100, "currency": "USD"},
+                "interval": "MONTH",
+                "trialDays": 7,
+                "meteredPrices": [{"metric": "calls", "model": "PER_UNIT", "unitPrice": "0.01"}],
+            }
+        },
+    )
+    subscribed = await clients[ADMIN].data(
+        _SUBSCRIBE,
+        {
+            "input": {
+                "customerId": world.owner["id"],
+                "planId": plan["planCreate"]["plan"]["id"],
+                "idempotencyKey": str(uuid.uuid4()),
+            }
+        },
+    )
+    world.extra["sub"] = subscribed["subscriptionCreate"]["subscription"]["id"]
+
+
+def _usage_event(world: World) -> dict[str, Any]:
+    return {
+        "metric": "calls",
+        "subscriptionId": world.extra["sub"],
+        "idempotencyKey": str(uuid.uuid4()),
+    }
+
+
+_EVENT_OUT = "{ status subscriptionId errors { code } }"
+
+CASES.update(
+    {
+        "Query.billableMetrics": Case(
+            "{ billableMetrics { edges { node { id code } } } }",
+            allowed=STAFF,
+            prepare=_metered,
+            expect=lambda w: w.extra["metric"],
+        ),
+        "Query.usage": Case(
+            "query($sub: ID!, $from: DateTime!, $to: DateTime!) { usage(subscriptionId: $sub, "
+            'metric: "calls", from: $from, to: $to) { subscriptionId total } }',
+            lambda w: {"sub": w.extra["sub"], **_around_now(w)},
+            prepare=_metered,
+            expect=lambda w: w.extra["sub"],
+        ),
+        "Mutation.billableMetricCreate": Case(
+            _mutation(
+                "billableMetricCreate",
+                "BillableMetricCreateInput",
+                "{ billableMetric { id } errors { code } }",
+            ),
+            lambda w: {"input": {"code": "matrix", "name": "Matrix", "aggregation": "COUNT"}},
+            allowed=frozenset({ADMIN}),
+            creates=True,
+        ),
+        "Mutation.billableMetricArchive": Case(
+            _mutation(
+                "billableMetricArchive",
+                "BillableMetricArchiveInput",
+                "{ billableMetric { id } errors { code } }",
+            ),
+            lambda w: {"input": {"id": w.extra["metric"]}},
+            allowed=frozenset({ADMIN}),
+            prepare=_metered,
+            expect=lambda w: w.extra["metric"],
+        ),
+        "Mutation.usageRecord": Case(
+            _mutation("usageRecord", "UsageEventInput", f"{{ result {_EVENT_OUT} }}"),
+            lambda w: {"input": _usage_event(w)},
+            allowed=STAFF,
+            prepare=_metered,
+            expect=lambda w: w.extra["sub"],
+        ),
+        "Mutation.usageRecordBatch": Case(
+            _mutation("usageRecordBatch", "UsageRecordBatchInput", f"{{ results {_EVENT_OUT} }}"),
+            lambda w: {"input": {"events": [_usage_event(w)]}},
+            allowed=STAFF,
+            prepare=_metered,
+            expect=lambda w: w.extra["sub"],
+        ),
+    }
+)

@@ -51,6 +51,21 @@ DATE_INPUTS: dict[str, tuple[str, str]] = {
         f'query($d: DateTime!) {{ ledger(customerId: "cus_{ANY_ID}", currency: "USD", to: $d) '
         "{ currency } }",
     ),
+    "Query.usage(from)": (
+        "DateTime",
+        f'query($d: DateTime!) {{ usage(subscriptionId: "sub_{ANY_ID}", metric: "m", from: $d, '
+        'to: "2024-02-01T00:00:00Z") { total } }',
+    ),
+    "Query.usage(to)": (
+        "DateTime",
+        f'query($d: DateTime!) {{ usage(subscriptionId: "sub_{ANY_ID}", metric: "m", '
+        'from: "2024-01-01T00:00:00Z", to: $d) { total } }',
+    ),
+    "UsageEventInput.timestamp": (
+        "DateTime",
+        'mutation($d: DateTime!) { usageRecord(input: {metric: "m", idempotencyKey: "k", '
+        "timestamp: $d}) { errors { code } } }",
+    ),
     "PaymentFilter.from": (
         "DateTime",
         "query($d: DateTime!) { payments(filter: {from: $d}) { totalCount } }",
