@@ -26,6 +26,7 @@ from app.web.graphiql import graphiql_asset
 from app.web.graphql_view import BillingGraphQL
 from app.web.metrics import Metrics, metrics_endpoint
 from app.web.request_log import RequestLog
+from app.web.usage_routes import MAX_USAGE_BODY_BYTES, usage_events_route
 from app.worker import BillingWorker
 from db import migrate
 from schema import Limits, PersistedQueries, build_schema
@@ -140,7 +141,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
         middleware=[
             Middleware(RequestLog),
             Middleware(Metrics, registry=registry),
-            Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes),
+            Middleware(
+                BodySizeLimit,
+                max_bytes=settings.max_body_bytes,
+                per_path={"/usage/events": max(MAX_USAGE_BODY_BYTES, settings.max_body_bytes)},
+            ),
         ],
         routes=[
             Route("/health", health),
@@ -154,6 +159,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/webhooks/stripe", stripe_webhook_endpoint, methods=["POST"]),
             Route("/invoices/{document_id}.pdf", invoice_pdf_route),
             Route("/credit-notes/{document_id}.pdf", credit_note_pdf_route),
+            Route("/usage/events", usage_events_route, methods=["POST"]),
         ],
         lifespan=lifespan,
     )

@@ -19,7 +19,13 @@ from app.core.errors import Unauthenticated
 from app.invoicing import RenderedPdf, credit_note_pdf, invoice_pdf
 from app.services import Services
 
-__all__ = ["DOCUMENT_COST", "credit_note_pdf_route", "invoice_pdf_route"]
+__all__ = [
+    "DOCUMENT_COST",
+    "bearer_principal",
+    "credit_note_pdf_route",
+    "invoice_pdf_route",
+    "throttled",
+]
 
 DOCUMENT_COST = 100
 """Rate-limit points one PDF costs: rendering one is worth about a 100-node query."""
@@ -27,14 +33,14 @@ DOCUMENT_COST = 100
 Loader = Callable[[Services, Principal, str], Awaitable[RenderedPdf | None]]
 
 
-def _principal(services: Services, request: Request) -> Principal:
+def bearer_principal(services: Services, request: Request) -> Principal:
     scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthenticated("Authentication required: send a bearer token.")
     return decode_token(services.settings, token.strip())
 
 
-async def _throttled(
+async def throttled(
     services: Services, request: Request, principal: Principal | None, cost: int
 ) -> Response | None:
     """A 429 when the caller's budget cannot pay ``cost``, else None (and the cost is paid)."""
@@ -48,7 +54,7 @@ async def _throttled(
     retry = status.seconds_until(cost)
     return JSONResponse(
         {
-            "error": f"Throttled: a download costs {cost} points and "
+            "error": f"Throttled: this request costs {cost} points and "
             f"{status.currently_available} are available; retry in {retry} s.",
             "code": "THROTTLED",
         },
@@ -60,9 +66,9 @@ async def _throttled(
 async def _serve(request: Request, load: Loader, name: str) -> Response:
     services: Services = request.app.state.services
     try:
-        principal = _principal(services, request)
+        principal = bearer_principal(services, request)
     except Unauthenticated as exc:
-        refused = await _throttled(services, request, None, 1)
+        refused = await throttled(services, request, None, 1)
         if refused is not None:
             return refused
         return JSONResponse(
@@ -70,7 +76,7 @@ async def _serve(request: Request, load: Loader, name: str) -> Response:
             status_code=401,
             headers={"www-authenticate": "Bearer"},
         )
-    refused = await _throttled(services, request, principal, DOCUMENT_COST)
+    refused = await throttled(services, request, principal, DOCUMENT_COST)
     if refused is not None:
         return refused
     document = await load(services, principal, request.path_params["document_id"])
