@@ -739,6 +739,8 @@ usage_charges = sa.Table(
     sa.Column("amount", sa.BigInteger, nullable=False),
     sa.Column("tiers", JSONB, nullable=False),
     sa.Column("invoice_key", sa.Text, nullable=False),
+    sa.Column("billed_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("invoice_id", sa.Text),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
 

@@ -91,6 +91,12 @@ class RevenueFigures:
     average_payment: Money | None = strawberry.field(
         description="gross / paymentCount rounded half-even to a minor unit; null without payments."
     )
+    usage_billed: Money = strawberry.field(
+        description="Usage-based charges billed in the period (at each period's end, by the "
+        "organization's clock): metered charges minus included credits plus late-usage "
+        "adjustments, before discounts and tax, except on invoices voided since. Billed, not "
+        "collected: the cash is in `gross` when it is paid (docs/usage.md)."
+    )
 
 
 @strawberry.type(description="Revenue of one currency: per period and in total.")

@@ -54,6 +54,7 @@ class RevenueFigures:
     failed_payment_count: int  # declined charge attempts recorded in the range
     refund_count: int
     average_payment: Money | None  # gross / payment_count, half-even; None without payments
+    usage_billed: Money  # usage lines of the invoices finalized in the range (not voided)
 
 
 @dataclass(frozen=True)
@@ -221,6 +222,7 @@ def _figures(currency: str, start: datetime, end: datetime, sums: _Sums) -> Reve
         failed_payment_count=sums["failed"],
         refund_count=sums["refunds"],
         average_payment=Money(div_half_even(gross, count), currency) if count else None,
+        usage_billed=Money(sums["usage_billed"], currency),
     )
 
 

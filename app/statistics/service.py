@@ -166,6 +166,12 @@ class StatisticsService:
         for row in rows:
             into = sums.setdefault((row["currency"], int(row["period"]) - 1), _Sums())
             into.add({name: row[name] for name in REVENUE_COLUMNS})
+        usage = await self._repo.usage_billed_by_period(
+            org, start=start, end=end, bounds=bounds, currency=currency
+        )
+        for row in usage:
+            into = sums.setdefault((row["currency"], int(row["period"]) - 1), _Sums())
+            into.add({"usage_billed": row["usage_billed"]})
         return sums
 
     async def overview(self, org: str, *, now: datetime, time_zone: str = "UTC") -> Overview:

@@ -132,6 +132,7 @@ class Renewals(SubscriptionBase):
             key=key,
             period_index=index,
         )
+        await self._usage.invoiced(sub.organization_id, sub.id, key, outcome.invoice_id)
         values: dict[str, Any] = {
             "period_index": index,
             "current_period_start": start,
@@ -354,7 +355,7 @@ class Renewals(SubscriptionBase):
         return updated
 
     async def _bill_final_lines(self, sub: Subscription, lines: list[BillLine]) -> ChargeOutcome:
-        return await self._billing.bill(
+        outcome = await self._billing.bill(
             sub.organization_id,
             customer_id=sub.customer_id,
             subscription_id=sub.id,
@@ -363,6 +364,8 @@ class Renewals(SubscriptionBase):
             key=_final_key(sub),
             period_index=sub.period_index,
         )
+        await self._usage.invoiced(sub.organization_id, sub.id, _final_key(sub), outcome.invoice_id)
+        return outcome
 
     async def _close_open_invoices(self, sub: Subscription) -> None:
         """Dunning canceled the subscription: its invoices still open are voided or written

@@ -234,7 +234,12 @@ class UsageRating:
                 return await self._lines(org, reserved, currency)
             prices = await self.prices(org, plan_id, currency)
             rows: list[dict[str, Any]] = []
-            base = {"organization_id": org, "subscription_id": subscription_id, "invoice_key": key}
+            base = {
+                "organization_id": org,
+                "subscription_id": subscription_id,
+                "invoice_key": key,
+                "billed_at": period_end,
+            }
             if prices and period_end > period_start:
                 (measured,) = await self.measure(
                     org, [(subscription_id, prices, period_start, period_end)]
@@ -277,6 +282,10 @@ class UsageRating:
             )
             await self._charges.insert(rows)
             return await self._lines(org, rows, currency)
+
+    async def invoiced(self, org: str, subscription_id: str, key: str, invoice_id: str) -> None:
+        """The invoice made under ``key`` exists: link the usage lines it carries to it."""
+        await self._charges.link_invoice(org, subscription_id, key, invoice_id)
 
     @staticmethod
     def _rate(

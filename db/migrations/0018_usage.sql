@@ -117,6 +117,10 @@ CREATE TABLE usage_charges (
     -- "unit_price": "...", "flat_amount": 0, "amount": 123}, ...].
     tiers            jsonb NOT NULL DEFAULT '[]',
     invoice_key      text NOT NULL,
+    -- When it was billed, by the organization's clock (the end of the invoice's period), and
+    -- the invoice, once issued: revenueStats' usageBilled counts it there unless it is void.
+    billed_at        timestamptz NOT NULL,
+    invoice_id       text,
     created_at       timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (organization_id, id),
     CHECK ((kind = 'credit') = (metric_id IS NULL) OR kind = 'adjustment')
@@ -134,3 +138,5 @@ CREATE TABLE usage_late_periods (
     period_end       timestamptz NOT NULL,
     PRIMARY KEY (organization_id, subscription_id, period_start)
 );
+
+CREATE INDEX usage_charges_billed ON usage_charges (organization_id, billed_at);

@@ -234,6 +234,37 @@ class StatisticsRepository:
 
     # -- revenue: reads ------------------------------------------------------------------------
 
+    async def usage_billed_by_period(
+        self,
+        org: str,
+        *,
+        start: datetime,
+        end: datetime,
+        bounds: Sequence[datetime],
+        currency: str | None,
+    ) -> Sequence[Row]:
+        """What usage billed (metered charges, minus included credits, plus late-usage
+        adjustments) in ``[start, end)`` by the organization's clock, except on invoices
+        voided since, per currency and period (the 1-based index into ``bounds``, the
+        periods' starts)."""
+        statement = """
+        SELECT s.currency, width_bucket(c.billed_at, $4::timestamptz[]) AS period,
+               sum(c.amount)::bigint AS usage_billed
+        FROM usage_charges c
+        JOIN subscriptions s
+          ON s.organization_id = c.organization_id AND s.id = c.subscription_id
+        LEFT JOIN invoices i
+          ON i.organization_id = c.organization_id AND i.id = c.invoice_id
+        WHERE c.organization_id = $1 AND c.billed_at >= $2 AND c.billed_at < $3
+          AND (i.status IS NULL OR i.status <> 'void')
+          AND ($5::text IS NULL OR s.currency = $5)
+        GROUP BY 1, 2
+        """
+        async with self._db.raw_connection() as conn:
+            self._db.record(statement)
+            rows = await conn.fetch(statement, org, start, end, list(bounds), currency)
+        return [dict(row) for row in rows]
+
     async def revenue_by_period(
         self,
         org: str,

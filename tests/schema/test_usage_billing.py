@@ -4,9 +4,13 @@ with its usage lines, then late usage (adjusted on the next invoice, or refused)
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import httpx
+from pypdf import PdfReader
 
 from tests.schema.test_subscriptions_api import (  # noqa: F401 - paying_customer: a fixture
     advance,
@@ -181,6 +185,19 @@ async def test_a_month_of_usage_is_billed_with_the_renewal(
     april_lines = [line for line in usage_lines if line["periodStart"] == APR_1.isoformat()]
     assert sum(int(line["amount"]["amount"]) for line in april_lines) == 0  # 1 call: tier 1
 
+    # revenueStats: usage invoiced per period (April's invoice bills March's usage).
+    stats = await admin.data(
+        """query($from: DateTime!, $to: DateTime!) {
+          revenueStats(from: $from, to: $to, interval: MONTH, currency: "USD") {
+            buckets { start usageBilled { amount } } total { usageBilled { amount } }
+          }
+        }""",
+        {"from": MAR_1.isoformat(), "to": (MAY_1 + timedelta(days=1)).isoformat()},
+    )
+    (usd,) = stats["revenueStats"]
+    assert [b["usageBilled"]["amount"] for b in usd["buckets"]] == ["0", "1450", "200"]
+    assert usd["total"]["usageBilled"]["amount"] == "1650"
+
     # With REFUSE, a late event is refused and nothing is recorded.
     refused = await admin.data(SETTINGS, {"input": {"lateUsage": "REFUSE"}})
     assert refused["organizationSettingsUpdate"]["organization"]["lateUsage"] == "REFUSE"
@@ -195,3 +212,71 @@ async def test_a_month_of_usage_is_billed_with_the_renewal(
     assert (await admin.data(RECORD, {"input": too_late}))["usageRecord"]["result"][
         "status"
     ] == "DUPLICATE"
+
+
+async def test_the_final_invoice_bills_the_last_period_s_usage(
+    admin: GraphQLClient,
+    http: httpx.AsyncClient,
+    plan_factory: Callable[..., Any],
+    paying_customer: Callable[..., Any],  # noqa: F811 - the fixture imported above
+) -> None:
+    await advance(admin, MAR_1)
+    await metric(admin, code="jobs", name="Build minutes", aggregation="SUM")
+    plan = await plan_factory(
+        price={"amount": 2000, "currency": "USD"},
+        creditsIncluded=500,
+        meteredPrices=[
+            {"metric": "jobs", "model": "PACKAGE", "unitPrice": "2.5", "packageSize": 100}
+        ],
+    )
+    ending = await subscribe(admin, customerId=(await paying_customer())["id"], planId=plan["id"])
+    immediate = await subscribe(
+        admin, customerId=(await paying_customer())["id"], planId=plan["id"]
+    )
+    await advance(admin, datetime(2027, 3, 16, tzinfo=UTC))
+    events = [
+        event(f"{sub['id']}-{n}", "jobs", sub["id"], MAR_1 + timedelta(days=n), value="150")
+        for sub in (ending, immediate)
+        for n in range(1, 10)  # 1,350 minutes: 14 blocks of 100 = 35.00, less 5.00 included
+    ]
+    assert (await record_batch(admin, events))["acceptedCount"] == 18
+
+    # Canceled now: the final invoice bills the usage so far (with the unused time credited).
+    canceled = await admin.data(
+        "mutation($input: SubscriptionCancelInput!) { subscriptionCancel(input: $input) "
+        "{ subscription { status latestInvoiceId } errors { code } } }",
+        {"input": {"id": immediate["id"], "atPeriodEnd": False}},
+    )
+    final = await lines_of(admin, canceled["subscriptionCancel"]["subscription"]["latestInvoiceId"])
+    usage_lines = [line for line in final["lines"] if line["kind"] == "USAGE"]
+    assert [line["amount"]["amount"] for line in usage_lines] == ["3500", "-500"]
+    assert usage_lines[0]["periodEnd"] == datetime(2027, 3, 16, tzinfo=UTC).isoformat()
+    assert "14 x 2.5 USD" in usage_lines[0]["description"]
+    # The PDF shows them.
+    pdf = await http.get(
+        f"/invoices/{final['id']}.pdf", headers={"authorization": f"Bearer {admin.bearer}"}
+    )
+    text = "".join(p.extract_text() for p in PdfReader(io.BytesIO(pdf.content)).pages)
+    assert "Build minutes" in text
+    assert "Included usage credit" in text
+
+    # Canceled at period end: the whole last period's usage goes on the final invoice.
+    await admin.data(
+        "mutation($input: SubscriptionCancelInput!) { subscriptionCancel(input: $input) "
+        "{ errors { code } } }",
+        {"input": {"id": ending["id"], "atPeriodEnd": True}},
+    )
+    late = event("last-day", "jobs", ending["id"], datetime(2027, 3, 16, tzinfo=UTC), value="50")
+    assert (await admin.data(RECORD, {"input": late}))["usageRecord"]["errors"] == []
+    await advance(admin, APR_1 + timedelta(hours=1))
+    ended = await current(admin, ending["id"])
+    assert ended["status"] == "CANCELED"
+    last = await lines_of(admin, ended["latestInvoiceId"])
+    assert [line["amount"]["amount"] for line in last["lines"] if line["kind"] == "USAGE"] == [
+        "3500",  # 1,400 minutes: still 14 blocks
+        "-500",
+    ]
+    # After the end, no event is taken for it.
+    after = event("after", "jobs", ending["id"], APR_1 + timedelta(minutes=30), value="1")
+    refused = (await admin.data(RECORD, {"input": after}))["usageRecord"]
+    assert [e["code"] for e in refused["errors"]] == ["USAGE_PERIOD_CLOSED"]

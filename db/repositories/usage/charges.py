@@ -48,6 +48,19 @@ class UsageChargeRepository:
         )
         return list(await self._db.fetch_all(query))
 
+    async def link_invoice(self, org: str, subscription_id: str, key: str, invoice_id: str) -> None:
+        """Record which invoice the lines reserved by ``key`` went on."""
+        await self._db.execute(
+            sa.update(usage_charges)
+            .where(
+                _c.organization_id == org,
+                _c.subscription_id == subscription_id,
+                _c.invoice_key == key,
+                _c.invoice_id.is_(None),
+            )
+            .values(invoice_id=invoice_id)
+        )
+
     async def insert(self, rows: Sequence[Mapping[str, Any]]) -> None:
         if rows:
             await self._db.execute(sa.insert(usage_charges).values(list(rows)))
