@@ -305,12 +305,12 @@ class UsageRating:
     ) -> list[dict[str, Any]]:
         """Re-rate the billed periods late events reopened (those before ``before``) with the
         plan's prices now, and bill the difference per metric and for the included credits."""
+        if not prices:
+            return []  # nothing prices usage now: the reopened periods wait
         reopened = [
-            r
-            for r in await self._charges.take_reopened(org, subscription_id)
-            if r["period_start"] < before
+            r for r in await self._charges.take_reopened(org, subscription_id, before=before)
         ]
-        if not reopened or not prices:
+        if not reopened:
             return []
         measured = await self.measure(
             org, [(subscription_id, prices, r["period_start"], r["period_end"]) for r in reopened]

@@ -101,11 +101,16 @@ class UsageChargeRepository:
         ]
         await self._db.execute(pg_insert(usage_late_periods).values(rows).on_conflict_do_nothing())
 
-    async def take_reopened(self, org: str, subscription_id: str) -> list[Row]:
-        """The subscription's reopened periods, removed (call it with the exclusive lock)."""
+    async def take_reopened(self, org: str, subscription_id: str, *, before: datetime) -> list[Row]:
+        """The subscription's reopened periods starting before ``before``, removed (call it
+        with the exclusive lock)."""
         query = (
             sa.delete(usage_late_periods)
-            .where(_late.organization_id == org, _late.subscription_id == subscription_id)
+            .where(
+                _late.organization_id == org,
+                _late.subscription_id == subscription_id,
+                _late.period_start < before,
+            )
             .returning(_late.period_start, _late.period_end)
         )
         rows = await self._db.fetch_all(query)
