@@ -31,6 +31,7 @@ PREFIXES = {
 }
 
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
+_PAIRS = [_ALPHABET[n >> 5] + _ALPHABET[n & 31] for n in range(1024)]
 _BODY = re.compile(r"^[0-9a-hjkmnp-tv-z]{26}$")
 
 
@@ -50,7 +51,16 @@ def monotonic_ids(prefix: str, count: int) -> list[str]:
     value = (time.time_ns() // 1_000_000 << 80) | int.from_bytes(os.urandom(8), "big")
     value = max(value, _last_monotonic + 1)
     _last_monotonic = value + count - 1
-    return [_encode(prefix, value + n) for n in range(count)]
+    # The same as ``_encode`` for each, faster for a batch (usage ingestion makes a thousand at
+    # a time): the last 4 characters (20 bits) from a table, the other 22 encoded once per run.
+    ids = []
+    head_value, head = -1, ""
+    for v in range(value, value + count):
+        if v >> 20 != head_value:
+            head_value = v >> 20
+            head = _encode(prefix, v)[:-4]
+        ids.append(head + _PAIRS[(v >> 10) & 1023] + _PAIRS[v & 1023])
+    return ids
 
 
 def _encode(prefix: str, value: int) -> str:

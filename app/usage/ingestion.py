@@ -41,6 +41,7 @@ MAX_VALUE = Decimal(10) ** 15
 MAX_DECIMALS = 12
 FUTURE_LEEWAY = timedelta(minutes=5)
 _EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+_ONE = Decimal(1)
 _LIVE = {"trialing", "active", "past_due", "unpaid", "paused", "incomplete"}
 
 
@@ -50,7 +51,9 @@ class EventStatus(enum.Enum):
     REFUSED = "refused"
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass's __init__ costs several times more, and ingestion makes
+# thousands of these per request.
+@dataclass(slots=True)
 class UsageEventInput:
     metric: str
     idempotency_key: str
@@ -61,7 +64,7 @@ class UsageEventInput:
     timestamp: datetime | None = None  # None: now, by the organization's clock
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class EventResult:
     index: int
     idempotency_key: str
@@ -161,10 +164,9 @@ class UsageIngestion:
             first_of_key[key] = index
             prepared.append(_Prepared(index, row, sub))
         if prepared:
-            late_mode = await self._organizations.late_usage(org)
             async with self._db.transaction():
                 await self._events.lock_subscriptions(org, [p.sub["id"] for p in prepared])
-                kept, reopened = await self._classify(org, prepared, results, late_mode)
+                kept, reopened = await self._classify(org, prepared, results)
                 kept.sort(key=lambda p: p.row.idempotency_key)
                 inserted = await self._events.insert(org, [p.row for p in kept])
                 await self._charges.reopen(
@@ -191,7 +193,6 @@ class UsageIngestion:
         org: str,
         prepared: list[_Prepared],
         results: list[EventResult | None],
-        late_mode: LateUsage,
     ) -> tuple[list[_Prepared], list[tuple[_Prepared, tuple[str, datetime, datetime]]]]:
         """Split the batch (with the subscriptions' usage locks held) into events to store and
         the billed periods late ones reopen; refused late events get their result."""
@@ -203,6 +204,7 @@ class UsageIngestion:
             )
         kept: list[_Prepared] = []
         reopened: list[tuple[_Prepared, tuple[str, datetime, datetime]]] = []
+        late_mode: LateUsage | None = None  # read when a late event needs it
         for p in prepared:
             sub, at = p.sub, p.row.occurred_at
             billed = periods.get(sub["id"], [])
@@ -226,7 +228,9 @@ class UsageIngestion:
                     "timestamp",
                     code=ErrorCode.USAGE_PERIOD_CLOSED,
                 )
-            elif late_mode is LateUsage.REFUSE:
+            elif (late_mode := late_mode or await self._organizations.late_usage(org)) is (
+                LateUsage.REFUSE
+            ):
                 error = _refuse(
                     f"The event falls in the period {covering[0]:%Y-%m-%d %H:%M} - "
                     f"{covering[1]:%Y-%m-%d %H:%M} UTC, already invoiced; the organization "
@@ -273,7 +277,11 @@ class UsageIngestion:
         if not isinstance(properties, Mapping):
             raise _refuse("properties is a JSON object.", "properties")
         try:
-            properties_json = json.dumps(properties, separators=(",", ":"), allow_nan=False)
+            properties_json = (
+                json.dumps(properties, separators=(",", ":"), allow_nan=False)
+                if properties
+                else "{}"
+            )
         except (TypeError, ValueError):
             raise _refuse("properties must be plain JSON.", "properties") from None
         if len(properties_json) > MAX_PROPERTIES_BYTES:
@@ -362,7 +370,7 @@ class UsageIngestion:
         """What the event adds to its metric: (value, unique key)."""
         aggregation = metric.aggregation
         if aggregation is Aggregation.COUNT:
-            return Decimal(1), None
+            return _ONE, None
         if aggregation is Aggregation.UNIQUE_COUNT:
             assert metric.property is not None
             found = properties.get(metric.property)
@@ -376,7 +384,7 @@ class UsageIngestion:
                 raise _refuse(
                     f"properties.{metric.property} is at most 200 characters.", "properties"
                 )
-            return Decimal(1), text
+            return _ONE, text
         if metric.property is not None:
             if metric.property not in properties:
                 raise _refuse(

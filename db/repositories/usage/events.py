@@ -21,7 +21,7 @@ from db.connection import Database, Row
 __all__ = ["EventRow", "UsageEventRepository", "Window"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class EventRow:
     id: str
     idempotency_key: str
@@ -38,7 +38,8 @@ class EventRow:
 _INSERT = """
 WITH input AS (
     SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-                         $7::numeric[], $8::text[], $9::jsonb[], $10::timestamptz[], $11::bool[])
+                         $7::text[]::numeric[], $8::text[], $9::jsonb[], $10::timestamptz[],
+                         $11::bool[])
         AS e(id, idempotency_key, subscription_id, customer_id, metric_id, value, unique_key,
              properties, occurred_at, counted)
 ), inserted AS (
@@ -216,7 +217,7 @@ class UsageEventRepository:
             columns[2].append(e.subscription_id)
             columns[3].append(e.customer_id)
             columns[4].append(e.metric_id)
-            columns[5].append(e.value)
+            columns[5].append(str(e.value))  # as text: asyncpg encodes numeric 3x slower
             columns[6].append(e.unique_key)
             columns[7].append(e.properties)
             columns[8].append(e.occurred_at)
