@@ -212,6 +212,8 @@ class SubscriptionBase:
         with the adjustments late usage made (``UsageRating.invoice_lines``: rated once, the
         same lines for every retry with ``key``)."""
         org = sub.organization_id
+        if not await self._usage.applies(org, sub.plan_id, sub.id, key):
+            return []  # one statement for the plans (most) that meter nothing
         (plan,) = await self._plans.read.by_ids(org, [sub.plan_id])
         lines = await self._usage.invoice_lines(
             org,

@@ -119,10 +119,12 @@ class Renewals(SubscriptionBase):
         key = f"{sub.id}:period:{index}"
         pending = await self._subs.take_pending_lines(sub.organization_id, sub.id, key)
         lines = [*_ordered([_pending_line(p) for p in pending]), self._period_line(sub, index)]
+        usage: list[BillLine] = []
         if sub.period_index is not None:  # a paid period ends: its usage is billed in arrears
-            lines += await self._usage_lines(
+            usage = await self._usage_lines(
                 sub, key, sub.current_period_start, sub.current_period_end
             )
+        lines += usage
         outcome = await self._billing.bill(
             sub.organization_id,
             customer_id=sub.customer_id,
@@ -132,7 +134,8 @@ class Renewals(SubscriptionBase):
             key=key,
             period_index=index,
         )
-        await self._usage.invoiced(sub.organization_id, sub.id, key, outcome.invoice_id)
+        if usage:
+            await self._usage.invoiced(sub.organization_id, sub.id, key, outcome.invoice_id)
         values: dict[str, Any] = {
             "period_index": index,
             "current_period_start": start,
@@ -364,7 +367,10 @@ class Renewals(SubscriptionBase):
             key=_final_key(sub),
             period_index=sub.period_index,
         )
-        await self._usage.invoiced(sub.organization_id, sub.id, _final_key(sub), outcome.invoice_id)
+        if any(line.kind == "usage" for line in lines):
+            await self._usage.invoiced(
+                sub.organization_id, sub.id, _final_key(sub), outcome.invoice_id
+            )
         return outcome
 
     async def _close_open_invoices(self, sub: Subscription) -> None:

@@ -283,6 +283,11 @@ class UsageRating:
             await self._charges.insert(rows)
             return await self._lines(org, rows, currency)
 
+    async def applies(self, org: str, plan_id: str, subscription_id: str, key: str) -> bool:
+        """Whether the plan meters anything, or lines were reserved under ``key`` already
+        (``invoice_lines`` has something to say): one statement."""
+        return await self._charges.applies(org, plan_id, subscription_id, key)
+
     async def invoiced(self, org: str, subscription_id: str, key: str, invoice_id: str) -> None:
         """The invoice made under ``key`` exists: link the usage lines it carries to it."""
         await self._charges.link_invoice(org, subscription_id, key, invoice_id)

@@ -12,7 +12,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from db.connection import Database, Row
 from db.repositories.base import any_of
-from db.tables import usage_charges, usage_late_periods
+from db.tables import metered_prices, usage_charges, usage_late_periods
 
 __all__ = ["UsageChargeRepository"]
 
@@ -34,6 +34,18 @@ class UsageChargeRepository:
                 )
             )
         )
+
+    async def applies(self, org: str, plan_id: str, subscription_id: str, key: str) -> bool:
+        """The plan has metered prices, or ``key`` reserved lines of the subscription."""
+        priced = sa.exists().where(
+            metered_prices.c.organization_id == org, metered_prices.c.plan_id == plan_id
+        )
+        reserved = sa.exists().where(
+            _c.organization_id == org,
+            _c.subscription_id == subscription_id,
+            _c.invoice_key == key,
+        )
+        return bool(await self._db.fetch_val(sa.select(sa.or_(priced, reserved))))
 
     async def reserved_by(self, org: str, subscription_id: str, key: str) -> list[Row]:
         """The lines an invoice key reserved, in the order written."""
