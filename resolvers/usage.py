@@ -84,16 +84,8 @@ async def series(
     buckets = await ctx.services.usage_queries.buckets(
         ctx.org, sub.id, metric, start, end, granularity
     )
-    prices = await ctx.loaders.metered_prices_by_plan.load((sub.plan_id, sub.price.currency))
-    priced = [p for p in prices if p.metric.id == metric.id]
-    if priced:
-        (measured,) = await ctx.services.usage_rating.measure(
-            ctx.org, [(sub.id, priced, start, end)]
-        )
-        total = measured[metric.id]
-    else:
-        total = sum((b.quantity for b in buckets), Decimal(0))
-    return metric, total, buckets
+    (measured,) = await ctx.services.usage_rating.measure(ctx.org, [(sub.id, [metric], start, end)])
+    return metric, measured[metric.id], buckets
 
 
 async def current_usage(ctx: Context, subscription: Any) -> list[MetricUsage]:

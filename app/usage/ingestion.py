@@ -148,7 +148,6 @@ class UsageIngestion:
         now = await self._clock.now(org)
         ids = iter(monotonic_ids("use", len(events)))
         prepared: list[_Prepared] = []
-        first_of_key: dict[str, int] = {}
         for index, event in enumerate(events):
             key = event.idempotency_key if isinstance(event.idempotency_key, str) else ""
             try:
@@ -156,22 +155,33 @@ class UsageIngestion:
             except DomainError as exc:
                 results[index] = EventResult(index, key, EventStatus.REFUSED, error=exc)
                 continue
-            if key in first_of_key:
-                results[index] = EventResult(
-                    index, key, EventStatus.DUPLICATE, subscription_id=sub["id"]
-                )
-                continue
-            first_of_key[key] = index
             prepared.append(_Prepared(index, row, sub))
         if prepared:
             async with self._db.transaction():
                 await self._events.lock_subscriptions(org, [p.sub["id"] for p in prepared])
                 kept, reopened = await self._classify(org, prepared, results)
-                kept.sort(key=lambda p: p.row.idempotency_key)
+                # A key repeated in the batch: the first occurrence that may be stored counts,
+                # the later ones are its duplicates (a refused one is refused each time).
+                first: dict[str, _Prepared] = {}
+                for p in kept:
+                    if p.row.idempotency_key in first:
+                        results[p.index] = EventResult(
+                            p.index,
+                            p.row.idempotency_key,
+                            EventStatus.DUPLICATE,
+                            subscription_id=p.sub["id"],
+                        )
+                    else:
+                        first[p.row.idempotency_key] = p
+                kept = sorted(first.values(), key=lambda p: p.row.idempotency_key)
                 inserted = await self._events.insert(org, [p.row for p in kept])
                 await self._charges.reopen(
                     org,
-                    [period for p, period in reopened if p.row.idempotency_key in inserted],
+                    [
+                        period
+                        for p, period in reopened
+                        if first[p.row.idempotency_key] is p and p.row.idempotency_key in inserted
+                    ],
                 )
             for p in kept:
                 status = (
@@ -295,7 +305,7 @@ class UsageIngestion:
         at = at.astimezone(UTC)
         if at > now + FUTURE_LEEWAY:
             raise _refuse("The timestamp is in the future.", "timestamp")
-        if at < max(sub["created_at"], _EARLIEST):
+        if at < max(sub["started_at"], _EARLIEST):
             raise _refuse("The timestamp is before the subscription started.", "timestamp")
         if sub["ended_at"] is not None and at >= sub["ended_at"]:
             raise _refuse(

@@ -23,7 +23,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
-from decimal import ROUND_CEILING, ROUND_HALF_EVEN, Decimal, InvalidOperation
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation, localcontext
 
 from app.core.errors import DomainError, ErrorCode
 from app.core.money import MAX_AMOUNT
@@ -75,8 +75,22 @@ class RatedLine:
     amount: int
 
 
+# Digits enough for any product of accepted values (27-digit quantities x 28-digit prices) to be
+# exact: the only rounding is the one to a whole minor unit.
+_EXACT_DIGITS = 100
+
+
 def round_half_even(value: Decimal) -> int:
     return int(value.to_integral_value(rounding=ROUND_HALF_EVEN))
+
+
+def _blocks(units: Decimal, size: int) -> Decimal:
+    """``ceil(units / size)``, exactly (integer arithmetic on the scaled quantity)."""
+    exponent = units.as_tuple().exponent
+    assert isinstance(exponent, int)
+    scale = max(0, -exponent)
+    whole = int(units.scaleb(scale))  # exact: units has `scale` decimals (in rate's context)
+    return Decimal(-(-whole // (size * 10**scale)))
 
 
 def _invalid(message: str, *field: str) -> DomainError:
@@ -138,6 +152,11 @@ def _check_tiers(tiers: Sequence[PriceTier], field: tuple[str, ...]) -> None:
 
 def rate(quantity: Decimal, price: MeteredPrice) -> list[RatedLine]:
     """The lines ``quantity`` bills under ``price`` (at least one, possibly of zero)."""
+    with localcontext(prec=_EXACT_DIGITS):  # every step exact, whatever the aggregate's size
+        return _rate(quantity, price)
+
+
+def _rate(quantity: Decimal, price: MeteredPrice) -> list[RatedLine]:
     billable = max(_ZERO, quantity - price.free_units)
     if price.model is PriceModel.PER_UNIT:
         assert price.unit_price is not None
@@ -145,8 +164,7 @@ def rate(quantity: Decimal, price: MeteredPrice) -> list[RatedLine]:
     if price.model is PriceModel.PACKAGE:
         assert price.unit_price is not None
         assert price.package_size
-        blocks = (billable / price.package_size).to_integral_value(rounding=ROUND_CEILING)
-        return [_line(0, _ZERO, None, blocks, price.unit_price, 0)]
+        return [_line(0, _ZERO, None, _blocks(billable, price.package_size), price.unit_price, 0)]
     if price.model is PriceModel.VOLUME:
         return [_volume(billable, price.tiers)]
     return _graduated(billable, price.tiers)

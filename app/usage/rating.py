@@ -145,17 +145,17 @@ class UsageRating:
     async def measure(
         self,
         org: str,
-        windows: Sequence[tuple[str, Sequence[MeteredPriceRecord], datetime, datetime]],
+        windows: Sequence[tuple[str, Sequence[BillableMetric], datetime, datetime]],
     ) -> list[dict[str, Decimal]]:
-        """Per (subscription, prices, start, end): each priced metric's aggregate over
-        [start, end), by metric id. Two statements at most, whatever the number of windows."""
+        """Per (subscription, metrics, start, end): each metric's aggregate over [start, end),
+        by metric id. Two statements at most, whatever the number of windows."""
         targets = []
         unique_targets = []
-        for subscription_id, prices, start, end in windows:
+        for subscription_id, metrics, start, end in windows:
             window = Window.of(start, end)
-            for price in prices:
-                target = (subscription_id, price.metric.id, window)
-                if price.metric.aggregation is Aggregation.UNIQUE_COUNT:
+            for metric in metrics:
+                target = (subscription_id, metric.id, window)
+                if metric.aggregation is Aggregation.UNIQUE_COUNT:
                     unique_targets.append(target)
                 else:
                     targets.append(target)
@@ -163,8 +163,8 @@ class UsageRating:
         if unique_targets:
             found.update(await self._events.aggregates(org, unique_targets, unique=True))
         return [
-            {p.metric.id: quantity_of(p.metric, found.get((sub, p.metric.id))) for p in prices}
-            for sub, prices, _, _ in windows
+            {m.id: quantity_of(m, found.get((sub, m.id))) for m in metrics}
+            for sub, metrics, _, _ in windows
         ]
 
     async def current(
@@ -187,7 +187,8 @@ class UsageRating:
             )
         )
         windows = [
-            (sub, prices_of[plan], start, end) for sub, plan, _, start, end, _ in subscriptions
+            (sub, [p.metric for p in prices_of[plan]], start, end)
+            for sub, plan, _, start, end, _ in subscriptions
         ]
         quantities = await self.measure(org, windows) if plans else []
         found: list[list[MetricUsage]] = []
@@ -241,8 +242,9 @@ class UsageRating:
                 "billed_at": period_end,
             }
             if prices and period_end > period_start:
+                metrics = [p.metric for p in prices]
                 (measured,) = await self.measure(
-                    org, [(subscription_id, prices, period_start, period_end)]
+                    org, [(subscription_id, metrics, period_start, period_end)]
                 )
                 rated = self._rate(prices, measured)
                 usage_total = 0
@@ -317,8 +319,9 @@ class UsageRating:
         ]
         if not reopened:
             return []
+        metrics = [p.metric for p in prices]
         measured = await self.measure(
-            org, [(subscription_id, prices, r["period_start"], r["period_end"]) for r in reopened]
+            org, [(subscription_id, metrics, r["period_start"], r["period_end"]) for r in reopened]
         )
         billed = await self._charges.billed_in(
             org, subscription_id, [r["period_start"] for r in reopened]

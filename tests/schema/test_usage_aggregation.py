@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tests.schema.test_subscriptions_api import (  # noqa: F401 - paying_customer: a fixture
+    CHANGE,
     advance,
     paying_customer,
     subscribe,
@@ -24,6 +25,9 @@ from tests.schema.usage_support import (
 )
 from tests.support import GraphQLClient
 
+ARCHIVE = """mutation($id: ID!) {
+  billableMetricArchive(input: {id: $id}) { billableMetric { active } errors { code } }
+}"""
 T0 = datetime(2027, 6, 1, tzinfo=UTC)
 NOW = T0 + timedelta(days=2)  # the clock while events are recorded (same monthly period)
 
@@ -113,38 +117,32 @@ async def test_count_over_windows_that_cut_hours(
     sub = await metered_subscription(
         admin, plan_factory, paying_customer, [{"code": "calls", "aggregation": "COUNT"}]
     )
-    times = [(1, 10), (1, 50), (2, 10), (2, 20), (2, 50), (3, 10), (3, 50), (4, 10)]
+    times = [(1, 10), (1, 50), (2, 10), (2, 20), (2, 50), (3, 0), (3, 10), (3, 50), (4, 10)]
     await accept(admin, [event(f"c{h}-{m}", "calls", sub, at(h, m)) for h, m in times])
 
-    # 01:30-03:30: 01:50 (edge), 02:10 02:20 02:50 (whole hour 2), 03:10 (edge).
+    # 01:30-03:30: 01:50 (edge), 02:10 02:20 02:50 (whole hour 2), 03:00 03:10 (edge).
     assert await series(admin, sub, "calls", at(1, 30), at(3, 30)) == (
-        "5",
-        [(hour(1), "1", 1), (hour(2), "3", 3), (hour(3), "1", 1)],
+        "6",
+        [(hour(1), "1", 1), (hour(2), "3", 3), (hour(3), "2", 2)],
     )
-    assert await total(admin, sub, "calls", at(1), at(4)) == "7"  # whole hours 1-3
-    assert await total(admin, sub, "calls", at(1, 30), at(2, 30)) == "3"  # no whole hour
+    assert await total(admin, sub, "calls", at(1), at(4)) == "8"  # whole hours 1-3
+    # No whole hour: every event from the raw events, still in hourly buckets.
+    assert await series(admin, sub, "calls", at(1, 30), at(2, 30)) == (
+        "3",
+        [(hour(1), "1", 1), (hour(2), "2", 2)],
+    )
     assert await total(admin, sub, "calls", at(1, 10), at(1, 50)) == "1"  # [from, to)
     assert await total(admin, sub, "calls", at(2), at(3)) == "3"
-    assert (
-        await total(
-            admin,
-            sub,
-            "calls",
-            at(
-                2,
-                10,
-            ),
-            at(4, 10),
-        )
-        == "5"
-    )
+    assert await total(admin, sub, "calls", at(1, 30), at(3)) == "4"  # 03:00 is out
+    assert await total(admin, sub, "calls", at(3), at(3, 5)) == "1"  # 03:00 is in
+    assert await total(admin, sub, "calls", at(2, 10), at(4, 10)) == "6"
     assert await total(admin, sub, "calls", at(5), at(6)) == "0"
     assert await series(admin, sub, "calls", at(0, 30), at(4, 30), "DAY") == (
-        "8",
-        [(T0.isoformat(), "8", 8)],
+        "9",
+        [(T0.isoformat(), "9", 9)],
     )
     usage = (await current_usage(admin, sub))["calls"]
-    assert (usage["quantity"], usage["amount"]["amount"]) == ("8", "8")
+    assert (usage["quantity"], usage["amount"]["amount"]) == ("9", "9")
 
 
 async def test_sum_with_negative_corrections(
@@ -162,18 +160,21 @@ async def test_sum_with_negative_corrections(
     values = [((1, 10), "10"), ((1, 50), "5.5"), ((2, 10), "-3"), ((2, 50), "7")]
     values += [((3, 10), "-20"), ((3, 50), "1")]
     await accept(admin, [event(f"g{h}-{m}", "gb", sub, at(h, m), value=v) for (h, m), v in values])
+    # A later batch adds to the same hour's pre-aggregate.
+    await accept(admin, [event("g-late", "gb", sub, at(2, 30), value="0.75")])
     assert await series(admin, sub, "gb", at(1, 30), at(3, 30)) == (
-        "-10.5",
-        [(hour(1), "5.5", 1), (hour(2), "4", 2), (hour(3), "-20", 1)],
+        "-9.75",
+        [(hour(1), "5.5", 1), (hour(2), "4.75", 3), (hour(3), "-20", 1)],
     )
-    assert await total(admin, sub, "gb", at(1), at(4)) == "0.5"
-    assert await total(admin, sub, "gb", at(2), at(3)) == "4"
+    assert await total(admin, sub, "gb", at(1), at(4)) == "1.25"
+    assert await total(admin, sub, "gb", at(2), at(3)) == "4.75"
     usage = (await current_usage(admin, sub))["gb"]
-    assert (usage["quantity"], usage["amount"]["amount"]) == ("0.5", "1")  # 0.5 x 2
+    assert (usage["quantity"], usage["amount"]["amount"]) == ("1.25", "2")  # 2.5 -> 2
     # A correction that takes the period below zero: it bills nothing.
     await accept(admin, [event("g-fix", "gb", sub, at(4, 10), value="-4")])
     usage = (await current_usage(admin, sub))["gb"]
-    assert (usage["quantity"], usage["amount"]["amount"]) == ("-3.5", "0")
+    assert (usage["quantity"], usage["amount"]["amount"]) == ("-2.75", "0")
+    assert await total(admin, sub, "gb", at(3, 30), at(4, 30)) == "-3"
 
 
 async def test_max_reads_only_the_window_of_the_edge_hours(
@@ -189,10 +190,12 @@ async def test_max_reads_only_the_window_of_the_edge_hours(
     await accept(
         admin, [event(f"p{h}-{m}", "peak", sub, at(h, m), value=v) for (h, m), v in values]
     )
+    # A later, smaller value in hour 2 leaves its maximum.
+    await accept(admin, [event("p-late", "peak", sub, at(2, 30), value="11")])
     # 50 (01:10) and 100 (03:50) are in the edge hours but outside the window.
     assert await series(admin, sub, "peak", at(1, 30), at(3, 30)) == (
         "30",
-        [(hour(1), "7", 1), (hour(2), "12.25", 2), (hour(3), "30", 1)],
+        [(hour(1), "7", 1), (hour(2), "12.25", 3), (hour(3), "30", 1)],
     )
     assert await total(admin, sub, "peak", at(2), at(3)) == "12.25"
     assert await total(admin, sub, "peak", at(1, 30), at(2, 30)) == "9"
@@ -231,11 +234,16 @@ async def test_latest_with_ties_in_one_batch_and_across_batches(
             level("k", at(5, 30), 3),  # tie at 05:30 with "l", a later batch: 10 wins
         ],
     )
-    await accept(admin, [level("e", at(2, 50), 4), level("l", at(5, 30), "10")])
+    # A later batch: a tie at 02:50 (smaller: 6 stays), an earlier time in hour 2 (a larger
+    # value, but not the latest), a tie at 05:30 (larger: 10 wins).
+    await accept(
+        admin,
+        [level("e", at(2, 50), 4), level("m", at(2, 30), 100), level("l", at(5, 30), "10")],
+    )
 
     assert await series(admin, sub, "level", at(1, 30), at(3, 30)) == (
         "2",
-        [(hour(1), "8", 1), (hour(2), "6", 3), (hour(3), "2", 2)],
+        [(hour(1), "8", 1), (hour(2), "6", 4), (hour(3), "2", 2)],
     )
     assert await total(admin, sub, "level", at(1, 30), at(3)) == "6"  # whole hour 2
     assert await total(admin, sub, "level", at(2), at(3)) == "6"
@@ -259,7 +267,12 @@ async def test_unique_count_across_hours(
         paying_customer,
         [{"code": "users", "aggregation": "UNIQUE_COUNT", "property": "user"}],
     )
-    users = [((1, 10), "ana"), ((1, 50), "bo"), ((2, 10), "ana"), ((2, 50), "cy")]
+    users: list[tuple[tuple[int, int], Any]] = [
+        ((1, 10), "ana"),
+        ((1, 50), "bo"),
+        ((2, 10), "ana"),
+        ((2, 50), "cy"),
+    ]
     users += [((3, 10), "bo"), ((3, 50), "dan"), ((4, 10), "ana"), ((5, 10), 7), ((5, 20), "7")]
     await accept(
         admin,
@@ -349,9 +362,6 @@ async def test_group_by_hour_and_day_across_midnight(
         [(T0.isoformat(), "3", 3), ((T0 + timedelta(days=1)).isoformat(), "4", 4)],
     )
     # The same window given in another time zone (+05:30): the same UTC hours.
-    offset = timedelta(hours=5, minutes=30)
-    shifted = [(start + offset).astimezone(), (end + offset).astimezone()]
-    del shifted  # (kept simple below: explicit ISO text with an offset)
     found = (
         await admin.data(
             USAGE,
@@ -382,13 +392,19 @@ async def test_a_mixed_batch_is_refused_event_by_event(
     await metric(admin, code="calls", name="Calls", aggregation="COUNT")
     await metric(admin, code="gb", name="GB", aggregation="SUM")
     await metric(admin, code="other", name="Other", aggregation="COUNT")
+    await metric(admin, code="seats", name="Seats", aggregation="UNIQUE_COUNT", property="user")
+    old = await metric(admin, code="old", name="Old", aggregation="COUNT")
     plan_a = await plan_factory(
         price={"amount": 1000, "currency": "USD"},
         meteredPrices=[
             {"metric": "calls", "model": "PER_UNIT", "unitPrice": "0.01"},
             {"metric": "gb", "model": "PER_UNIT", "unitPrice": "0.01"},
+            {"metric": "seats", "model": "PER_UNIT", "unitPrice": "0.01"},
+            {"metric": "old", "model": "PER_UNIT", "unitPrice": "0.01"},
         ],
     )
+    archived = (await admin.data(ARCHIVE, {"id": old["id"]}))["billableMetricArchive"]
+    assert archived["errors"] == []
     plan_b = await plan_factory(
         price={"amount": 500, "currency": "USD"},
         meteredPrices=[{"metric": "other", "model": "PER_UNIT", "unitPrice": "0.01"}],
@@ -429,7 +445,7 @@ async def test_a_mixed_batch_is_refused_event_by_event(
             "timestamp": when.isoformat(),
         },  # 7
         event("no-value", "gb", sub, when),  # 8
-        event("too-early", "calls", sub, T0 + timedelta(minutes=30)),  # 9
+        event("too-early", "calls", sub, datetime(1999, 12, 31, tzinfo=UTC)),  # 9
         event("ok", "calls", sub, when),  # 10: the key of 0 again
         event("correction", "gb", sub, when, value="-2"),  # 11
         {
@@ -441,6 +457,9 @@ async def test_a_mixed_batch_is_refused_event_by_event(
         event("unpriced", "calls", sub_b, when),  # 13
         event("max-negative", "nope", sub, when, value="-1"),  # 14
         event("nan", "gb", sub, when, value="NaN"),  # 15
+        event("no-user", "seats", sub, when, properties={"name": "x"}),  # 16
+        event("list", "calls", sub, when, properties=[1, 2]),  # 17
+        event("archived", "old", sub, when),  # 18
     ]
     done = await record_batch(admin, batch)
     assert done["errors"] == []
@@ -468,11 +487,14 @@ async def test_a_mixed_batch_is_refused_event_by_event(
         ("REFUSED", [("INVALID", ["metric"])], None),
         ("REFUSED", [("NOT_FOUND", ["metric"])], None),
         ("REFUSED", [("INVALID", ["value"])], None),
+        ("REFUSED", [("INVALID", ["properties"])], None),
+        ("REFUSED", [("INVALID", ["properties"])], None),
+        ("REFUSED", [("INVALID_STATE", ["metric"])], None),
     ]
     assert "2 subscriptions" in results[7]["errors"][0]["message"]
     assert all(r["eventId"] for r in results if r["status"] == "ACCEPTED")
     assert not any(r["eventId"] for r in results if r["status"] != "ACCEPTED")
-    assert (done["acceptedCount"], done["duplicateCount"], done["refusedCount"]) == (5, 1, 10)
+    assert (done["acceptedCount"], done["duplicateCount"], done["refusedCount"]) == (5, 1, 13)
 
     # What was accepted is counted, nothing else.
     window = (T0, NOW + timedelta(hours=1))
@@ -509,3 +531,110 @@ async def test_a_batch_over_1000_events_is_refused_whole(
     again = await record_batch(admin, events[:1000])
     assert again["acceptedCount"] == 1000
     assert await total(admin, sub, "calls", T0, NOW) == "1000"
+
+
+async def test_a_test_clock_in_the_past_takes_usage_at_its_time(
+    admin: GraphQLClient,
+    plan_factory: Callable[..., Any],
+    paying_customer: Callable[..., Any],  # noqa: F811
+) -> None:
+    """A fresh organization's test clock may be set to any time, also before the wall clock;
+    a subscription created then takes events from its creation (by the organization's clock)
+    on, and refuses earlier ones as before it started."""
+    start = datetime(2025, 3, 1, 10, tzinfo=UTC)
+    assert start < datetime.now(UTC)
+    await advance(admin, start)
+    await metric(admin, code="calls", name="Calls", aggregation="COUNT")
+    plan = await plan_factory(
+        price={"amount": 1000, "currency": "USD"},
+        meteredPrices=[{"metric": "calls", "model": "PER_UNIT", "unitPrice": "0.01"}],
+    )
+    customer = await paying_customer()
+    sub = (await subscribe(admin, customerId=customer["id"], planId=plan["id"]))["id"]
+    await advance(admin, start + timedelta(days=1))
+    done = await record_batch(
+        admin,
+        [
+            event("in-period", "calls", sub, start + timedelta(hours=2)),
+            event("before", "calls", sub, start - timedelta(hours=2)),
+        ],
+    )
+    outcome = [
+        (r["status"], [(e["code"], e["field"]) for e in r["errors"]]) for r in done["results"]
+    ]
+    assert outcome == [
+        ("ACCEPTED", []),
+        ("REFUSED", [("INVALID", ["timestamp"])]),
+    ]
+    assert await total(admin, sub, "calls", start, start + timedelta(days=1)) == "1"
+
+
+async def test_a_refused_event_repeated_in_its_batch_is_not_reported_duplicate(
+    admin: GraphQLClient,
+    plan_factory: Callable[..., Any],
+    paying_customer: Callable[..., Any],  # noqa: F811
+) -> None:
+    """An event of the trial (before the current period, never billed for usage) is refused;
+    the same event again in the batch was not recorded either: it cannot be DUPLICATE."""
+    await advance(admin, T0)
+    await metric(admin, code="calls", name="Calls", aggregation="COUNT")
+    plan = await plan_factory(
+        price={"amount": 1000, "currency": "USD"},
+        trialDays=7,
+        meteredPrices=[{"metric": "calls", "model": "PER_UNIT", "unitPrice": "0.01"}],
+    )
+    customer = await paying_customer()
+    sub = await subscribe(admin, customerId=customer["id"], planId=plan["id"])
+    assert sub["status"] == "TRIALING"
+    await advance(admin, T0 + timedelta(days=8))  # the trial has converted
+    in_trial = event("in-trial", "calls", sub["id"], T0 + timedelta(days=1))
+    done = await record_batch(admin, [in_trial, in_trial])
+    first, second = done["results"]
+    assert (first["status"], [e["code"] for e in first["errors"]]) == (
+        "REFUSED",
+        ["USAGE_PERIOD_CLOSED"],
+    )
+    assert second["status"] == "REFUSED", second
+    assert (done["acceptedCount"], done["duplicateCount"], done["refusedCount"]) == (0, 0, 2)
+
+
+async def test_usage_total_of_a_metric_the_plan_no_longer_prices(
+    admin: GraphQLClient,
+    plan_factory: Callable[..., Any],
+    paying_customer: Callable[..., Any],  # noqa: F811
+) -> None:
+    """After a change to a plan without the metric, ``usage`` still reports what was recorded:
+    its total is the metric's aggregate (a max of maxima for MAX, not a sum)."""
+    sub = await metered_subscription(
+        admin, plan_factory, paying_customer, [{"code": "peak", "aggregation": "MAX"}]
+    )
+    await accept(
+        admin,
+        [
+            event("p1", "peak", sub, at(1, 10), value="5"),
+            event("p2", "peak", sub, at(2, 10), value="7"),
+        ],
+    )
+    assert await series(admin, sub, "peak", at(0), at(3)) == (
+        "7",
+        [(hour(1), "5", 1), (hour(2), "7", 1)],
+    )
+    flat = await plan_factory(price={"amount": 1000, "currency": "USD"})
+    changed = (
+        await admin.data(
+            CHANGE,
+            {
+                "input": {
+                    "id": sub,
+                    "planId": flat["id"],
+                    "prorationBehavior": "NONE",
+                    "idempotencyKey": "change-1",
+                }
+            },
+        )
+    )["subscriptionChangePlan"]
+    assert changed["errors"] == []
+    assert await series(admin, sub, "peak", at(0), at(3)) == (
+        "7",
+        [(hour(1), "5", 1), (hour(2), "7", 1)],
+    )

@@ -280,9 +280,11 @@ class UsageEventRepository:
         self, org: str, subscription_ids: Sequence[str], customer_ids: Sequence[str]
     ) -> list[Row]:
         """The subscriptions named, and the live ones of the customers named, each with the
-        metric ids its plan prices, its current period and the periods usage has billed."""
+        metric ids its plan prices, when it started (by the organization's clock: its trial's
+        start, else its first period's), its current period and the end of what usage billed."""
         statement = """
-        SELECT s.id, s.customer_id, s.status, s.created_at, s.ended_at,
+        SELECT s.id, s.customer_id, s.status, s.ended_at,
+               coalesce(s.trial_start, s.billing_anchor) AS started_at,
                s.current_period_start, s.current_period_end,
                coalesce((SELECT array_agg(mp.metric_id) FROM metered_prices mp
                          WHERE mp.organization_id = s.organization_id

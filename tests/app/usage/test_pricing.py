@@ -133,6 +133,23 @@ def test_zero_quantity_is_one_line_of_zero() -> None:
         assert (lines[0].units, lines[0].flat_amount, lines[0].amount) == (D(0), 0, 0)
 
 
+@pytest.mark.parametrize(
+    ("quantity", "price", "expected"),
+    [
+        # exact: 14441930310866.500000000000000759 -> up
+        ("12345111119425.898616200352", "1.1698501675", 14441930310867),
+        # exact: 22751898449853.4999999999999984 -> down
+        ("3889173396553.979071406708", "5.8500601876", 22751898449853),
+    ],
+)
+def test_large_quantities_round_once_exactly(quantity: str, price: str, expected: int) -> None:
+    # Within the accepted bounds: 12 decimals, below 10^15 units and amounts; the price is
+    # 0.011698501675 USD (12 decimals) in minor units.
+    exact = Fraction(D(quantity)) * Fraction(D(price))
+    assert round(exact) == expected
+    assert total(quantity, per_unit(price)) == expected
+
+
 # -- package ----------------------------------------------------------------------------------
 
 
