@@ -27,6 +27,7 @@ from schema.node import NodeQueries
 from schema.organizations import OrganizationMutations, OrganizationQueries
 from schema.payments import PaymentMutations, PaymentQueries
 from schema.persisted import PersistedQueries, PersistedQueryLookup
+from schema.previews import PreviewQueries
 from schema.refunds import RefundMutations, RefundQueries
 from schema.scalars import SCALARS
 from schema.service import ServiceQueries
@@ -58,6 +59,7 @@ class Query(
     StatisticsQueries,
     LedgerQueries,
     UsageQueries,
+    PreviewQueries,
     NodeQueries,
 ):
     pass

@@ -38,7 +38,14 @@ if TYPE_CHECKING:
     from schema.customers import Customer
     from schema.invoicing.invoices import Invoice
 
-__all__ = ["Subscription", "SubscriptionMutations", "SubscriptionQueries"]
+__all__ = [
+    "Subscription",
+    "SubscriptionCancelInput",
+    "SubscriptionChangePlanInput",
+    "SubscriptionCreateInput",
+    "SubscriptionMutations",
+    "SubscriptionQueries",
+]
 
 IDEMPOTENCY = (
     "Unique per request (a UUID); a retry with the same key and input returns the first "

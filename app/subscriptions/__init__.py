@@ -3,10 +3,13 @@
 from app.subscriptions.billing import InvoicedBilling
 from app.subscriptions.loaders import SubscriptionLoaders
 from app.subscriptions.model import Status, Subscription
+from app.subscriptions.previews import ChangePreview, InvoicePreview
 from app.subscriptions.service import DunningPolicy, SubscriptionDraft, SubscriptionService
 
 __all__ = [
+    "ChangePreview",
     "DunningPolicy",
+    "InvoicePreview",
     "InvoicedBilling",
     "Status",
     "Subscription",

@@ -57,16 +57,15 @@ from app.subscriptions.base import (
     _over,
 )
 from app.subscriptions.billing import UNSETTLED, ChargeOutcome
-from app.subscriptions.changes import PlanChanges
 from app.subscriptions.model import INCOMPLETE_WINDOW, Status, Subscription
-from app.subscriptions.pause_cancel import PauseCancel
 from app.subscriptions.periods import period_bounds
+from app.subscriptions.previews import Previews
 from db.connection import Row
 
 __all__ = ["DunningPolicy", "SubscriptionDraft", "SubscriptionService"]
 
 
-class SubscriptionService(PlanChanges, PauseCancel):
+class SubscriptionService(Previews):
     async def of_customers(self, org: str, customer_ids: list[str]) -> list[list[Subscription]]:
         rows = await self._subs.by_customer_ids(org, customer_ids)
         return [[Subscription.from_row(row) for row in group] for group in rows]

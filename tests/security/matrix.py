@@ -905,3 +905,48 @@ CASES.update(
         ),
     }
 )
+
+
+_PREVIEW_OUT = "{ preview { subscription { status planId } } errors { code } }"
+
+CASES.update(
+    {
+        "Query.upcomingInvoice": Case(
+            "query($id: ID!) { upcomingInvoice(subscriptionId: $id) { subscriptionId total "
+            "{ amount } } }",
+            lambda w: {"id": w.extra["sub"]},
+            prepare=_subscription_pool,
+            expect=lambda w: w.extra["sub"],
+        ),
+        "Query.subscriptionChangePreview": Case(
+            "query($input: SubscriptionChangePlanInput!) { subscriptionChangePreview(input: "
+            f"$input) {_PREVIEW_OUT} }}",
+            lambda w: {
+                "input": {
+                    "id": w.extra["sub0"],
+                    "planId": w.extra["target0"],
+                    "idempotencyKey": str(uuid.uuid4()),
+                }
+            },
+            prepare=_change_pool,
+        ),
+        "Query.subscriptionCreatePreview": Case(
+            "query($input: SubscriptionCreateInput!) { subscriptionCreatePreview(input: "
+            f"$input) {_PREVIEW_OUT} }}",
+            lambda w: {
+                "input": {
+                    "customerId": w.owner["id"],
+                    "planId": w.extra["plan0"],
+                    "idempotencyKey": str(uuid.uuid4()),
+                }
+            },
+            prepare=_plan_pool,
+        ),
+        "Query.subscriptionCancelPreview": Case(
+            "query($input: SubscriptionCancelInput!) { subscriptionCancelPreview(input: "
+            f"$input) {_PREVIEW_OUT} }}",
+            lambda w: {"input": {"id": w.extra["sub0"], "atPeriodEnd": False}},
+            prepare=_subscription_pool,
+        ),
+    }
+)
