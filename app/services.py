@@ -13,6 +13,7 @@ from app.core.idempotency import IdempotencyKeys
 from app.core.pubsub import EventBroker
 from app.core.settings import Settings, SettingsError
 from app.customers import CreditBalances, CustomerService
+from app.entitlements import EntitlementService
 from app.invoicing import CreditNoteService, InvoiceBilling, InvoiceService, InvoiceSettingsService
 from app.ledger import Ledger
 from app.live import LiveFeeds
@@ -73,6 +74,7 @@ class Services:
     usage: UsageIngestion
     usage_rating: UsageRating
     usage_queries: UsageQueries
+    entitlements: EntitlementService
 
     async def housekeeping(
         self, *, org: str | None = None, older_than: timedelta = timedelta(minutes=2)
@@ -202,4 +204,7 @@ class Services:
             usage=UsageIngestion(db, clock=clock, metrics=metrics, organizations=organizations),
             usage_rating=usage_rating,
             usage_queries=UsageQueries(db),
+            entitlements=EntitlementService(
+                clock=clock, plans=plans, subscriptions=subscriptions, usage=usage_rating
+            ),
         )

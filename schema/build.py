@@ -17,6 +17,7 @@ from schema.catalog.coupons import CouponMutations, CouponQueries
 from schema.catalog.plans import PlanMutations, PlanQueries
 from schema.catalog.tax_rates import TaxRateMutations, TaxRateQueries
 from schema.customers import CustomerMutations, CustomerQueries
+from schema.entitlements import EntitlementQueries
 from schema.errors import is_unexpected, should_mask_error
 from schema.invoicing.credit_notes import CreditNoteMutations, CreditNoteQueries
 from schema.invoicing.invoices import InvoiceMutations, InvoiceQueries
@@ -60,6 +61,7 @@ class Query(
     LedgerQueries,
     UsageQueries,
     PreviewQueries,
+    EntitlementQueries,
     NodeQueries,
 ):
     pass

@@ -18,8 +18,10 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from app.core.errors import PublicError
 from app.statistics import RevenueSnapshot as DomainRevenueSnapshot
+from resolvers import entitlements as resolve_entitlements
 from resolvers import live as resolve
 from schema.base import Info
+from schema.entitlements import Entitlements
 from schema.graphql_core_internals import give_own_subfield_memo
 from schema.money import Money
 from schema.payments import Payment
@@ -279,3 +281,20 @@ class Live:
                 payment=change.payment,  # type: ignore[arg-type]
                 refund=change.refund,  # type: ignore[arg-type]
             )
+
+    @strawberry.subscription(
+        description="The customer's entitlements (as `Query.entitlements`), sent at once and "
+        "again after every change that may alter them, once committed: its subscriptions' "
+        "changes (created, plan or quantity changed, trial ended, paused, resumed, canceled), "
+        "updates of plans, and usage (which uses included credits); bursts are merged into one "
+        "message. A customer token watches its own only (another is FORBIDDEN).",
+        permission_classes=[AnyRole],
+    )
+    async def entitlements(
+        self,
+        info: Info,
+        customer_id: Annotated[strawberry.ID, strawberry.argument(description="`cus_…`.")],
+    ) -> AsyncGenerator[Entitlements, None]:
+        stream = resolve_entitlements.watch(info.context, customer_id)
+        async for value in _guarded("entitlements", stream):
+            yield Entitlements.of(value)

@@ -17,6 +17,7 @@ from app.core.errors import DomainError, ErrorCode, NotFound, ValidationFailed
 from app.core.ids import new_id
 from app.core.listing import Listing
 from app.core.money import MAX_AMOUNT, Money
+from app.core.pubsub import Event, publish
 from app.stripe import Held, MirrorLeases, StripeGateway, StripeProduct
 from db.connection import Database, Row
 from db.repositories.plans import PlanRepository
@@ -280,6 +281,13 @@ class PlanService:
         return Plan.from_row(done)
 
     async def update(self, org: str, plan_id: str, changes: Mapping[str, Any]) -> Plan:
+        """Change the plan's descriptive fields and limits (``UPDATABLE``); announced (a
+        ``plan`` event) so that entitlements watchers read the new features and limits."""
+        plan = await self._update(org, plan_id, changes)
+        await publish(self._db, Event(org, "plan", plan.id, {}))
+        return plan
+
+    async def _update(self, org: str, plan_id: str, changes: Mapping[str, Any]) -> Plan:
         unknown = set(changes) - set(UPDATABLE)
         if unknown:
             raise ValueError(f"not updatable: {sorted(unknown)}")

@@ -75,6 +75,21 @@ class LiveFeeds:
                 del self._watchers[key]
                 self._flights.pop(key, None)
 
+    async def watch(
+        self, accept: Callable[[Event], bool], compute: Callable[[], Awaitable[T]]
+    ) -> AsyncGenerator[T, None]:
+        """``compute()``'s result at once, then once more after each burst of events that
+        ``accept`` keeps (and after every resync marker), until the caller stops iterating:
+        what one subscriber watches (its entitlements), not shared."""
+        async with self._events.subscribe() as queue:
+            while True:
+                yield await compute()
+                event = await queue.get()
+                while not (event is RESYNC or accept(event)):
+                    event = await queue.get()
+                while not queue.empty():
+                    queue.get_nowait()
+
     async def payment_events(
         self, org: str, customer_id: str | None, load: Callable[[Event], Awaitable[T]]
     ) -> AsyncGenerator[tuple[Event, T], None]:

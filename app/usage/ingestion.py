@@ -27,6 +27,7 @@ from typing import Any
 from app.core.clock import Clock
 from app.core.errors import DomainError, ErrorCode
 from app.core.ids import monotonic_ids
+from app.core.pubsub import Event, publish
 from app.organizations import LateUsage, OrganizationService
 from app.usage.metrics import Aggregation, BillableMetric, MetricService
 from db.connection import Database, Row
@@ -42,6 +43,7 @@ MAX_DECIMALS = 12
 FUTURE_LEEWAY = timedelta(minutes=5)
 _EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 _ONE = Decimal(1)
+_ANNOUNCED_CUSTOMERS = 50  # a usage event names at most this many customers (else: any)
 _LIVE = {"trialing", "active", "past_due", "unpaid", "paused", "incomplete"}
 
 
@@ -175,6 +177,10 @@ class UsageIngestion:
                         first[p.row.idempotency_key] = p
                 kept = sorted(first.values(), key=lambda p: p.row.idempotency_key)
                 inserted = await self._events.insert(org, [p.row for p in kept])
+                if inserted:
+                    await self._announce(
+                        org, [p for p in kept if p.row.idempotency_key in inserted]
+                    )
                 await self._charges.reopen(
                     org,
                     [
@@ -197,6 +203,15 @@ class UsageIngestion:
                     subscription_id=p.sub["id"],
                 )
         return [r for r in results if r is not None]
+
+    async def _announce(self, org: str, stored: list[_Prepared]) -> None:
+        """One ``usage`` event per batch (sent at commit), naming its customers when they are
+        few (entitlements watchers recompute the credits their usage used)."""
+        customers = sorted({p.sub["customer_id"] for p in stored})
+        data: dict[str, Any] = {"events": len(stored)}
+        if len(customers) <= _ANNOUNCED_CUSTOMERS:
+            data["customer_ids"] = customers
+        await publish(self._db, Event(org, "usage", stored[0].row.id, data))
 
     async def _classify(
         self,

@@ -950,3 +950,19 @@ CASES.update(
         ),
     }
 )
+
+CASES.update(
+    {
+        "Query.entitlements": Case(
+            "query($id: ID!) { entitlements(customerId: $id) { customerId features maxUsers } }",
+            lambda w: {"id": w.owner["id"]},
+            expect=_owner,
+        ),
+        "Live.entitlements": Case(
+            "subscription($id: ID!) { entitlements(customerId: $id) { customerId maxUsers } }",
+            lambda w: {"id": w.owner["id"]},
+            subscription=True,
+            expect=_owner,
+        ),
+    }
+)
