@@ -21,7 +21,13 @@ from app.organizations import OrganizationService
 from app.payments import PaymentService, RefundService, StripeWebhooks
 from app.statistics import StatisticsService
 from app.stripe import StripeGateway
-from app.subscriptions import DunningPolicy, InvoicedBilling, Status, SubscriptionService
+from app.subscriptions import (
+    CheckoutQuotes,
+    DunningPolicy,
+    InvoicedBilling,
+    Status,
+    SubscriptionService,
+)
 from app.throttling import Budget, ConnectionSlots, Throttle
 from app.usage import MetricService, UsageIngestion, UsageQueries, UsageRating
 from db.connection import Database
@@ -75,6 +81,7 @@ class Services:
     usage_rating: UsageRating
     usage_queries: UsageQueries
     entitlements: EntitlementService
+    checkout: CheckoutQuotes
 
     async def housekeeping(
         self, *, org: str | None = None, older_than: timedelta = timedelta(minutes=2)
@@ -204,6 +211,7 @@ class Services:
             usage=UsageIngestion(db, clock=clock, metrics=metrics, organizations=organizations),
             usage_rating=usage_rating,
             usage_queries=UsageQueries(db),
+            checkout=CheckoutQuotes(subscriptions, customers, coupons),
             entitlements=EntitlementService(
                 clock=clock, plans=plans, subscriptions=subscriptions, usage=usage_rating
             ),

@@ -4,13 +4,51 @@ a customer token previews only its own subscriptions, under the organization's p
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from app.context import Context
 from app.core.errors import NotFound
+from app.customers import Address, CustomerDraft
 from app.organizations import ProrationBehavior
-from app.subscriptions import ChangePreview, InvoicePreview, SubscriptionDraft
+from app.subscriptions import (
+    ChangePreview,
+    CheckoutItem,
+    CheckoutQuote,
+    InvoicePreview,
+    SubscriptionDraft,
+)
 from resolvers.subscriptions import get
 
-__all__ = ["cancel", "change_plan", "create", "upcoming_invoice"]
+__all__ = ["cancel", "change_plan", "checkout", "create", "upcoming_invoice"]
+
+
+async def checkout(
+    ctx: Context,
+    *,
+    customer_id: str | None,
+    currency: str | None,
+    address: Address | None,
+    items: Sequence[CheckoutItem],
+    coupon_code: str | None,
+) -> CheckoutQuote:
+    """A quote for the customer (a customer token: itself), or for a visitor from a currency
+    and an address."""
+    visitor = None
+    if customer_id is not None:
+        if not ctx.can_see_customer(customer_id):
+            raise NotFound("Customer", ("input", "customerId"))
+    elif currency is not None:
+        visitor = CustomerDraft(
+            email="visitor@example.com", address=address, preferred_currency=currency
+        )
+    return await ctx.services.checkout.quote(
+        ctx.org,
+        ctx.require_principal(),
+        customer_id=customer_id,
+        visitor=visitor,
+        items=items,
+        coupon_code=coupon_code,
+    )
 
 
 async def upcoming_invoice(ctx: Context, subscription_id: str) -> InvoicePreview | None:

@@ -12,11 +12,13 @@ import strawberry
 
 from app.catalog import TaxRate
 from app.invoicing import InvoiceLine as DomainInvoiceLine
-from app.subscriptions import ChangePreview
+from app.subscriptions import ChangePreview, CheckoutItem, CheckoutQuote
 from app.subscriptions import InvoicePreview as DomainInvoicePreview
+from app.subscriptions import Subscription as DomainSubscription
 from resolvers import previews as resolve
 from schema.base import INPUT, Info
 from schema.catalog.plans import Plan
+from schema.customers import AddressInput
 from schema.enums import Status
 from schema.errors import UserError, attempt
 from schema.invoicing.invoices import InvoiceLine, InvoiceTax
@@ -117,6 +119,20 @@ class PreviewedSubscription:
         return await info.context.loaders.plan_by_id.load(self.plan_id)
 
 
+def _previewed(sub: DomainSubscription) -> PreviewedSubscription:
+    return PreviewedSubscription(
+        status=sub.status,
+        plan_id=strawberry.ID(sub.plan_id),
+        quantity=sub.quantity,
+        price=sub.price,  # type: ignore[arg-type]
+        current_period_start=sub.current_period_start,
+        current_period_end=sub.current_period_end,
+        trial_end=sub.trial_end,
+        cancel_at_period_end=sub.cancel_at_period_end,
+        ended_at=sub.ended_at,
+    )
+
+
 @strawberry.type(description="What a subscription operation would do.")
 class SubscriptionPreview:
     subscription: PreviewedSubscription = strawberry.field(description="The subscription after.")
@@ -135,19 +151,8 @@ class SubscriptionPreview:
 
     @classmethod
     def of(cls, preview: ChangePreview) -> SubscriptionPreview:
-        sub = preview.subscription
         return cls(
-            subscription=PreviewedSubscription(
-                status=sub.status,
-                plan_id=strawberry.ID(sub.plan_id),
-                quantity=sub.quantity,
-                price=sub.price,  # type: ignore[arg-type]
-                current_period_start=sub.current_period_start,
-                current_period_end=sub.current_period_end,
-                trial_end=sub.trial_end,
-                cancel_at_period_end=sub.cancel_at_period_end,
-                ended_at=sub.ended_at,
-            ),
+            subscription=_previewed(preview.subscription),
             invoice=InvoicePreview.of(preview.invoice),
             credit_granted=preview.credit,  # type: ignore[arg-type]
             next_invoice=InvoicePreview.of(preview.next_invoice),
@@ -179,6 +184,85 @@ _SAME = (
 )
 
 
+@strawberry.input(description="One plan of a basket.")
+class CheckoutItemInput:
+    plan_id: strawberry.ID = strawberry.field(description="`plan_…`.")
+    quantity: int = strawberry.field(default=1, description="Units (seats), ≥ 1.")
+
+
+@strawberry.input(description="A basket to quote, for a customer or for a visitor.")
+class CheckoutPreviewInput:
+    items: list[CheckoutItemInput] = strawberry.field(
+        description="1-20 plans (a base plan and add-ons), each once, in one currency."
+    )
+    customer_id: strawberry.ID | None = strawberry.field(
+        default=None,
+        description="The customer buying (its address, tax status and credit balance apply); "
+        "a customer token: itself. Or give `currency` and `address` for a visitor.",
+    )
+    currency: str | None = strawberry.field(
+        default=None, description="A visitor's currency (ISO 4217), without `customerId`."
+    )
+    address: AddressInput | None = strawberry.field(
+        default=None, description="A visitor's billing address (selects the tax)."
+    )
+    coupon_code: str | None = strawberry.field(
+        default=None, description="A coupon code to apply (as `couponApply` would)."
+    )
+
+
+@strawberry.type(description="One item of a quote.")
+class QuotedItem:
+    subscription: PreviewedSubscription = strawberry.field(
+        description="The subscription it would start."
+    )
+    first_invoice: InvoicePreview | None = strawberry.field(
+        description="Its first invoice, charged at checkout; null when it starts with a trial."
+    )
+    next_invoice: InvoicePreview | None = strawberry.field(
+        description="Its first renewal (or the first invoice after the trial)."
+    )
+
+
+@strawberry.type(
+    name="CheckoutQuote", description="A priced, taxed quote for a basket: nothing exists yet."
+)
+class CheckoutQuoteType:
+    currency: str = strawberry.field(description="The basket's currency.")
+    items: list[QuotedItem] = strawberry.field(description="Per item, in the input's order.")
+    due_now: Money = strawberry.field(description="What checkout would charge now, in all.")
+    recurring: Money = strawberry.field(
+        description="What the first renewals would charge, in all (per period; items on "
+        "different intervals renew at different times)."
+    )
+
+    @classmethod
+    def of(cls, quote: CheckoutQuote) -> CheckoutQuoteType:
+        return cls(
+            currency=quote.currency,
+            items=[
+                QuotedItem(
+                    subscription=_previewed(q.subscription),
+                    first_invoice=InvoicePreview.of(q.first_invoice),
+                    next_invoice=InvoicePreview.of(q.next_invoice),
+                )
+                for q in quote.items
+            ],
+            due_now=quote.due_now,  # type: ignore[arg-type]
+            recurring=quote.recurring,  # type: ignore[arg-type]
+        )
+
+
+@strawberry.type(description="Result of `checkoutPreview`.")
+class CheckoutPreviewPayload:
+    quote: CheckoutQuoteType | None = strawberry.field(
+        description="The quote; null when the basket would be refused."
+    )
+    errors: list[UserError] = strawberry.field(
+        description="Why checkout would be refused (at `input.items.N…` for an item)."
+    )
+
+
 @strawberry.type
 class PreviewQueries:
     @strawberry.field(
@@ -194,6 +278,34 @@ class PreviewQueries:
         subscription_id: Annotated[strawberry.ID, strawberry.argument(description="`sub_…`.")],
     ) -> InvoicePreview | None:
         return InvoicePreview.of(await resolve.upcoming_invoice(info.context, subscription_id))
+
+    @strawberry.field(
+        description="A priced, taxed quote for a basket of plans before anything exists: "
+        "each item's first invoice and first renewal, computed by `subscriptionCreate`'s own "
+        "code (with the coupon applied as `couponApply` would) in a transaction that is "
+        "rolled back. For a customer, or for a visitor from a currency and an address. "
+        "Customers: for themselves, under the customer policy.",
+        permission_classes=[AnyRole],
+    )
+    async def checkout_preview(
+        self,
+        info: Info,
+        input: Annotated[CheckoutPreviewInput, strawberry.argument(description=INPUT)],
+    ) -> CheckoutPreviewPayload:
+        address = input.address.to_domain() if input.address else None
+        quote, errors = await attempt(
+            resolve.checkout(
+                info.context,
+                customer_id=input.customer_id,
+                currency=input.currency,
+                address=address,
+                items=[CheckoutItem(i.plan_id, i.quantity) for i in input.items],
+                coupon_code=input.coupon_code,
+            )
+        )
+        return CheckoutPreviewPayload(
+            quote=None if quote is None else CheckoutQuoteType.of(quote), errors=errors
+        )
 
     @strawberry.field(
         description="What `subscriptionChangePlan` with this input would do." + _SAME,

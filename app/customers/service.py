@@ -267,6 +267,30 @@ class CustomerService:
         )
         return Customer.from_row(done)
 
+    async def quote_customer(self, org: str, draft: CustomerDraft) -> Customer:
+        """A customer row for a quote (``checkoutPreview``), validated like ``create`` but
+        without its Stripe mirror: for use only inside a transaction that is rolled back."""
+        values: dict[str, Any] = {
+            "email": draft.email,
+            "name": draft.name,
+            "external_ref": None,
+            "address": draft.address,
+            "preferred_currency": draft.preferred_currency,
+            "tax_ids": draft.tax_ids,
+            "tax_exempt": draft.tax_exempt,
+            "metadata": draft.metadata,
+        }
+        errors = _normalize(values, ("input", "address"))
+        if errors:
+            raise ValidationFailed(errors)
+        row = await self._customers.insert_reserved(
+            {**_row_values(values), "organization_id": org, "id": new_id("cus")},
+            token=self._leases.token(),
+            lease=self._leases.lease,
+        )
+        assert row is not None  # no external reference: nothing to collide with
+        return Customer.from_row(row)
+
     async def ensure_stripe_customer(
         self,
         org: str,

@@ -1,7 +1,7 @@
 """Previews: what a change would do, and the next renewal invoice, without doing anything.
 
 A preview runs **the very code of the mutation or of the worker** inside a transaction that is
-always rolled back, with a billing seam that issues invoices and never charges (``_IssueOnly``):
+always rolled back, with a billing seam that issues invoices and never charges (``IssueOnly``):
 the plan change, the creation, the cancellation or the renewal happens, its invoice is issued
 (lines, proration, coupon, tax, credit balance applied, usage so far), the result is read, and
 everything is undone. Nothing is written and Stripe is never called, and the preview and the
@@ -32,7 +32,7 @@ from app.subscriptions.changes import PlanChanges
 from app.subscriptions.model import Status, Subscription
 from app.subscriptions.pause_cancel import PauseCancel
 
-__all__ = ["ChangePreview", "InvoicePreview", "Previews"]
+__all__ = ["ChangePreview", "InvoicePreview", "IssueOnly", "Previews"]
 
 T = TypeVar("T")
 
@@ -65,7 +65,7 @@ class _Discard(Exception):
         self.value = value
 
 
-class _IssueOnly:
+class IssueOnly:
     """``SubscriptionBilling`` that issues invoices, records them in ``invoices``, and never
     charges (a charge is taken as paid)."""
 
@@ -138,10 +138,10 @@ class Previews(PlanChanges, PauseCancel):
             self, org: str, actor: Principal, draft: SubscriptionDraft, *, key: str
         ) -> Subscription: ...
 
-    async def _dry_run(self, work: Callable[[Previews, _IssueOnly], Awaitable[T]]) -> T:
+    async def dry_run(self, work: Callable[[Previews, IssueOnly], Awaitable[T]]) -> T:
         """Run ``work`` on a copy of this service whose billing never charges, in a
         transaction that is rolled back whatever happens; its result (or its error)."""
-        billing = _IssueOnly(self._billing)
+        billing = IssueOnly(self._billing)
         clone = copy.copy(self)
         clone._billing = billing
         try:
@@ -151,14 +151,14 @@ class Previews(PlanChanges, PauseCancel):
             result: T = done.value
             return result
 
-    async def _snapshot(self, org: str, invoice_id: str | None) -> InvoicePreview | None:
+    async def snapshot(self, org: str, invoice_id: str | None) -> InvoicePreview | None:
         if invoice_id is None:
             return None
         invoice = await self._invoices.get(org, invoice_id)
         (lines,) = await self._invoices.lines_of(org, [invoice_id])
         return InvoicePreview(invoice, lines)
 
-    async def _next_renewal(self, org: str, subscription_id: str) -> InvoicePreview | None:
+    async def next_renewal(self, org: str, subscription_id: str) -> InvoicePreview | None:
         """Inside a dry run: the invoice the worker would issue at the subscription's next
         period end (its renewal, or its final invoice when it cancels at period end)."""
         (row,) = await self._subs.by_ids(org, [subscription_id])
@@ -168,7 +168,7 @@ class Previews(PlanChanges, PauseCancel):
         if sub.status not in (Status.ACTIVE, Status.TRIALING) or sub.ended_at is not None:
             return None
         billing = self._billing
-        assert isinstance(billing, _IssueOnly)
+        assert isinstance(billing, IssueOnly)
         before = len(billing.invoices)
         if sub.cancel_at_period_end:
             await self._end_at_period_end(row, sub)
@@ -176,7 +176,7 @@ class Previews(PlanChanges, PauseCancel):
             await self._renew(row, sub, sub.current_period_end)
         if len(billing.invoices) == before:
             return None
-        return await self._snapshot(org, billing.invoices[-1])
+        return await self.snapshot(org, billing.invoices[-1])
 
     async def _visible(self, org: str, actor: Principal, subscription_id: str) -> Subscription:
         if has_prefix(subscription_id, "sub"):
@@ -195,10 +195,10 @@ class Previews(PlanChanges, PauseCancel):
         dunning)."""
         await self._visible(org, actor, subscription_id)
 
-        async def work(clone: Previews, billing: _IssueOnly) -> InvoicePreview | None:
-            return await clone._next_renewal(org, subscription_id)
+        async def work(clone: Previews, billing: IssueOnly) -> InvoicePreview | None:
+            return await clone.next_renewal(org, subscription_id)
 
-        return await self._dry_run(work)
+        return await self.dry_run(work)
 
     async def preview_change(
         self,
@@ -212,7 +212,7 @@ class Previews(PlanChanges, PauseCancel):
     ) -> ChangePreview:
         """``change_plan`` with these arguments, undone: what it would do."""
 
-        async def work(clone: Previews, billing: _IssueOnly) -> ChangePreview:
+        async def work(clone: Previews, billing: IssueOnly) -> ChangePreview:
             before = await clone._pending_ids(org, subscription_id)
             after = await clone.change_plan(
                 org,
@@ -225,18 +225,18 @@ class Previews(PlanChanges, PauseCancel):
             )
             return await clone._described(org, after, billing, pending_before=before)
 
-        return await self._dry_run(work)
+        return await self.dry_run(work)
 
     async def preview_create(
         self, org: str, actor: Principal, draft: SubscriptionDraft
     ) -> ChangePreview:
         """``create`` with this draft, undone."""
 
-        async def work(clone: Previews, billing: _IssueOnly) -> ChangePreview:
+        async def work(clone: Previews, billing: IssueOnly) -> ChangePreview:
             made = await clone.create(org, actor, draft, key=_preview_key())
             return await clone._described(org, made, billing, pending_before=set())
 
-        return await self._dry_run(work)
+        return await self.dry_run(work)
 
     async def preview_cancel(
         self, org: str, actor: Principal, subscription_id: str, *, prorate: bool
@@ -244,7 +244,7 @@ class Previews(PlanChanges, PauseCancel):
         """An immediate ``cancel``, undone: its final invoice and the credit it grants."""
         await self._visible(org, actor, subscription_id)
 
-        async def work(clone: Previews, billing: _IssueOnly) -> ChangePreview:
+        async def work(clone: Previews, billing: IssueOnly) -> ChangePreview:
             ended = await clone.cancel(
                 org,
                 subscription_id,
@@ -255,7 +255,7 @@ class Previews(PlanChanges, PauseCancel):
             )
             return await clone._described(org, ended, billing, pending_before=set())
 
-        return await self._dry_run(work)
+        return await self.dry_run(work)
 
     async def _pending_ids(self, org: str, subscription_id: str) -> set[str]:
         return {row["id"] for row in await self._subs.open_pending_lines(org, subscription_id)}
@@ -264,11 +264,11 @@ class Previews(PlanChanges, PauseCancel):
         self,
         org: str,
         sub: Subscription,
-        billing: _IssueOnly,
+        billing: IssueOnly,
         *,
         pending_before: set[str],
     ) -> ChangePreview:
-        now = await self._snapshot(org, billing.invoices[-1] if billing.invoices else None)
+        now = await self.snapshot(org, billing.invoices[-1] if billing.invoices else None)
         # The credit granted: negative proration lines issued now, or left pending.
         credit = 0
         if now is not None:
@@ -280,7 +280,7 @@ class Previews(PlanChanges, PauseCancel):
         for row in await self._subs.open_pending_lines(org, sub.id):
             if row["id"] not in pending_before and row["amount"] < 0:
                 credit -= row["amount"]
-        next_invoice = await self._next_renewal(org, sub.id)
+        next_invoice = await self.next_renewal(org, sub.id)
         (current,) = await self._subs.by_ids(org, [sub.id])
         assert current is not None  # it was changed in this transaction
         return ChangePreview(

@@ -966,3 +966,13 @@ CASES.update(
         ),
     }
 )
+
+CASES.update(
+    {
+        "Query.checkoutPreview": Case(
+            "query($input: CheckoutPreviewInput!) { checkoutPreview(input: $input) "
+            "{ quote { currency dueNow { amount } } errors { code } } }",
+            lambda w: {"input": {"customerId": w.owner["id"], "items": [{"planId": w.plan["id"]}]}},
+        ),
+    }
+)
