@@ -63,7 +63,7 @@ async def view(
 
 
 async def entries(
-    ctx: Context, ledger: LedgerView, *, first: int, after: str | None
+    ctx: Context, ledger: LedgerView, *, first: int, after: str | None, newest: bool = False
 ) -> tuple[list[LedgerEntry], bool, Callable[[], Awaitable[int]]]:
     services, org = ctx.services, ctx.org
     nodes, has_next = await services.ledger.entries(
@@ -75,6 +75,7 @@ async def entries(
         until=ledger.until,
         after=after,
         limit=first,
+        newest=newest,
     )
 
     def count() -> Awaitable[int]:

@@ -78,10 +78,11 @@ async def list_page(
 
 
 async def of_customer(
-    ctx: Context, customer_id: str, *, first: int, after: str | None
+    ctx: Context, customer_id: str, *, first: int, after: str | None, newest: bool = False
 ) -> PaymentPage:
     """A customer's payments; batched with the other customers of the same response."""
-    nodes, has_next = await ctx.loaders.payments_by_customer_id.load((customer_id, first, after))
+    key = (customer_id, first, after, newest)
+    nodes, has_next = await ctx.loaders.payments_by_customer_id.load(key)
     for node in nodes:
         ctx.loaders.payment_by_id.prime(node.id, node)
     summaries = ctx.loaders.payment_summary_by_customer_id

@@ -21,7 +21,17 @@ from schema.errors import UserError, attempt
 from schema.invoicing.invoices import Invoice, customer_balances, customer_invoices
 from schema.money import Money
 from schema.node import Node, serves
-from schema.pagination import AFTER, FIRST, Connection, decode_cursor, page_size, to_connection
+from schema.pagination import (
+    AFTER,
+    BEFORE,
+    FIRST,
+    LAST,
+    Connection,
+    ListOrder,
+    ordered,
+    to_connection,
+    window,
+)
 from schema.payments import PaymentConnection, customer_payments
 from schema.permissions import AdminOrService, AnyRole
 
@@ -79,8 +89,10 @@ class Customer(Node):
         info: Info,
         first: Annotated[int | None, strawberry.argument(description=FIRST)] = None,
         after: Annotated[str | None, strawberry.argument(description=AFTER)] = None,
+        last: Annotated[int | None, strawberry.argument(description=LAST)] = None,
+        before: Annotated[str | None, strawberry.argument(description=BEFORE)] = None,
     ) -> PaymentConnection:
-        return await customer_payments(info, self.id, first, after)
+        return await customer_payments(info, self.id, window(first, after, last, before))
 
     @strawberry.field(
         description="This customer's subscriptions, oldest first.",
@@ -99,12 +111,14 @@ class Customer(Node):
         info: Info,
         first: Annotated[int | None, strawberry.argument(description=FIRST)] = None,
         after: Annotated[str | None, strawberry.argument(description=AFTER)] = None,
+        last: Annotated[int | None, strawberry.argument(description=LAST)] = None,
+        before: Annotated[str | None, strawberry.argument(description=BEFORE)] = None,
         status: Annotated[
             list[InvoiceStatus] | None,
             strawberry.argument(description="Only invoices in one of these statuses."),
         ] = None,
     ) -> Connection[DomainInvoice]:
-        return await customer_invoices(info, self.id, first, after, status)
+        return await customer_invoices(info, self.id, window(first, after, last, before), status)
 
     @strawberry.field(
         description="Credit the customer has to spend, one amount per currency (from credit "
@@ -255,17 +269,23 @@ class CustomerQueries:
         info: Info,
         first: Annotated[int | None, strawberry.argument(description=FIRST)] = None,
         after: Annotated[str | None, strawberry.argument(description=AFTER)] = None,
+        last: Annotated[int | None, strawberry.argument(description=LAST)] = None,
+        before: Annotated[str | None, strawberry.argument(description=BEFORE)] = None,
         filter: Annotated[
             CustomerFilter | None, strawberry.argument(description="Filters.")
         ] = None,
     ) -> Connection[DomainCustomer]:
+        page = window(first, after, last, before)
         filters = {}
         if filter is not None:
             filters = {"email": filter.email, "external_ref": filter.external_ref}
         nodes, has_next, count = await resolve.list_page(
-            info.context, filters, first=page_size(first), after=decode_cursor(after)
+            info.context,
+            ordered(filters, ListOrder.OLDEST_FIRST, page),
+            first=page.size,
+            after=page.cursor,
         )
-        return to_connection(nodes, has_next, count)
+        return to_connection(nodes, has_next, count, page)
 
 
 @strawberry.type

@@ -16,7 +16,15 @@ from resolvers import ledger as resolve
 from resolvers.ledger import LedgerView
 from schema.base import Info
 from schema.money import Money
-from schema.pagination import AFTER, FIRST, Connection, decode_cursor, page_size, to_connection
+from schema.pagination import (
+    AFTER,
+    BEFORE,
+    FIRST,
+    LAST,
+    Connection,
+    to_connection,
+    window,
+)
 from schema.permissions import AnyRole
 
 __all__ = ["LedgerQueries"]
@@ -176,11 +184,14 @@ class CustomerLedger:
         root: strawberry.Parent[LedgerView],
         first: Annotated[int | None, strawberry.argument(description=FIRST)] = None,
         after: Annotated[str | None, strawberry.argument(description=AFTER)] = None,
+        last: Annotated[int | None, strawberry.argument(description=LAST)] = None,
+        before: Annotated[str | None, strawberry.argument(description=BEFORE)] = None,
     ) -> Connection[DomainLedgerEntry]:
+        page = window(first, after, last, before)
         nodes, has_next, count = await resolve.entries(
-            info.context, root, first=page_size(first), after=decode_cursor(after)
+            info.context, root, first=page.size, after=page.cursor, newest=page.backward
         )
-        return to_connection(nodes, has_next, count)
+        return to_connection(nodes, has_next, count, page)
 
 
 @strawberry.type

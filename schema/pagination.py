@@ -7,6 +7,7 @@ import binascii
 import enum
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
 import strawberry
@@ -15,16 +16,20 @@ from app.core.errors import PublicError
 
 __all__ = [
     "AFTER",
+    "BEFORE",
     "FIRST",
+    "LAST",
     "ORDER_BY",
     "Connection",
     "Edge",
     "ListOrder",
     "PageInfo",
+    "Window",
     "decode_cursor",
     "ordered",
     "page_size",
     "to_connection",
+    "window",
 ]
 
 T = TypeVar("T")
@@ -32,9 +37,14 @@ DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
 FIRST = f"Page size, 1-{MAX_PAGE_SIZE} (default {DEFAULT_PAGE_SIZE})."
 AFTER = "Return the nodes after this cursor (`pageInfo.endCursor` of the previous page)."
+LAST = (
+    f"Backward page size, 1-{MAX_PAGE_SIZE}: the last nodes (before `before`), in the list's "
+    "order. Not with `first`/`after`."
+)
+BEFORE = "Return the nodes before this cursor (`pageInfo.startCursor` of the page after)."
 ORDER_BY = (
-    "Oldest first (the default) or newest first; `after` continues in the same order (pass "
-    "the same `orderBy` with it)."
+    "Oldest first (the default) or newest first; `after` and `before` continue in the same "
+    "order (pass the same `orderBy` with them)."
 )
 # Keys are our ids (``plan_01jd…``): ASCII letters, digits, '_' and '-', so a cursor can never
 # carry a NUL or another character PostgreSQL would refuse into the query.
@@ -48,9 +58,44 @@ class ListOrder(enum.Enum):
     NEWEST_FIRST = strawberry.enum_value("newest_first", description="Latest created first.")
 
 
-def ordered(filters: Mapping[str, Any], order: ListOrder) -> dict[str, Any]:
-    """``filters`` with the order a repository's ``page`` reads (``newest_first``)."""
-    return {**filters, "newest_first": order is ListOrder.NEWEST_FIRST}
+@dataclass(frozen=True, slots=True)
+class Window:
+    """The page asked for: ``size`` nodes after ``cursor`` (forward, ``first``/``after``), or
+    before it (``backward``, ``last``/``before``), which is read as a forward page in the
+    opposite order and turned around. ``bounded``: a cursor was given (a node lies beyond)."""
+
+    size: int
+    cursor: str | None
+    backward: bool = False
+
+    @property
+    def bounded(self) -> bool:
+        return self.cursor is not None
+
+
+def window(
+    first: int | None = None,
+    after: str | None = None,
+    last: int | None = None,
+    before: str | None = None,
+) -> Window:
+    """The page ``first``/``after`` or ``last``/``before`` name (a PublicError for both)."""
+    if last is None and before is None:
+        return Window(page_size(first), decode_cursor(after))
+    if first is not None or after is not None:
+        raise PublicError("Page with `first`/`after` or with `last`/`before`, not both.")
+    return Window(page_size(last, "last"), decode_cursor(before, "before"), backward=True)
+
+
+def ordered(
+    filters: Mapping[str, Any], order: ListOrder, page: Window | None = None
+) -> dict[str, Any]:
+    """``filters`` with the order a repository's ``page`` reads (``newest_first``): the
+    list's, or the opposite one to read a backward page."""
+    newest = order is ListOrder.NEWEST_FIRST
+    if page is not None and page.backward:
+        newest = not newest
+    return {**filters, "newest_first": newest}
 
 
 class HasId(Protocol):
@@ -67,7 +112,7 @@ def encode_cursor(key: str) -> str:
     return base64.urlsafe_b64encode(f"k:{key}".encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str | None) -> str | None:
+def decode_cursor(cursor: str | None, name: str = "after") -> str | None:
     """The key a cursor from ``encode_cursor`` holds; anything else (not base64, not UTF-8, a
     NUL or any character an id cannot have, too long) is a BAD_USER_INPUT error."""
     if cursor is None:
@@ -80,14 +125,14 @@ def decode_cursor(cursor: str | None) -> str | None:
             raw = ""
     key = raw[2:] if raw.startswith("k:") else ""
     if not _KEY.fullmatch(key):
-        raise PublicError("The `after` cursor is not one this API issued.")
+        raise PublicError(f"The `{name}` cursor is not one this API issued.")
     return key
 
 
-def page_size(first: int | None) -> int:
+def page_size(first: int | None, name: str = "first") -> int:
     size = DEFAULT_PAGE_SIZE if first is None else first
     if not 1 <= size <= MAX_PAGE_SIZE:
-        raise PublicError(f"`first` must be between 1 and {MAX_PAGE_SIZE}.")
+        raise PublicError(f"`{name}` must be between 1 and {MAX_PAGE_SIZE}.")
     return size
 
 
@@ -95,11 +140,13 @@ def page_size(first: int | None) -> int:
     description="Where a page starts and ends and whether more follow (Relay's PageInfo)."
 )
 class PageInfo:
-    has_next_page: bool = strawberry.field(description="True when another page follows.")
+    has_next_page: bool = strawberry.field(
+        description="True when another page follows (with `last`/`before`: when `before` was "
+        "given, since that node follows)."
+    )
     has_previous_page: bool = strawberry.field(
-        description="Always false: pages are read forward with `first`/`after`, and the Relay "
-        "specification lets a forward page answer false here (backward paging is not offered "
-        "yet)."
+        description="True when another page precedes (with `first`/`after`: when `after` was "
+        "given, since that node precedes)."
     )
     start_cursor: str | None = strawberry.field(
         description="The cursor of the page's first node; null on an empty page."
@@ -127,16 +174,24 @@ class Connection(Generic[T]):
 
 
 def to_connection(
-    nodes: Sequence[N], has_next: bool, count: Callable[[], Awaitable[int]]
+    nodes: Sequence[N],
+    has_next: bool,
+    count: Callable[[], Awaitable[int]],
+    page: Window | None = None,
 ) -> Connection[N]:
     """A page of ``nodes`` (domain objects; the field's ``graphql_type`` names the GraphQL
-    type they are served as)."""
+    type they are served as), read as ``page`` says: a backward page was read in the opposite
+    order, so it is turned around, and its "more" is the previous pages'."""
+    backward = page is not None and page.backward
+    bounded = page is not None and page.bounded
+    if backward:
+        nodes = list(reversed(nodes))
     edges = [Edge(cursor=encode_cursor(node.id), node=node) for node in nodes]
     return Connection(
         edges=edges,
         page_info=PageInfo(
-            has_next_page=has_next,
-            has_previous_page=False,
+            has_next_page=bounded if backward else has_next,
+            has_previous_page=has_next if backward else bounded,
             start_cursor=edges[0].cursor if edges else None,
             end_cursor=edges[-1].cursor if edges else None,
         ),

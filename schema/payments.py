@@ -24,15 +24,17 @@ from schema.money import Money, MoneyInput
 from schema.node import Node, serves
 from schema.pagination import (
     AFTER,
+    BEFORE,
     FIRST,
+    LAST,
     ORDER_BY,
     Connection,
     Edge,
     ListOrder,
-    decode_cursor,
+    Window,
     ordered,
-    page_size,
     to_connection,
+    window,
 )
 from schema.permissions import AdminOrService, AnyRole
 from schema.refunds import Refund
@@ -166,8 +168,8 @@ class PaymentConnection(Connection[Payment]):
         return await self.summarize()
 
 
-def _connection(page: PaymentPage) -> PaymentConnection:
-    base = to_connection(page.nodes, page.has_next, page.count)
+def _connection(page: PaymentPage, window: Window) -> PaymentConnection:
+    base = to_connection(page.nodes, page.has_next, page.count, window)
     return PaymentConnection(
         # PaymentConnection is a named subclass of Connection[Payment] (the GraphQL type), so
         # its edges are declared with the schema type; they hold the domain payments it serves.
@@ -178,14 +180,12 @@ def _connection(page: PaymentPage) -> PaymentConnection:
     )
 
 
-async def customer_payments(
-    info: Info, customer_id: str, first: int | None, after: str | None
-) -> PaymentConnection:
+async def customer_payments(info: Info, customer_id: str, page: Window) -> PaymentConnection:
     """``Customer.payments``, batched across the customers of a response."""
-    page = await resolve.of_customer(
-        info.context, customer_id, first=page_size(first), after=decode_cursor(after)
+    found = await resolve.of_customer(
+        info.context, customer_id, first=page.size, after=page.cursor, newest=page.backward
     )
-    return _connection(page)
+    return _connection(found, page)
 
 
 @strawberry.input(description="Filters for `payments`; omitted fields do not filter.")
@@ -350,18 +350,21 @@ class PaymentQueries:
         info: Info,
         first: Annotated[int | None, strawberry.argument(description=FIRST)] = None,
         after: Annotated[str | None, strawberry.argument(description=AFTER)] = None,
+        last: Annotated[int | None, strawberry.argument(description=LAST)] = None,
+        before: Annotated[str | None, strawberry.argument(description=BEFORE)] = None,
         filter: Annotated[PaymentFilter | None, strawberry.argument(description="Filters.")] = None,
         order_by: Annotated[
             ListOrder, strawberry.argument(description=ORDER_BY)
         ] = ListOrder.OLDEST_FIRST,
     ) -> PaymentConnection:
-        page = await resolve.list_page(
+        page = window(first, after, last, before)
+        found = await resolve.list_page(
             info.context,
-            ordered(filter.filters() if filter else {}, order_by),
-            first=page_size(first),
-            after=decode_cursor(after),
+            ordered(filter.filters() if filter else {}, order_by, page),
+            first=page.size,
+            after=page.cursor,
         )
-        return _connection(page)
+        return _connection(found, page)
 
 
 @strawberry.type

@@ -19,14 +19,15 @@ from schema.money import Money, MoneyInput
 from schema.node import Node, serves
 from schema.pagination import (
     AFTER,
+    BEFORE,
     FIRST,
+    LAST,
     ORDER_BY,
     Connection,
     ListOrder,
-    decode_cursor,
     ordered,
-    page_size,
     to_connection,
+    window,
 )
 from schema.permissions import AdminOnly, AdminOrService, AnyRole
 
@@ -198,11 +199,14 @@ class RefundQueries:
         info: Info,
         first: Annotated[int | None, strawberry.argument(description=FIRST)] = None,
         after: Annotated[str | None, strawberry.argument(description=AFTER)] = None,
+        last: Annotated[int | None, strawberry.argument(description=LAST)] = None,
+        before: Annotated[str | None, strawberry.argument(description=BEFORE)] = None,
         filter: Annotated[RefundFilter | None, strawberry.argument(description="Filters.")] = None,
         order_by: Annotated[
             ListOrder, strawberry.argument(description=ORDER_BY)
         ] = ListOrder.OLDEST_FIRST,
     ) -> Connection[DomainRefund]:
+        page = window(first, after, last, before)
         filters: dict[str, object] = {}
         if filter is not None:
             filters = {
@@ -212,11 +216,11 @@ class RefundQueries:
             }
         nodes, has_next, count = await resolve.list_page(
             info.context,
-            ordered(filters, order_by),
-            first=page_size(first),
-            after=decode_cursor(after),
+            ordered(filters, order_by, page),
+            first=page.size,
+            after=page.cursor,
         )
-        return to_connection(nodes, has_next, count)
+        return to_connection(nodes, has_next, count, page)
 
 
 @strawberry.type

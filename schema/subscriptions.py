@@ -21,14 +21,15 @@ from schema.money import Money
 from schema.node import Node, serves
 from schema.pagination import (
     AFTER,
+    BEFORE,
     FIRST,
+    LAST,
     ORDER_BY,
     Connection,
     ListOrder,
-    decode_cursor,
     ordered,
-    page_size,
     to_connection,
+    window,
 )
 from schema.permissions import AdminOnly, AnyRole
 from schema.usage import MetricUsage, current_usage_of
@@ -294,6 +295,8 @@ class SubscriptionQueries:
         info: Info,
         first: Annotated[int | None, strawberry.argument(description=FIRST)] = None,
         after: Annotated[str | None, strawberry.argument(description=AFTER)] = None,
+        last: Annotated[int | None, strawberry.argument(description=LAST)] = None,
+        before: Annotated[str | None, strawberry.argument(description=BEFORE)] = None,
         filter: Annotated[
             SubscriptionFilter | None, strawberry.argument(description="Filters.")
         ] = None,
@@ -301,6 +304,7 @@ class SubscriptionQueries:
             ListOrder, strawberry.argument(description=ORDER_BY)
         ] = ListOrder.OLDEST_FIRST,
     ) -> Connection[DomainSubscription]:
+        page = window(first, after, last, before)
         filters = {}
         if filter is not None:
             filters = {
@@ -310,11 +314,11 @@ class SubscriptionQueries:
             }
         nodes, has_next, count = await resolve.list_page(
             info.context,
-            ordered(filters, order_by),
-            first=page_size(first),
-            after=decode_cursor(after),
+            ordered(filters, order_by, page),
+            first=page.size,
+            after=page.cursor,
         )
-        return to_connection(nodes, has_next, count)
+        return to_connection(nodes, has_next, count, page)
 
 
 def _payload(result: tuple[DomainSubscription | None, list[UserError]]) -> SubscriptionPayload:

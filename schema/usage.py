@@ -37,7 +37,17 @@ from schema.base import INPUT, Info
 from schema.enums import expose
 from schema.errors import UserError, attempt
 from schema.money import Money
-from schema.pagination import AFTER, FIRST, Connection, decode_cursor, page_size, to_connection
+from schema.pagination import (
+    AFTER,
+    BEFORE,
+    FIRST,
+    LAST,
+    Connection,
+    ListOrder,
+    ordered,
+    to_connection,
+    window,
+)
 from schema.permissions import AdminOnly, AdminOrService, AnyRole
 from schema.scalars import BigInt
 
@@ -458,14 +468,20 @@ class UsageQueries:
         info: Info,
         first: Annotated[int | None, strawberry.argument(description=FIRST)] = None,
         after: Annotated[str | None, strawberry.argument(description=AFTER)] = None,
+        last: Annotated[int | None, strawberry.argument(description=LAST)] = None,
+        before: Annotated[str | None, strawberry.argument(description=BEFORE)] = None,
         active: Annotated[
             bool | None, strawberry.argument(description="Only active or archived metrics.")
         ] = None,
     ) -> Connection[BillableMetric]:
+        page = window(first, after, last, before)
         nodes, has_next, count = await resolve.metrics_page(
-            info.context, {"active": active}, first=page_size(first), after=decode_cursor(after)
+            info.context,
+            ordered({"active": active}, ListOrder.OLDEST_FIRST, page),
+            first=page.size,
+            after=page.cursor,
         )
-        return to_connection([BillableMetric.of(n) for n in nodes], has_next, count)
+        return to_connection([BillableMetric.of(n) for n in nodes], has_next, count, page)
 
     @strawberry.field(
         description="A metric's usage on a subscription over [from, to), per UTC hour (at "

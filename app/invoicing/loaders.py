@@ -10,7 +10,8 @@ from app.invoicing.service import Invoice, InvoiceLine, InvoiceService
 
 __all__ = ["InvoiceCountKey", "InvoicePageKey", "InvoicingLoaders"]
 
-InvoicePageKey = tuple[str, int, str | None, tuple[str, ...] | None]
+# customer, first, after, statuses, newest first
+InvoicePageKey = tuple[str, int, str | None, tuple[str, ...] | None, bool]
 """(customer id, first, after, statuses) of one customer's page of invoices."""
 
 InvoiceCountKey = tuple[str, tuple[str, ...] | None]
@@ -30,17 +31,17 @@ class InvoicingLoaders:
             return await invoices.lines_of(org, invoice_ids)
 
         async def invoice_pages(keys: list[InvoicePageKey]) -> list[tuple[list[Invoice], bool]]:
-            """One statement per distinct (first, after, statuses) among the keys."""
-            shapes: dict[tuple[int, str | None, tuple[str, ...] | None], list[str]] = {}
-            for customer_id, first, after, statuses in keys:
-                shapes.setdefault((first, after, statuses), []).append(customer_id)
+            """One statement per distinct (first, after, statuses, order) among the keys."""
+            shapes: dict[tuple[int, str | None, tuple[str, ...] | None, bool], list[str]] = {}
+            for customer_id, first, after, statuses, newest in keys:
+                shapes.setdefault((first, after, statuses, newest), []).append(customer_id)
             found: dict[InvoicePageKey, tuple[list[Invoice], bool]] = {}
-            for (first, after, statuses), customer_ids in shapes.items():
+            for (first, after, statuses, newest), customer_ids in shapes.items():
                 pages = await invoices.pages_by_customer(
-                    org, customer_ids, first=first, after=after, statuses=statuses
+                    org, customer_ids, first=first, after=after, statuses=statuses, newest=newest
                 )
                 for customer_id, page in zip(customer_ids, pages, strict=True):
-                    found[(customer_id, first, after, statuses)] = page
+                    found[(customer_id, first, after, statuses, newest)] = page
             return [found[key] for key in keys]
 
         async def invoice_counts(keys: list[InvoiceCountKey]) -> list[int]:

@@ -354,9 +354,10 @@ class InvoiceService:
         first: int,
         after: str | None,
         statuses: Sequence[str] | None,
+        newest: bool = False,
     ) -> list[tuple[list[Invoice], bool]]:
         rows = await self._invoices.pages_by_customer(
-            org, customer_ids, first=first, after=after, statuses=statuses
+            org, customer_ids, first=first, after=after, statuses=statuses, newest=newest
         )
         grouped: dict[str, list[Invoice]] = {c: [] for c in customer_ids}
         for row in rows:

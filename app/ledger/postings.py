@@ -390,9 +390,10 @@ class Ledger:
         until: datetime | None = None,
         after: str | None = None,
         limit: int = 100,
+        newest: bool = False,
     ) -> tuple[list[LedgerEntry], bool]:
-        """A page of the customer's entries in one currency, oldest first, and whether more
-        follow (``after``: the last entry id of the previous page)."""
+        """A page of the customer's entries in one currency, oldest first (or newest first),
+        and whether more follow (``after``: the last entry id of the previous page)."""
         rows = await self._entries.page(
             org,
             customer_id,
@@ -402,6 +403,7 @@ class Ledger:
             until=until,
             after=after,
             limit=limit + 1,
+            newest=newest,
         )
         return [LedgerEntry.from_row(row) for row in rows[:limit]], len(rows) > limit
 

@@ -11,7 +11,7 @@ from app.payments.service import CurrencySummary, Payment, PaymentService
 
 __all__ = ["PaymentLoaders", "PaymentPageKey"]
 
-PaymentPageKey = tuple[str, int, str | None]
+PaymentPageKey = tuple[str, int, str | None, bool]  # customer, first, after, newest first
 """(customer id, first, after) of one customer's page of payments."""
 
 
@@ -36,17 +36,17 @@ class PaymentLoaders:
             return await ledger.refund_limits(org, payment_ids)
 
         async def payment_pages(keys: list[PaymentPageKey]) -> list[tuple[list[Payment], bool]]:
-            """One statement per distinct (first, after) among the keys."""
-            shapes: dict[tuple[int, str | None], list[str]] = {}
-            for customer_id, first, after in keys:
-                shapes.setdefault((first, after), []).append(customer_id)
+            """One statement per distinct (first, after, order) among the keys."""
+            shapes: dict[tuple[int, str | None, bool], list[str]] = {}
+            for customer_id, first, after, newest in keys:
+                shapes.setdefault((first, after, newest), []).append(customer_id)
             found: dict[PaymentPageKey, tuple[list[Payment], bool]] = {}
-            for (first, after), customer_ids in shapes.items():
+            for (first, after, newest), customer_ids in shapes.items():
                 pages = await payments.pages_by_customer(
-                    org, customer_ids, first=first, after=after
+                    org, customer_ids, first=first, after=after, newest=newest
                 )
                 for customer_id, page in zip(customer_ids, pages, strict=True):
-                    found[(customer_id, first, after)] = page
+                    found[(customer_id, first, after, newest)] = page
             return [found[key] for key in keys]
 
         async def summaries(customer_ids: list[str]) -> list[list[CurrencySummary]]:

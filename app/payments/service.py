@@ -142,10 +142,18 @@ class PaymentService:
         return [grouped.get(customer_id, []) for customer_id in customer_ids]
 
     async def pages_by_customer(
-        self, org: str, customer_ids: Sequence[str], *, first: int, after: str | None
+        self,
+        org: str,
+        customer_ids: Sequence[str],
+        *,
+        first: int,
+        after: str | None,
+        newest: bool = False,
     ) -> list[tuple[list[Payment], bool]]:
         """Each customer's page of payments, aligned with ``customer_ids``, in one statement."""
-        rows = await self._payments.pages_by_customer(org, customer_ids, first=first, after=after)
+        rows = await self._payments.pages_by_customer(
+            org, customer_ids, first=first, after=after, newest=newest
+        )
         grouped: dict[str, list[Payment]] = {}
         for row in rows:
             grouped.setdefault(row["customer_id"], []).append(Payment.from_row(row))

@@ -215,20 +215,28 @@ class PaymentRepository(TableRepository):
         return await self._db.fetch_all(query)
 
     async def pages_by_customer(
-        self, org: str, customer_ids: Sequence[str], *, first: int, after: str | None
+        self,
+        org: str,
+        customer_ids: Sequence[str],
+        *,
+        first: int,
+        after: str | None,
+        newest: bool = False,
     ) -> Sequence[Row]:
-        """For each customer, its first ``first + 1`` payments after ``after``: one statement."""
+        """For each customer, its first ``first + 1`` payments after ``after`` (in id order,
+        or newest first): one statement."""
         c = payments.c
-        number = sa.func.row_number().over(partition_by=c.customer_id, order_by=c.id)
+        order = c.id.desc() if newest else c.id
+        number = sa.func.row_number().over(partition_by=c.customer_id, order_by=order)
         inner = sa.select(payments, number.label("position")).where(
             c.organization_id == org, c.customer_id == any_of(customer_ids)
         )
         if after is not None:
-            inner = inner.where(c.id > after)
+            inner = inner.where(c.id < after if newest else c.id > after)
         ranked = inner.subquery()
         query = (
             sa.select(ranked)
             .where(ranked.c.position <= first + 1)
-            .order_by(ranked.c.customer_id, ranked.c.id)
+            .order_by(ranked.c.customer_id, ranked.c.position)
         )
         return await self._db.fetch_all(query)

@@ -73,12 +73,13 @@ async def of_customer(
     first: int,
     after: str | None,
     statuses: Sequence[str] | None,
+    newest: bool = False,
 ) -> Page:
     """``Customer.invoices``: one statement for the pages of every customer in the response
     (the customer itself was already checked visible)."""
     shape = tuple(statuses) if statuses else None
     nodes, has_next = await ctx.loaders.invoices_by_customer_id.load(
-        (customer_id, first, after, shape)
+        (customer_id, first, after, shape, newest)
     )
     for node in nodes:
         ctx.loaders.invoice_by_id.prime(node.id, node)

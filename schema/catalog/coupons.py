@@ -15,7 +15,17 @@ from schema.base import INPUT, Info
 from schema.enums import expose
 from schema.errors import UserError, attempt
 from schema.money import Money, MoneyInput
-from schema.pagination import AFTER, FIRST, Connection, decode_cursor, page_size, to_connection
+from schema.pagination import (
+    AFTER,
+    BEFORE,
+    FIRST,
+    LAST,
+    Connection,
+    ListOrder,
+    ordered,
+    to_connection,
+    window,
+)
 from schema.permissions import AdminOnly, AdminOrService
 
 __all__ = ["Coupon", "CouponMutations", "CouponQueries", "Discount"]
@@ -173,13 +183,19 @@ class CouponQueries:
         info: Info,
         first: Annotated[int | None, strawberry.argument(description=FIRST)] = None,
         after: Annotated[str | None, strawberry.argument(description=AFTER)] = None,
+        last: Annotated[int | None, strawberry.argument(description=LAST)] = None,
+        before: Annotated[str | None, strawberry.argument(description=BEFORE)] = None,
         filter: Annotated[CouponFilter | None, strawberry.argument(description="Filters.")] = None,
     ) -> Connection[CouponRecord]:
+        page = window(first, after, last, before)
         filters = {"active": filter.active} if filter is not None else {}
         nodes, has_next, count = await resolve.list_page(
-            info.context, filters, first=page_size(first), after=decode_cursor(after)
+            info.context,
+            ordered(filters, ListOrder.OLDEST_FIRST, page),
+            first=page.size,
+            after=page.cursor,
         )
-        return to_connection(nodes, has_next, count)
+        return to_connection(nodes, has_next, count, page)
 
 
 @strawberry.type

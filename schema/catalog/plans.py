@@ -16,7 +16,17 @@ from schema.enums import IntervalUnit, Tier
 from schema.errors import UserError, attempt
 from schema.money import Money, MoneyInput
 from schema.node import Node, serves
-from schema.pagination import AFTER, FIRST, Connection, decode_cursor, page_size, to_connection
+from schema.pagination import (
+    AFTER,
+    BEFORE,
+    FIRST,
+    LAST,
+    Connection,
+    ListOrder,
+    ordered,
+    to_connection,
+    window,
+)
 from schema.permissions import AdminOnly, AnyRole
 from schema.scalars import BigInt
 from schema.usage import MeteredPrice, MeteredPriceInput, metered_prices_of, to_drafts
@@ -217,8 +227,11 @@ class PlanQueries:
         info: Info,
         first: Annotated[int | None, strawberry.argument(description=FIRST)] = None,
         after: Annotated[str | None, strawberry.argument(description=AFTER)] = None,
+        last: Annotated[int | None, strawberry.argument(description=LAST)] = None,
+        before: Annotated[str | None, strawberry.argument(description=BEFORE)] = None,
         filter: Annotated[PlanFilter | None, strawberry.argument(description="Filters.")] = None,
     ) -> Connection[DomainPlan]:
+        page = window(first, after, last, before)
         filters = {}
         if filter is not None:
             filters = {
@@ -227,9 +240,12 @@ class PlanQueries:
                 "currency": filter.currency.strip().upper() if filter.currency else None,
             }
         nodes, has_next, count = await resolve.list_page(
-            info.context, filters, first=page_size(first), after=decode_cursor(after)
+            info.context,
+            ordered(filters, ListOrder.OLDEST_FIRST, page),
+            first=page.size,
+            after=page.cursor,
         )
-        return to_connection(nodes, has_next, count)
+        return to_connection(nodes, has_next, count, page)
 
 
 @strawberry.type

@@ -11,7 +11,17 @@ from app.catalog import TaxRateDraft, TaxRateRecord
 from resolvers.catalog import tax_rates as resolve
 from schema.base import INPUT, Info
 from schema.errors import UserError, attempt
-from schema.pagination import AFTER, FIRST, Connection, decode_cursor, page_size, to_connection
+from schema.pagination import (
+    AFTER,
+    BEFORE,
+    FIRST,
+    LAST,
+    Connection,
+    ListOrder,
+    ordered,
+    to_connection,
+    window,
+)
 from schema.permissions import AdminOnly, AdminOrService
 
 __all__ = ["TaxRate", "TaxRateMutations", "TaxRateQueries"]
@@ -96,8 +106,11 @@ class TaxRateQueries:
         info: Info,
         first: Annotated[int | None, strawberry.argument(description=FIRST)] = None,
         after: Annotated[str | None, strawberry.argument(description=AFTER)] = None,
+        last: Annotated[int | None, strawberry.argument(description=LAST)] = None,
+        before: Annotated[str | None, strawberry.argument(description=BEFORE)] = None,
         filter: Annotated[TaxRateFilter | None, strawberry.argument(description="Filters.")] = None,
     ) -> Connection[TaxRateRecord]:
+        page = window(first, after, last, before)
         filters = {}
         if filter is not None:
             filters = {
@@ -105,9 +118,12 @@ class TaxRateQueries:
                 "active": filter.active,
             }
         nodes, has_next, count = await resolve.list_page(
-            info.context, filters, first=page_size(first), after=decode_cursor(after)
+            info.context,
+            ordered(filters, ListOrder.OLDEST_FIRST, page),
+            first=page.size,
+            after=page.cursor,
         )
-        return to_connection(nodes, has_next, count)
+        return to_connection(nodes, has_next, count, page)
 
 
 @strawberry.type

@@ -21,14 +21,15 @@ from schema.money import Money
 from schema.node import Node, serves
 from schema.pagination import (
     AFTER,
+    BEFORE,
     FIRST,
+    LAST,
     ORDER_BY,
     Connection,
     ListOrder,
-    decode_cursor,
     ordered,
-    page_size,
     to_connection,
+    window,
 )
 from schema.permissions import AdminOrService, AnyRole
 from schema.scalars import BigInt
@@ -216,6 +217,8 @@ class CreditNoteQueries:
         info: Info,
         first: Annotated[int | None, strawberry.argument(description=FIRST)] = None,
         after: Annotated[str | None, strawberry.argument(description=AFTER)] = None,
+        last: Annotated[int | None, strawberry.argument(description=LAST)] = None,
+        before: Annotated[str | None, strawberry.argument(description=BEFORE)] = None,
         filter: Annotated[
             CreditNoteFilter | None, strawberry.argument(description="Filters.")
         ] = None,
@@ -223,11 +226,15 @@ class CreditNoteQueries:
             ListOrder, strawberry.argument(description=ORDER_BY)
         ] = ListOrder.OLDEST_FIRST,
     ) -> Connection[DomainCreditNote]:
-        filters = ordered(filter.filters() if filter is not None else {}, order_by)
+        page = window(first, after, last, before)
+        filters = ordered(filter.filters() if filter is not None else {}, order_by, page)
         nodes, has_next, count = await resolve.list_page(
-            info.context, filters, first=page_size(first), after=decode_cursor(after)
+            info.context,
+            filters,
+            first=page.size,
+            after=page.cursor,
         )
-        return to_connection(nodes, has_next, count)
+        return to_connection(nodes, has_next, count, page)
 
 
 @strawberry.type

@@ -36,14 +36,16 @@ from schema.money import Money
 from schema.node import Node, serves
 from schema.pagination import (
     AFTER,
+    BEFORE,
     FIRST,
+    LAST,
     ORDER_BY,
     Connection,
     ListOrder,
-    decode_cursor,
+    Window,
     ordered,
-    page_size,
     to_connection,
+    window,
 )
 from schema.permissions import AdminOnly, AdminOrService, AnyRole
 from schema.scalars import BigInt
@@ -436,21 +438,18 @@ class InvoiceSettingsPayload:
 
 
 async def customer_invoices(
-    info: Info,
-    customer_id: str,
-    first: int | None,
-    after: str | None,
-    status: list[InvoiceStatus] | None,
+    info: Info, customer_id: str, page: Window, status: list[InvoiceStatus] | None
 ) -> Connection[DomainInvoice]:
     """``Customer.invoices``, batched across the customers of a response."""
     nodes, has_next, count = await resolve.of_customer(
         info.context,
         customer_id,
-        first=page_size(first),
-        after=decode_cursor(after),
+        first=page.size,
+        after=page.cursor,
         statuses=[s.value for s in status] if status else None,
+        newest=page.backward,
     )
-    return to_connection(nodes, has_next, count)
+    return to_connection(nodes, has_next, count, page)
 
 
 async def customer_balances(info: Info, customer_id: str) -> list[DomainMoney]:
@@ -480,16 +479,22 @@ class InvoiceQueries:
         info: Info,
         first: Annotated[int | None, strawberry.argument(description=FIRST)] = None,
         after: Annotated[str | None, strawberry.argument(description=AFTER)] = None,
+        last: Annotated[int | None, strawberry.argument(description=LAST)] = None,
+        before: Annotated[str | None, strawberry.argument(description=BEFORE)] = None,
         filter: Annotated[InvoiceFilter | None, strawberry.argument(description="Filters.")] = None,
         order_by: Annotated[
             ListOrder, strawberry.argument(description=ORDER_BY)
         ] = ListOrder.OLDEST_FIRST,
     ) -> Connection[DomainInvoice]:
-        filters = ordered(filter.filters() if filter is not None else {}, order_by)
+        page = window(first, after, last, before)
+        filters = ordered(filter.filters() if filter is not None else {}, order_by, page)
         nodes, has_next, count = await resolve.list_page(
-            info.context, filters, first=page_size(first), after=decode_cursor(after)
+            info.context,
+            filters,
+            first=page.size,
+            after=page.cursor,
         )
-        return to_connection(nodes, has_next, count)
+        return to_connection(nodes, has_next, count, page)
 
     @strawberry.field(
         description="How invoices are numbered and who issues them. Admin or service.",

@@ -53,3 +53,55 @@ async def test_page_info_follows_the_page(
     assert second["pageInfo"]["hasNextPage"] is False
     assert second["pageInfo"]["startCursor"] == second["pageInfo"]["endCursor"]
     assert second["pageInfo"]["startCursor"] == second["edges"][0]["cursor"]
+    assert second["pageInfo"]["hasPreviousPage"] is True  # `after`: that node precedes
+
+
+BACKWARD = """query($before: String, $order: ListOrder!) {
+  invoices(last: 2, before: $before, orderBy: $order) {
+    edges { node { id } }
+    pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
+  }
+}"""
+NESTED = """query($id: ID!, $before: String) {
+  customer(id: $id) {
+    invoices(last: 2, before: $before) {
+      edges { node { id } } pageInfo { hasPreviousPage startCursor }
+    }
+    payments(last: 1) { edges { node { id } } pageInfo { hasPreviousPage hasNextPage } }
+  }
+}"""
+
+
+async def test_backward_pages_walk_the_list_from_its_end_in_both_orders(
+    admin: GraphQLClient,
+    customer_factory: Callable[..., Any],
+    invoice_factory: Callable[..., Any],
+    payment_factory: Callable[..., Any],
+) -> None:
+    customer = await customer_factory()
+    made = [
+        (await invoice_factory(customer=customer, lines=[{"description": "x", "unitAmount": 100}]))[
+            "id"
+        ]
+        for _ in range(5)
+    ]
+    await payment_factory(customer=customer)
+    await payment_factory(customer=customer)
+    for order, expected in (("OLDEST_FIRST", made), ("NEWEST_FIRST", made[::-1])):
+        seen: list[str] = []
+        before = None
+        while True:
+            page = (await admin.data(BACKWARD, {"before": before, "order": order}))["invoices"]
+            ids = [e["node"]["id"] for e in page["edges"]]
+            seen = ids + seen
+            assert page["pageInfo"]["hasNextPage"] is (before is not None)
+            if not page["pageInfo"]["hasPreviousPage"]:
+                break
+            before = page["pageInfo"]["startCursor"]
+        assert seen == expected, order  # every node once, in the list's own order
+    last_two = (await admin.data(NESTED, {"id": customer["id"]}))["customer"]
+    assert [e["node"]["id"] for e in last_two["invoices"]["edges"]] == made[-2:]
+    assert last_two["invoices"]["pageInfo"]["hasPreviousPage"] is True
+    assert last_two["payments"]["pageInfo"] == {"hasPreviousPage": True, "hasNextPage": False}
+    both = await admin("{ plans(first: 1, last: 1) { edges { cursor } } }")
+    assert "not both" in both["errors"][0]["message"]

@@ -197,21 +197,24 @@ class InvoiceRepository(TableRepository):
         first: int,
         after: str | None,
         statuses: Sequence[str] | None,
+        newest: bool = False,
     ) -> Sequence[Row]:
-        """For each customer, its first ``first + 1`` invoices after ``after``: one statement."""
-        number = sa.func.row_number().over(partition_by=_c.customer_id, order_by=_c.id)
+        """For each customer, its first ``first + 1`` invoices after ``after`` (in id order,
+        or newest first): one statement."""
+        order = _c.id.desc() if newest else _c.id
+        number = sa.func.row_number().over(partition_by=_c.customer_id, order_by=order)
         inner = sa.select(invoices, number.label("position")).where(
             _c.organization_id == org, _c.customer_id == any_of(sorted(set(customer_ids)))
         )
         if after is not None:
-            inner = inner.where(_c.id > after)
+            inner = inner.where(_c.id < after if newest else _c.id > after)
         if statuses:
             inner = inner.where(_c.status == any_of(statuses))
         ranked = inner.subquery()
         query = (
             sa.select(ranked)
             .where(ranked.c.position <= first + 1)
-            .order_by(ranked.c.customer_id, ranked.c.id)
+            .order_by(ranked.c.customer_id, ranked.c.position)
         )
         return await self._db.fetch_all(query)
 

@@ -111,6 +111,11 @@ ORDER BY id
 LIMIT :limit
 """
 
+# The same, newest first: a backward page, turned around by the caller.
+_PAGE_NEWEST = _PAGE.replace(
+    "id > coalesce(CAST(:after AS text), '')", "id < coalesce(CAST(:after AS text), '~')"
+).replace("ORDER BY id", "ORDER BY id DESC")
+
 _COUNT = """
 SELECT count(*) FROM ledger_entries
 WHERE organization_id = :org AND customer_id = :customer_id AND currency = :currency
@@ -218,8 +223,10 @@ class LedgerRepository:
         until: datetime | None,
         after: str | None,
         limit: int,
+        newest: bool = False,
     ) -> Sequence[Row]:
-        """Entries in id order (ids sort by time), after the entry id ``after``."""
+        """Entries in id order (ids sort by time), after the entry id ``after`` (or newest
+        first, before it)."""
         values = {
             "org": org,
             "customer_id": customer_id,
@@ -230,7 +237,7 @@ class LedgerRepository:
             "after": after,
             "limit": limit,
         }
-        return await self._db.fetch_all(_PAGE, values)
+        return await self._db.fetch_all(_PAGE_NEWEST if newest else _PAGE, values)
 
     async def count(
         self,
