@@ -8,6 +8,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from app.context import Context
+from app.core.auth import Role
+from app.core.ids import has_prefix
 from resolvers import customers, payments, refunds, subscriptions
 from resolvers.catalog import plans
 from resolvers.invoicing import credit_notes, invoices
@@ -16,7 +18,21 @@ __all__ = ["MAX_NODES", "get", "get_many"]
 
 MAX_NODES = 100
 
+
+async def _staff_only(ctx: Context, read: Any, node_id: str, prefix: str) -> Any:
+    """A catalog object (staff see it; a customer token gets null, as from the typed list)."""
+    if ctx.require_principal().role not in (Role.ADMIN, Role.SERVICE):
+        return None
+    if not has_prefix(node_id, prefix):
+        return None
+    (found,) = await read.by_ids(ctx.org, [node_id])
+    return found
+
+
 _BY_PREFIX: dict[str, Callable[[Context, str], Awaitable[Any]]] = {
+    "coup": lambda ctx, i: _staff_only(ctx, ctx.services.coupons.read, i, "coup"),
+    "txr": lambda ctx, i: _staff_only(ctx, ctx.services.tax_rates.read, i, "txr"),
+    "bm": lambda ctx, i: _staff_only(ctx, ctx.services.metrics.read, i, "bm"),
     "plan": plans.get,
     "cus": customers.get,
     "pay": payments.get,

@@ -9,12 +9,13 @@ import strawberry
 from strawberry.scalars import JSON
 
 from app.entitlements import Entitlements as DomainEntitlements
+from app.subscriptions import Subscription as DomainSubscription
 from resolvers import entitlements as resolve
 from schema.base import Info
-from schema.enums import Status
 from schema.money import Money
 from schema.permissions import AnyRole
 from schema.scalars import BigInt
+from schema.subscriptions import Subscription
 
 __all__ = ["EntitlementQueries", "Entitlements"]
 
@@ -38,16 +39,6 @@ class CreditAllowance:
     period_end: datetime = strawberry.field(description="When the allowance renews.")
 
 
-@strawberry.type(description="A subscription that grants entitlements.")
-class GrantingSubscription:
-    id: strawberry.ID = strawberry.field(description="`sub_…`.")
-    plan_id: strawberry.ID = strawberry.field(description="Its plan, `plan_…`.")
-    status: Status = strawberry.field(description="ACTIVE or TRIALING.")
-    trial_end: datetime | None = strawberry.field(description="When its trial ends, if it does.")
-    cancel_at_period_end: bool = strawberry.field(description="Ends at its period's end.")
-    current_period_end: datetime = strawberry.field(description="Its current period's end.")
-
-
 @strawberry.type(description="What a customer may use now. " + MERGE_RULE)
 class Entitlements:
     customer_id: strawberry.ID = strawberry.field(description="`cus_…`.")
@@ -62,8 +53,9 @@ class Entitlements:
         description="Included usage credits per subscription (not merged: each has its own "
         "currency and period)."
     )
-    subscriptions: list[GrantingSubscription] = strawberry.field(
-        description="The subscriptions that grant them, oldest first."
+    subscriptions: list[DomainSubscription] = strawberry.field(
+        graphql_type=list[Subscription],
+        description="The subscriptions that grant them (ACTIVE or TRIALING), oldest first.",
     )
     as_of: datetime = strawberry.field(
         description="When they were computed (the organization's clock)."
@@ -86,17 +78,7 @@ class Entitlements:
                 )
                 for c in found.credits
             ],
-            subscriptions=[
-                GrantingSubscription(
-                    id=strawberry.ID(s.id),
-                    plan_id=strawberry.ID(s.plan_id),
-                    status=s.status,
-                    trial_end=s.trial_end,
-                    cancel_at_period_end=s.cancel_at_period_end,
-                    current_period_end=s.current_period_end,
-                )
-                for s in found.subscriptions
-            ],
+            subscriptions=found.subscriptions,
             as_of=found.as_of,
         )
 

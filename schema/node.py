@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import strawberry
@@ -11,7 +12,21 @@ from resolvers import node as resolve
 from schema.base import Info
 from schema.permissions import AnyRole
 
-__all__ = ["Node", "NodeQueries", "serves"]
+__all__ = ["Node", "NodeQueries", "converted", "serves"]
+
+# Domain classes that `node` cannot serve as they are (their schema type is built from them):
+# each schema module registers how (``converted``).
+_CONVERTERS: dict[type, Callable[[Any], Any]] = {}
+
+
+def converted(domain: type, convert: Callable[[Any], Any]) -> None:
+    """Serve ``domain`` objects that `node` finds through ``convert`` (to their schema type)."""
+    _CONVERTERS[domain] = convert
+
+
+def _served(found: Any) -> Any:
+    convert = _CONVERTERS.get(type(found))
+    return found if convert is None else convert(found)
 
 
 @strawberry.interface(
@@ -46,7 +61,7 @@ class NodeQueries:
         info: Info,
         id: Annotated[strawberry.ID, strawberry.argument(description="Any object's id.")],
     ) -> Any:
-        return await resolve.get(info.context, id)
+        return _served(await resolve.get(info.context, id))
 
     @strawberry.field(
         description=f"The objects with these ids, in order (at most {resolve.MAX_NODES}); "
@@ -61,4 +76,4 @@ class NodeQueries:
     ) -> list[Any]:
         if len(ids) > resolve.MAX_NODES:
             raise PublicError(f"`ids` holds at most {resolve.MAX_NODES} ids.")
-        return await resolve.get_many(info.context, ids)
+        return [_served(found) for found in await resolve.get_many(info.context, ids)]

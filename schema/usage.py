@@ -37,6 +37,7 @@ from schema.base import INPUT, Info
 from schema.enums import expose
 from schema.errors import UserError, attempt
 from schema.money import Money
+from schema.node import Node, converted
 from schema.pagination import (
     AFTER,
     BEFORE,
@@ -125,7 +126,7 @@ class MetricFilter:
 
 
 @strawberry.type(description="Something metered: what events count and how they aggregate.")
-class BillableMetric:
+class BillableMetric(Node):
     id: strawberry.ID = strawberry.field(description="Opaque id, `bm_…`.")
     code: str = strawberry.field(description="Your code; usage events name the metric by it.")
     name: str = strawberry.field(description="Printed on invoice lines.")
@@ -154,6 +155,9 @@ class BillableMetric:
             created_at=metric.created_at,
             archived_at=metric.archived_at,
         )
+
+
+converted(DomainMetric, BillableMetric.of)
 
 
 @strawberry.type(description="A tier of a GRADUATED or VOLUME price.")

@@ -15,6 +15,7 @@ from schema.base import INPUT, Info
 from schema.enums import expose
 from schema.errors import UserError, attempt
 from schema.money import Money, MoneyInput
+from schema.node import Node, serves
 from schema.pagination import (
     AFTER,
     BEFORE,
@@ -43,8 +44,10 @@ expose(
 
 
 @strawberry.type(description="A reusable discount offer: percentage or fixed amount off.")
-class Coupon:
+class Coupon(Node):
     id: strawberry.ID = strawberry.field(description="Opaque id, `coup_…`.")
+
+    is_type_of = serves(CouponRecord)
     code: str = strawberry.field(description="Your unique code, e.g. `WELCOME10`.")
     name: str = strawberry.field(description="Printed on the discount line of invoices.")
     amount_off: Money | None = strawberry.field(

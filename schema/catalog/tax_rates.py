@@ -11,6 +11,7 @@ from app.catalog import TaxRateDraft, TaxRateRecord
 from resolvers.catalog import tax_rates as resolve
 from schema.base import INPUT, Info
 from schema.errors import UserError, attempt
+from schema.node import Node, serves
 from schema.pagination import (
     AFTER,
     BEFORE,
@@ -31,8 +32,10 @@ __all__ = ["TaxRate", "TaxRateMutations", "TaxRateQueries"]
     description="A tax rate of one jurisdiction. Invoices use the rate of the customer's "
     "billing address: its region's, else its country's."
 )
-class TaxRate:
+class TaxRate(Node):
     id: strawberry.ID = strawberry.field(description="Opaque id, `txr_…`.")
+
+    is_type_of = serves(TaxRateRecord)
     name: str = strawberry.field(description="Printed name, e.g. `VAT` or `Sales tax`.")
     percentage: str = strawberry.field(description='The rate in percent, e.g. "20", "8.875".')
     inclusive: bool = strawberry.field(

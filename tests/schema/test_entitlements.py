@@ -31,7 +31,7 @@ ENTITLEMENTS = """query($id: ID!) {
   entitlements(customerId: $id) {
     customerId features maxUsers maxStorageBytes asOf
     credits { subscriptionId included { amount } used { amount } remaining { amount } }
-    subscriptions { id planId status }
+    subscriptions { id plan { id } status }
   }
 }"""
 LIVE = """subscription($id: ID!) {

@@ -140,3 +140,53 @@ async def test_relays_refetch_query_runs(
         "name": plan["name"],
         "price": {"amount": "4200", "currency": "EUR"},
     }
+
+
+CATALOG_NODE = """query($ids: [ID!]!) {
+  nodes(ids: $ids) {
+    __typename id
+    ... on Coupon { code }
+    ... on TaxRate { country }
+    ... on BillableMetric { code aggregation active }
+  }
+}"""
+
+
+async def test_catalog_nodes_are_for_staff(
+    admin: GraphQLClient, settings: Settings, org: str, customer_factory: Callable[..., Any]
+) -> None:
+    coupon = (
+        await admin.data(
+            'mutation { couponCreate(input: {code: "NODE", name: "N", duration: ONCE, '
+            'percentOff: "5"}) { coupon { id } } }'
+        )
+    )["couponCreate"]["coupon"]
+    rate = (
+        await admin.data(
+            'mutation { taxRateCreate(input: {name: "VAT", percentage: "20", '
+            'country: "DE"}) { taxRate { id } } }'
+        )
+    )["taxRateCreate"]["taxRate"]
+    metric = (
+        await admin.data(
+            'mutation { billableMetricCreate(input: {code: "calls", name: "Calls", '
+            "aggregation: COUNT}) { billableMetric { id } } }"
+        )
+    )["billableMetricCreate"]["billableMetric"]
+    ids = [coupon["id"], rate["id"], metric["id"], "bm_notanid", "coup_" + "0" * 26]
+    found = (await admin.data(CATALOG_NODE, {"ids": ids}))["nodes"]
+    assert found[:3] == [
+        {"__typename": "Coupon", "id": coupon["id"], "code": "NODE"},
+        {"__typename": "TaxRate", "id": rate["id"], "country": "DE"},
+        {
+            "__typename": "BillableMetric",
+            "id": metric["id"],
+            "code": "calls",
+            "aggregation": "COUNT",
+            "active": True,
+        },
+    ]
+    assert found[3:] == [None, None]
+    customer = await customer_factory()
+    as_customer = admin.as_(token(settings, org, "customer", sub=customer["id"]))
+    assert (await as_customer.data(CATALOG_NODE, {"ids": ids[:3]}))["nodes"] == [None] * 3
