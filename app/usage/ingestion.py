@@ -43,6 +43,8 @@ MAX_DECIMALS = 12
 FUTURE_LEEWAY = timedelta(minutes=5)
 _EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 _ONE = Decimal(1)
+# One encoder for every event: json.dumps with options builds a new one per call.
+_to_json = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 _ANNOUNCED_CUSTOMERS = 50  # a usage event names at most this many customers (else: any)
 _LIVE = {"trialing", "active", "past_due", "unpaid", "paused", "incomplete"}
 
@@ -302,11 +304,7 @@ class UsageIngestion:
         if not isinstance(properties, Mapping):
             raise _refuse("properties is a JSON object.", "properties")
         try:
-            properties_json = (
-                json.dumps(properties, separators=(",", ":"), allow_nan=False)
-                if properties
-                else "{}"
-            )
+            properties_json = _to_json(properties) if properties else "{}"
         except (TypeError, ValueError):
             raise _refuse("properties must be plain JSON.", "properties") from None
         if len(properties_json) > MAX_PROPERTIES_BYTES:
