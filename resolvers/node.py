@@ -29,7 +29,46 @@ async def _staff_only(ctx: Context, read: Any, node_id: str, prefix: str) -> Any
     return found
 
 
+async def _invoice_line(ctx: Context, node_id: str) -> Any:
+    (found,) = await ctx.services.invoices.lines_by_ids(ctx.org, [node_id])
+    return found[0] if found is not None and ctx.can_see_customer(found[1]) else None
+
+
+async def _credit_note_line(ctx: Context, node_id: str) -> Any:
+    (found,) = await ctx.services.credit_notes.lines_by_ids(ctx.org, [node_id])
+    return found[0] if found is not None and ctx.can_see_customer(found[1]) else None
+
+
+async def _discount(ctx: Context, node_id: str) -> Any:
+    (found,) = await ctx.services.coupons.discounts.by_ids(ctx.org, [node_id])
+    return found if found is not None and ctx.can_see_customer(found.customer_id) else None
+
+
+async def _ledger_entry(ctx: Context, node_id: str) -> Any:
+    if ctx.require_principal().role not in (Role.ADMIN, Role.SERVICE):
+        return None  # customers read their ledger through `ledger`, their side only
+    (found,) = await ctx.services.ledger.entries_by_ids(ctx.org, [node_id])
+    return found
+
+
+async def _metered_price(ctx: Context, node_id: str) -> Any:
+    (found,) = await ctx.services.metrics.prices_by_ids(ctx.org, [node_id])
+    return None if found is None else found[0]
+
+
+def _checked(prefix: str, getter: Callable[[Context, str], Awaitable[Any]]) -> Any:
+    async def get(ctx: Context, node_id: str) -> Any:
+        return await getter(ctx, node_id) if has_prefix(node_id, prefix) else None
+
+    return get
+
+
 _BY_PREFIX: dict[str, Callable[[Context, str], Awaitable[Any]]] = {
+    "il": _checked("il", _invoice_line),
+    "cnl": _checked("cnl", _credit_note_line),
+    "di": _checked("di", _discount),
+    "le": _checked("le", _ledger_entry),
+    "mp": _checked("mp", _metered_price),
     "coup": lambda ctx, i: _staff_only(ctx, ctx.services.coupons.read, i, "coup"),
     "txr": lambda ctx, i: _staff_only(ctx, ctx.services.tax_rates.read, i, "txr"),
     "bm": lambda ctx, i: _staff_only(ctx, ctx.services.metrics.read, i, "bm"),
@@ -44,7 +83,13 @@ _BY_PREFIX: dict[str, Callable[[Context, str], Awaitable[Any]]] = {
 
 
 async def get(ctx: Context, node_id: str) -> Any:
-    """The object ``node_id`` names, or None (unknown prefix, missing, or not visible)."""
+    """The object ``node_id`` names, or None (unknown prefix, missing, or not visible). The
+    organization itself is a node too: its id is the token's organization (admins only)."""
+    principal = ctx.require_principal()
+    if node_id == principal.org:
+        if principal.role is not Role.ADMIN:
+            return None
+        return await ctx.services.organizations.get(principal.org)
     getter = _BY_PREFIX.get(node_id.partition("_")[0])
     return None if getter is None else await getter(ctx, node_id)
 

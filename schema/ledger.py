@@ -16,6 +16,7 @@ from resolvers import ledger as resolve
 from resolvers.ledger import LedgerView
 from schema.base import Info
 from schema.money import Money
+from schema.node import Node, serves
 from schema.pagination import (
     AFTER,
     BEFORE,
@@ -116,8 +117,10 @@ class LedgerEntryKind(enum.Enum):
     description="One entry of a balanced ledger transaction: its amounts sum to zero. Append-"
     "only: a correction is a new transaction."
 )
-class LedgerEntry:
+class LedgerEntry(Node):
     id: strawberry.ID = strawberry.field(description="Opaque id, `le_…` (sorts by time).")
+
+    is_type_of = serves(DomainLedgerEntry)
     transaction_id: strawberry.ID = strawberry.field(
         description="The transaction, `lt_…`, whose entries balance to zero."
     )

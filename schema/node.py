@@ -50,9 +50,12 @@ def serves(domain: type) -> Any:
 @strawberry.type
 class NodeQueries:
     @strawberry.field(
-        description="The object with this id, whatever its type (Plan, Customer, Payment, "
-        "Refund, Invoice, CreditNote, Subscription); null if it does not exist or is not "
-        "yours, exactly as the typed query (`payment(id:)`, …) would answer.",
+        description="The object with this id, whatever its type (every object with an id is a "
+        "Node: Plan, Customer, Payment, Refund, Invoice, InvoiceLine, CreditNote, "
+        "CreditNoteLine, Subscription, Coupon, Discount, TaxRate, BillableMetric, "
+        "MeteredPrice, LedgerEntry, and the Organization by its id); null if it does not exist "
+        "or is not yours, exactly as the typed query or list would answer (catalog objects and "
+        "ledger entries: staff only; the organization: admins).",
         permission_classes=[AnyRole],
         graphql_type=Node | None,
     )

@@ -14,6 +14,7 @@ from schema.base import INPUT, Info
 from schema.enums import EndedSubscriptionInvoices, LateUsage
 from schema.errors import UserError, attempt
 from schema.money import Money, MoneyInput
+from schema.node import Node, serves
 from schema.permissions import AdminOnly
 
 __all__ = ["Organization", "OrganizationMutations", "OrganizationQueries"]
@@ -65,8 +66,12 @@ _ENDED_INVOICES = (
 
 
 @strawberry.type(description="Your organization (the token's tenant) and its settings.")
-class Organization:
-    id: strawberry.ID = strawberry.field(description="The organization id (the token's `org`).")
+class Organization(Node):
+    id: strawberry.ID = strawberry.field(
+        description="The organization id (the token's `org`); `node(id:)` answers it to admins."
+    )
+
+    is_type_of = serves(DomainOrganization)
     refund_approval_thresholds: list[Money] = strawberry.field(description=_THRESHOLDS)
 
     @strawberry.field(description=_MAX_QUANTITY)

@@ -173,7 +173,7 @@ class MeteredPriceTier:
 
 
 @strawberry.type(description="A metered component of a plan: a metric and its price.")
-class MeteredPrice:
+class MeteredPrice(Node):
     id: strawberry.ID = strawberry.field(description="Opaque id, `mp_…`.")
     metric: BillableMetric = strawberry.field(description="What is metered.")
     model: PriceModel = strawberry.field(description="How the quantity is priced.")
@@ -205,6 +205,9 @@ class MeteredPrice:
             ],
             free_units=_text(price.free_units),
         )
+
+
+converted(MeteredPriceRecord, lambda record: MeteredPrice.of(record, record.currency))
 
 
 async def metered_prices_of(info: Info, plan_id: str, currency: str) -> list[MeteredPrice]:

@@ -514,6 +514,16 @@ class CreditNoteService:
         grouped = await self._note_lines.by_credit_note_ids(org, note_ids)
         return [[CreditNoteLine.from_row(row) for row in grouped[i]] for i in note_ids]
 
+    async def lines_by_ids(
+        self, org: str, ids: Sequence[str]
+    ) -> list[tuple[CreditNoteLine, str] | None]:
+        """Lines by id, each with its credit note's customer, aligned with ``ids``."""
+        found = await self._note_lines.by_ids(org, ids)
+        return [
+            (CreditNoteLine.from_row(found[i]), found[i]["customer_id"]) if i in found else None
+            for i in ids
+        ]
+
     async def of_invoices(self, org: str, invoice_ids: Sequence[str]) -> list[list[CreditNote]]:
         grouped = await self._notes.by_invoice_ids(org, invoice_ids)
         return [[CreditNote.from_row(row) for row in grouped[i]] for i in invoice_ids]

@@ -338,6 +338,16 @@ class InvoiceService:
         grouped = await self._lines.by_invoice_ids(org, invoice_ids)
         return [[InvoiceLine.from_row(row) for row in grouped[i]] for i in invoice_ids]
 
+    async def lines_by_ids(
+        self, org: str, ids: Sequence[str]
+    ) -> list[tuple[InvoiceLine, str] | None]:
+        """Lines by id, each with its invoice's customer (for visibility), aligned with ``ids``."""
+        found = await self._lines.by_ids(org, ids)
+        return [
+            (InvoiceLine.from_row(found[i]), found[i]["customer_id"]) if i in found else None
+            for i in ids
+        ]
+
     async def of_subscriptions(
         self, org: str, subscription_ids: Sequence[str]
     ) -> list[list[Invoice]]:

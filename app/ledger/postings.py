@@ -379,6 +379,10 @@ class Ledger:
 
     # -- reading -----------------------------------------------------------------------------
 
+    async def entries_by_ids(self, org: str, ids: Sequence[str]) -> list[LedgerEntry | None]:
+        found = await self._entries.by_ids(org, ids)
+        return [LedgerEntry.from_row(found[i]) if i in found else None for i in ids]
+
     async def entries(
         self,
         org: str,

@@ -13,7 +13,7 @@ from typing import Any
 from app.core.errors import DomainError, ErrorCode, NotFound, ValidationFailed
 from app.core.ids import has_prefix, new_id
 from app.core.listing import Listing
-from app.core.money import MAX_AMOUNT
+from app.core.money import MAX_AMOUNT, exponent
 from app.usage.pricing import (
     MeteredPrice,
     PriceModel,
@@ -127,6 +127,7 @@ class MeteredPriceRecord:
     metric: BillableMetric
     price: MeteredPrice
     currency_exponent: int
+    currency: str = ""  # the plan's
 
     @classmethod
     def from_row(cls, row: Row, exponent: int) -> MeteredPriceRecord:
@@ -152,6 +153,7 @@ class MeteredPriceRecord:
                 free_units=Decimal(row["free_units"]),
             ),
             currency_exponent=exponent,
+            currency=row.get("plan_currency") or "",
         )
 
 
@@ -347,6 +349,16 @@ class MetricService:
     async def attach(self, org: str, plan_id: str, rows: Sequence[Mapping[str, Any]]) -> None:
         """Insert the rows ``check_prices`` made, for the plan just created."""
         await self._prices.insert_many([{**row, "plan_id": plan_id} for row in rows])
+
+    async def prices_by_ids(
+        self, org: str, ids: Sequence[str]
+    ) -> list[tuple[MeteredPriceRecord, str] | None]:
+        """Metered prices by id, each with its plan's currency, aligned with ``ids``."""
+        found = {}
+        for row in await self._prices.of_plans(org, (), ids=ids):
+            currency = row["plan_currency"]
+            found[row["id"]] = (MeteredPriceRecord.from_row(row, exponent(currency)), currency)
+        return [found.get(i) for i in ids]
 
     async def prices_of_plans(
         self, org: str, plan_ids: Sequence[str], exponents: Mapping[str, int]

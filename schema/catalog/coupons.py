@@ -79,8 +79,10 @@ class Coupon(Node):
 
 
 @strawberry.type(description="A coupon applied to a customer: it discounts its next invoices.")
-class Discount:
+class Discount(Node):
     id: strawberry.ID = strawberry.field(description="Opaque id, `di_…`.")
+
+    is_type_of = serves(DomainDiscount)
     customer_id: strawberry.ID = strawberry.field(description="The customer.")
     subscription_id: strawberry.ID | None = strawberry.field(
         description="The one subscription it is limited to; null: every invoice."

@@ -68,8 +68,10 @@ expose(
 
 
 @strawberry.type(description="One line of a credit note; amounts are credits (positive).")
-class CreditNoteLine:
+class CreditNoteLine(Node):
     id: strawberry.ID = strawberry.field(description="Opaque id, `cnl_…`.")
+
+    is_type_of = serves(DomainCreditNoteLine)
     kind: LineKind = strawberry.field(description="ONE_OFF for credited lines, TAX for the tax.")
     description: str = strawberry.field(description="Printed text.")
     quantity: BigInt = strawberry.field(description="Units credited.")

@@ -71,8 +71,10 @@ IDEMPOTENCY_KEY = (
 
 
 @strawberry.type(description="One line of an invoice; amounts in the invoice's currency.")
-class InvoiceLine:
+class InvoiceLine(Node):
     id: strawberry.ID = strawberry.field(description="Opaque id, `il_…`.")
+
+    is_type_of = serves(DomainInvoiceLine)
     kind: LineKind = strawberry.field(description="What the line is for.")
     description: str = strawberry.field(description="Text printed on the invoice.")
     quantity: BigInt = strawberry.field(description="Number of units, ≥ 0.")

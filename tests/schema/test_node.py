@@ -190,3 +190,57 @@ async def test_catalog_nodes_are_for_staff(
     customer = await customer_factory()
     as_customer = admin.as_(token(settings, org, "customer", sub=customer["id"]))
     assert (await as_customer.data(CATALOG_NODE, {"ids": ids[:3]}))["nodes"] == [None] * 3
+
+
+PARTS = """query($ids: [ID!]!) {
+  nodes(ids: $ids) {
+    __typename id
+    ... on InvoiceLine { description }
+    ... on LedgerEntry { transactionId }
+    ... on Organization { customerCanPause }
+  }
+}"""
+
+
+async def test_lines_entries_and_the_organization_are_nodes_for_whom_may_see_them(
+    admin: GraphQLClient,
+    settings: Settings,
+    org: str,
+    customer_factory: Callable[..., Any],
+    invoice_factory: Callable[..., Any],
+) -> None:
+    customer = await customer_factory()
+    invoice = await invoice_factory(
+        customer=customer, lines=[{"description": "Setup", "unitAmount": 900}], finalize=True
+    )
+    line_id = (
+        await admin.data(
+            "query($id: ID!) { invoice(id: $id) { lines { id } } }", {"id": invoice["id"]}
+        )
+    )["invoice"]["lines"][0]["id"]
+    entry_id = (
+        await admin.data(
+            'query($id: ID!) { ledger(customerId: $id, currency: "USD") '
+            "{ entries(first: 1) { edges { node { id } } } } }",
+            {"id": customer["id"]},
+        )
+    )["ledger"]["entries"]["edges"][0]["node"]["id"]
+    ids = [line_id, entry_id, org]
+    found = (await admin.data(PARTS, {"ids": ids}))["nodes"]
+    assert [(n["__typename"], n["id"]) for n in found] == [
+        ("InvoiceLine", line_id),
+        ("LedgerEntry", entry_id),
+        ("Organization", org),
+    ]
+    assert found[0]["description"] == "Setup"
+    # The invoice's customer sees its line only; nobody else sees any of them.
+    owner = admin.as_(token(settings, org, "customer", sub=customer["id"]))
+    assert [n and n["__typename"] for n in (await owner.data(PARTS, {"ids": ids}))["nodes"]] == [
+        "InvoiceLine",
+        None,
+        None,
+    ]
+    other = admin.as_(token(settings, org, "customer", sub=(await customer_factory())["id"]))
+    assert (await other.data(PARTS, {"ids": ids}))["nodes"] == [None, None, None]
+    stranger = admin.as_(token(settings, new_org(), "admin"))
+    assert (await stranger.data(PARTS, {"ids": ids}))["nodes"] == [None, None, None]

@@ -63,6 +63,21 @@ class CreditNoteLineRepository:
             grouped[row["credit_note_id"]].append(row)
         return grouped
 
+    async def by_ids(self, org: str, ids: Sequence[str]) -> dict[str, Row]:
+        """Lines by their own ids (with the credit note's currency and customer)."""
+        line, note = credit_note_lines.c, credit_notes.c
+        query = (
+            sa.select(credit_note_lines, note.currency, note.customer_id)
+            .join(
+                credit_notes,
+                sa.and_(
+                    note.organization_id == line.organization_id, note.id == line.credit_note_id
+                ),
+            )
+            .where(line.organization_id == org, line.id == any_of(sorted(set(ids))))
+        )
+        return {row["id"]: row for row in await self._db.fetch_all(query)}
+
     async def insert_many(self, rows: Sequence[Mapping[str, Any]]) -> None:
         if rows:
             await self._db.execute(pg_insert(credit_note_lines).values(list(rows)))

@@ -253,6 +253,19 @@ class InvoiceLineRepository:
             grouped[row["invoice_id"]].append(row)
         return grouped
 
+    async def by_ids(self, org: str, ids: Sequence[str]) -> dict[str, Row]:
+        """Lines by their own ids (with the invoice's currency and customer)."""
+        line = invoice_lines.c
+        query = (
+            sa.select(invoice_lines, _c.currency, _c.customer_id)
+            .join(
+                invoices,
+                sa.and_(_c.organization_id == line.organization_id, _c.id == line.invoice_id),
+            )
+            .where(line.organization_id == org, line.id == any_of(sorted(set(ids))))
+        )
+        return {row["id"]: row for row in await self._db.fetch_all(query)}
+
     async def replace(self, org: str, invoice_id: str, rows: Sequence[Mapping[str, Any]]) -> None:
         """Replace every line of a draft (one DELETE and one multi-row INSERT)."""
         await self._db.execute(

@@ -112,6 +112,13 @@ LIMIT :limit
 """
 
 # The same, newest first: a backward page, turned around by the caller.
+_BY_IDS = """
+SELECT id, transaction_id, customer_id, currency, account, amount, kind, invoice_id, payment_id,
+       refund_id, credit_note_id, subscription_id, occurred_at
+FROM ledger_entries
+WHERE organization_id = :org AND id = ANY(CAST(:ids AS text[]))
+"""
+
 _PAGE_NEWEST = _PAGE.replace(
     "id > coalesce(CAST(:after AS text), '')", "id < coalesce(CAST(:after AS text), '~')"
 ).replace("ORDER BY id", "ORDER BY id DESC")
@@ -238,6 +245,10 @@ class LedgerRepository:
             "limit": limit,
         }
         return await self._db.fetch_all(_PAGE_NEWEST if newest else _PAGE, values)
+
+    async def by_ids(self, org: str, ids: Sequence[str]) -> dict[str, Row]:
+        rows = await self._db.fetch_all(_BY_IDS, {"org": org, "ids": sorted(set(ids))})
+        return {row["id"]: row for row in rows}
 
     async def count(
         self,

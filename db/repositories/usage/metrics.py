@@ -10,7 +10,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from db.connection import Row
 from db.repositories.base import Filters, TableRepository, any_of
-from db.tables import billable_metrics, metered_prices
+from db.tables import billable_metrics, metered_prices, plans
 
 __all__ = ["MeteredPriceRepository", "MetricRepository"]
 
@@ -52,9 +52,12 @@ class MeteredPriceRepository(TableRepository):
         if rows:
             await self._db.execute(pg_insert(metered_prices).values(list(rows)))
 
-    async def of_plans(self, org: str, plan_ids: Sequence[str]) -> list[Row]:
-        """The metered prices of ``plans``, each with its metric's columns (``metric_*``), in
-        plan then position order."""
+    async def of_plans(
+        self, org: str, plan_ids: Sequence[str], *, ids: Sequence[str] | None = None
+    ) -> list[Row]:
+        """The metered prices of ``plans`` (or, with ``ids``, those prices whatever their
+        plan), each with its metric's columns (``metric_*``) and its plan's currency, in plan
+        then position order."""
         p, m = metered_prices.c, billable_metrics.c
         query = (
             sa.select(
@@ -66,12 +69,21 @@ class MeteredPriceRepository(TableRepository):
                 m.filters.label("metric_filters"),
                 m.archived_at.label("metric_archived_at"),
                 m.created_at.label("metric_created_at"),
+                plans.c.currency.label("plan_currency"),
             )
             .join(
                 billable_metrics,
                 sa.and_(m.organization_id == p.organization_id, m.id == p.metric_id),
             )
-            .where(p.organization_id == org, p.plan_id == any_of(sorted(set(plan_ids))))
+            .join(
+                plans,
+                sa.and_(plans.c.organization_id == p.organization_id, plans.c.id == p.plan_id),
+            )
+            .where(p.organization_id == org)
             .order_by(p.plan_id, p.position)
         )
+        if ids is None:
+            query = query.where(p.plan_id == any_of(sorted(set(plan_ids))))
+        else:
+            query = query.where(p.id == any_of(sorted(set(ids))))
         return list(await self._db.fetch_all(query))
