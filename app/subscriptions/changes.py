@@ -155,6 +155,8 @@ class PlanChanges(Renewals):
                 # of what is left is read, so they are not credited as well).
                 await self._shorten_pending_charges(org, sub.id, now)
                 unused = await self._unused(org, sub.id, now)
+                (leaving,) = await self._plans.read.by_ids(org, [sub.plan_id])
+                old_name = leaving.name if leaving is not None else sub.plan_id
                 for line in plan_change_lines(
                     sub.price.amount,
                     sub.quantity,
@@ -163,7 +165,7 @@ class PlanChanges(Renewals):
                     sub.current_period_start,
                     sub.current_period_end,
                     now,
-                    old_label=f"{sub.plan_id} x {sub.quantity}",
+                    old_label=f"{old_name} x {sub.quantity}",
                     new_label=f"{plan.name} x {new_quantity}",
                     unused=unused,
                 ):

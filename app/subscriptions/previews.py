@@ -280,9 +280,10 @@ class Previews(PlanChanges, PauseCancel):
         for row in await self._subs.open_pending_lines(org, sub.id):
             if row["id"] not in pending_before and row["amount"] < 0:
                 credit -= row["amount"]
-        next_invoice = await self.next_renewal(org, sub.id)
+        # As it is after the operation (before the renewal below moves it to the next period).
         (current,) = await self._subs.by_ids(org, [sub.id])
         assert current is not None  # it was changed in this transaction
+        next_invoice = await self.next_renewal(org, sub.id)
         return ChangePreview(
             subscription=Subscription.from_row(current),
             invoice=now,

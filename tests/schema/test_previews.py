@@ -177,6 +177,11 @@ async def test_change_create_and_cancel_previews_equal_the_mutations(
         changed["plan"]["id"],
         changed["quantity"],
     )
+    # The period after the change, not after the renewal the preview also computes.
+    assert (
+        previewed["subscription"]["currentPeriodStart"],
+        previewed["subscription"]["currentPeriodEnd"],
+    ) == (changed["currentPeriodStart"], changed["currentPeriodEnd"])
     change_invoice = await _full(admin, changed["latestInvoiceId"])
     assert shape(change_invoice) == shape(previewed["invoice"])
     credits = [
