@@ -48,6 +48,7 @@ __all__ = [
     "usage_hourly",
     "usage_hourly_uniques",
     "usage_late_periods",
+    "usage_period_uniques",
     "websocket_connections",
 ]
 
@@ -751,4 +752,14 @@ usage_late_periods = sa.Table(
     sa.Column("subscription_id", sa.Text, primary_key=True),
     sa.Column("period_start", sa.DateTime(timezone=True), primary_key=True),
     sa.Column("period_end", sa.DateTime(timezone=True), nullable=False),
+)
+
+usage_period_uniques = sa.Table(
+    "usage_period_uniques",
+    metadata,
+    sa.Column("organization_id", sa.Text, primary_key=True),
+    sa.Column("subscription_id", sa.Text, primary_key=True),
+    sa.Column("metric_id", sa.Text, primary_key=True),
+    sa.Column("period_start", sa.DateTime(timezone=True), primary_key=True),
+    sa.Column("unique_key", sa.Text, primary_key=True),
 )

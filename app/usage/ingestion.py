@@ -237,6 +237,12 @@ class UsageIngestion:
             billed = periods.get(sub["id"], [])
             open_from = max([sub["current_period_start"], *(end for _, end in billed)])
             if at >= open_from:
+                # Its period: the current one, or the next (which starts where it ends) when
+                # the worker has not moved the subscription on yet.
+                current_end = sub["current_period_end"]
+                p.row.period_start = (
+                    sub["current_period_start"] if at < current_end else current_end
+                )
                 kept.append(p)
                 continue
             covering = next(((a, b) for a, b in billed if a <= at < b), None)
@@ -271,6 +277,7 @@ class UsageIngestion:
                 )
                 continue
             assert covering is not None
+            p.row.period_start = covering[0]
             kept.append(p)
             reopened.append((p, (sub["id"], covering[0], covering[1])))
         return kept, reopened

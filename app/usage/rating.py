@@ -30,6 +30,7 @@ from db.repositories.usage.events import UsageEventRepository, Window
 __all__ = ["MetricUsage", "UsageLine", "UsageRating", "quantity_of"]
 
 _ZERO = Decimal(0)
+UNIQUE = Aggregation.UNIQUE_COUNT
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,11 +187,31 @@ class UsageRating:
                 strict=True,
             )
         )
+        # Unique counts of a current period come from its distinct values (one row each); the
+        # other aggregates from the hourly pre-aggregates.
         windows = [
-            (sub, [p.metric for p in prices_of[plan]], start, end)
+            (
+                sub,
+                [p.metric for p in prices_of[plan] if p.metric.aggregation is not UNIQUE],
+                start,
+                end,
+            )
             for sub, plan, _, start, end, _ in subscriptions
         ]
         quantities = await self.measure(org, windows) if plans else []
+        uniques = await self._events.period_uniques(
+            org,
+            [
+                (sub, p.metric.id, start)
+                for sub, plan, _, start, _, _ in subscriptions
+                for p in prices_of[plan]
+                if p.metric.aggregation is UNIQUE
+            ],
+        )
+        for (sub, plan, *_), measured in zip(subscriptions, quantities, strict=True):
+            for p in prices_of[plan]:
+                if p.metric.aggregation is UNIQUE:
+                    measured[p.metric.id] = Decimal(uniques.get((sub, p.metric.id), 0))
         found: list[list[MetricUsage]] = []
         for (_, plan, currency, start, end, billable), measured in zip(
             subscriptions, quantities, strict=True

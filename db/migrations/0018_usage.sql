@@ -101,6 +101,18 @@ CREATE TABLE usage_hourly_uniques (
     PRIMARY KEY (organization_id, subscription_id, metric_id, hour, unique_key)
 );
 
+-- The distinct values a unique count counts, per billing period (the period the event falls in,
+-- as the subscription's periods stood when it was recorded): `currentUsage` counts one row per
+-- value instead of one per value and hour (docs/usage.md, "Storage for volume").
+CREATE TABLE usage_period_uniques (
+    organization_id  text NOT NULL,
+    subscription_id  text NOT NULL,
+    metric_id        text NOT NULL,
+    period_start     timestamptz NOT NULL,
+    unique_key       text NOT NULL,
+    PRIMARY KEY (organization_id, subscription_id, metric_id, period_start, unique_key)
+);
+
 -- What usage billed: per period and metric the rated line (kind 'usage'), the included
 -- credits (kind 'credit', no metric) and later corrections for late events ('adjustment'),
 -- each reserved by the key of the invoice that bills it (a retry finds its lines here).

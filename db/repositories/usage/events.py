@@ -33,23 +33,36 @@ class EventRow:
     properties: str  # JSON text
     occurred_at: datetime
     counted: bool
+    # The billing period it falls in (for unique counts per period); None when unknown.
+    period_start: datetime | None = None
 
 
 _INSERT = """
 WITH input AS (
     SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
                          $7::text[]::numeric[], $8::text[], $9::jsonb[], $10::timestamptz[],
-                         $11::bool[])
+                         $11::bool[], $12::timestamptz[])
         AS e(id, idempotency_key, subscription_id, customer_id, metric_id, value, unique_key,
-             properties, occurred_at, counted)
+             properties, occurred_at, counted, period_start)
 ), inserted AS (
     INSERT INTO usage_events (organization_id, id, idempotency_key, subscription_id,
                               customer_id, metric_id, value, unique_key, properties,
                               occurred_at, counted)
-    SELECT $1, * FROM input
+    SELECT $1, id, idempotency_key, subscription_id, customer_id, metric_id, value,
+           unique_key, properties, occurred_at, counted
+    FROM input
     ON CONFLICT (organization_id, idempotency_key) DO NOTHING
     RETURNING idempotency_key, subscription_id, metric_id, value, unique_key, occurred_at,
               counted
+), periods AS (
+    INSERT INTO usage_period_uniques (organization_id, subscription_id, metric_id,
+                                      period_start, unique_key)
+    SELECT DISTINCT $1, i.subscription_id, i.metric_id, e.period_start, i.unique_key
+    FROM inserted i JOIN input e USING (idempotency_key)
+    WHERE i.counted AND i.unique_key IS NOT NULL AND e.period_start IS NOT NULL
+    ORDER BY 2, 3, 4, 5
+    ON CONFLICT DO NOTHING
+    RETURNING 1
 ), hourly AS (
     INSERT INTO usage_hourly AS h (organization_id, subscription_id, metric_id, hour, events,
                                    total, maximum, latest_at, latest_value)
@@ -210,7 +223,7 @@ class UsageEventRepository:
         were new (the others are duplicates of stored events)."""
         if not events:
             return set()
-        columns: list[list[Any]] = [[] for _ in range(10)]
+        columns: list[list[Any]] = [[] for _ in range(11)]
         for e in events:
             columns[0].append(e.id)
             columns[1].append(e.idempotency_key)
@@ -222,6 +235,7 @@ class UsageEventRepository:
             columns[7].append(e.properties)
             columns[8].append(e.occurred_at)
             columns[9].append(e.counted)
+            columns[10].append(e.period_start)
         async with self._db.raw_connection() as conn:
             self._db.record(_INSERT)
             rows = await conn.fetch(_INSERT, org, *columns)
@@ -248,6 +262,28 @@ class UsageEventRepository:
             self._db.record(statement)
             rows = await conn.fetch(statement, org, *columns)
         return {(r["subscription_id"], r["metric_id"]): dict(r) for r in rows}
+
+    async def period_uniques(
+        self, org: str, targets: Sequence[tuple[str, str, datetime]]
+    ) -> dict[tuple[str, str], int]:
+        """Distinct values per (subscription, metric, period start), keyed by (subscription,
+        metric); one statement."""
+        if not targets:
+            return {}
+        statement = """
+        SELECT t.subscription_id, t.metric_id, count(u.unique_key) AS uniques
+        FROM unnest($2::text[], $3::text[], $4::timestamptz[])
+             AS t(subscription_id, metric_id, period_start)
+        JOIN usage_period_uniques u
+          ON u.organization_id = $1 AND u.subscription_id = t.subscription_id
+         AND u.metric_id = t.metric_id AND u.period_start = t.period_start
+        GROUP BY t.subscription_id, t.metric_id
+        """
+        subs, metrics, starts = zip(*targets, strict=True)
+        async with self._db.raw_connection() as conn:
+            self._db.record(statement)
+            rows = await conn.fetch(statement, org, list(subs), list(metrics), list(starts))
+        return {(r["subscription_id"], r["metric_id"]): int(r["uniques"]) for r in rows}
 
     async def buckets(
         self,
