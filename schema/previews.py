@@ -269,7 +269,8 @@ class PreviewQueries:
         description="The next invoice the worker will issue for the subscription at its "
         "period's end — its lines (fixed price, pending prorations, usage so far), coupon, tax "
         "and credit balance applied — exactly as it would issue it now; null when none is "
-        "coming (canceled, paused, in dunning, not yours). Nothing is written.",
+        "coming (canceled, in dunning, paused beyond the period's end, not yours). Nothing is "
+        "written.",
         permission_classes=[AnyRole],
     )
     async def upcoming_invoice(

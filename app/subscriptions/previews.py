@@ -165,6 +165,16 @@ class Previews(PlanChanges, PauseCancel):
         if row is None:
             return None
         sub = Subscription.from_row(row)
+        if (
+            sub.status is Status.PAUSED
+            and sub.resumes_at is not None
+            and sub.resumes_at <= sub.current_period_end
+        ):
+            # The worker resumes it first (at resumesAt), then renews it at the period's end.
+            await self._set(row, self._resumed(row))
+            (row,) = await self._subs.by_ids(org, [subscription_id])
+            assert row is not None
+            sub = Subscription.from_row(row)
         if sub.status not in (Status.ACTIVE, Status.TRIALING) or sub.ended_at is not None:
             return None
         billing = self._billing
