@@ -8,7 +8,8 @@
 2. Queries at volume: M more events (default 10,000,000) loaded straight into ``usage_events``
    by set-based SQL (server-side ``INSERT … SELECT generate_series``, faster here than
    generating 10M rows in Python for ``COPY``), each chunk's ``usage_hourly`` /
-   ``usage_hourly_uniques`` filled by ``INSERT … SELECT … GROUP BY … ON CONFLICT`` exactly as
+   ``usage_hourly_uniques`` and ``usage_period_uniques`` filled by ``INSERT … SELECT … GROUP BY …
+   ON CONFLICT`` exactly as
    ingestion's statement does; M / 100 events on each of 100 subscriptions over June. Then
    ``currentUsage`` p50/p99 over ≥ 500 sequential requests (a random busy subscription each)
    and ``usage(groupBy: DAY)`` over the month on the busiest one.
@@ -474,6 +475,17 @@ WITH input AS (
     ORDER BY 2, 3, 4, 5
     ON CONFLICT DO NOTHING
     RETURNING 1
+), periods AS (
+    INSERT INTO usage_period_uniques (organization_id, subscription_id, metric_id,
+                                      period_start, unique_key)
+    SELECT DISTINCT $1, i.subscription_id, i.metric_id, s.current_period_start, i.unique_key
+    FROM inserted i
+    JOIN subscriptions s ON s.organization_id = $1 AND s.id = i.subscription_id
+    WHERE i.counted AND i.unique_key IS NOT NULL
+      AND i.occurred_at >= s.current_period_start AND i.occurred_at < s.current_period_end
+    ORDER BY 2, 3, 4, 5
+    ON CONFLICT DO NOTHING
+    RETURNING 1
 )
 SELECT count(*) FROM inserted
 """
@@ -511,7 +523,9 @@ async def load_stored(
                 raise SystemExit(f"loaded {count} of {last - first} events")
             print(f"  loaded {last:,} / {total:,} stored events", file=sys.stderr, flush=True)
         await conn.execute("ANALYZE usage_events")
-        await conn.execute("VACUUM ANALYZE usage_hourly, usage_hourly_uniques")
+        await conn.execute(
+            "VACUUM ANALYZE usage_hourly, usage_hourly_uniques, usage_period_uniques"
+        )
         return time.perf_counter() - started
     finally:
         await conn.close()

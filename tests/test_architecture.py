@@ -17,6 +17,7 @@ LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 DOMAINS = [
     "catalog",
     "customers",
+    "entitlements",
     "invoicing",
     "ledger",
     "live",
@@ -26,6 +27,7 @@ DOMAINS = [
     "statistics",
     "subscriptions",
     "throttling",
+    "usage",
 ]
 
 

@@ -23,8 +23,9 @@ class FakeInvoices:
         first: int,
         after: str | None,
         statuses: tuple[str, ...] | None,
+        newest: bool = False,
     ) -> list[tuple[list[Any], bool]]:
-        self.calls.append(("pages", org, list(customer_ids), first, after, statuses))
+        self.calls.append(("pages", org, list(customer_ids), first, after, statuses, newest))
         return [([f"{c}/{first}/{statuses}"], True) for c in customer_ids]
 
     async def counts_by_customer(
@@ -37,16 +38,23 @@ class FakeInvoices:
 async def test_invoice_pages_batch_by_shape() -> None:
     invoices = FakeInvoices()
     loaders = InvoicingLoaders(invoices, None, "acme")  # only the invoices are read
-    keys = [("cus_1", 10, None, None), ("cus_2", 10, None, PAID), ("cus_3", 10, None, None)]
+    keys = [
+        ("cus_1", 10, None, None, False),
+        ("cus_2", 10, None, PAID, False),
+        ("cus_3", 10, None, None, False),
+        ("cus_4", 10, None, None, True),
+    ]
     pages = await asyncio.gather(*(loaders.invoices_by_customer_id.load(k) for k in keys))
     assert [page[0] for page in pages] == [
         ["cus_1/10/None"],
         ["cus_2/10/('paid',)"],
         ["cus_3/10/None"],
+        ["cus_4/10/None"],
     ]
     assert invoices.calls == [
-        ("pages", "acme", ["cus_1", "cus_3"], 10, None, None),
-        ("pages", "acme", ["cus_2"], 10, None, PAID),
+        ("pages", "acme", ["cus_1", "cus_3"], 10, None, None, False),
+        ("pages", "acme", ["cus_2"], 10, None, PAID, False),
+        ("pages", "acme", ["cus_4"], 10, None, None, True),
     ]
 
 
