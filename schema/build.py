@@ -13,11 +13,13 @@ from strawberry.extensions import MaskErrors, MaxTokensLimiter, ParserCache
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
+from schema.audit import audit_every_mutation
 from schema.catalog.coupons import CouponMutations, CouponQueries
 from schema.catalog.plans import PlanMutations, PlanQueries
 from schema.catalog.tax_rates import TaxRateMutations, TaxRateQueries
 from schema.customers import CustomerMutations, CustomerQueries
 from schema.errors import is_unexpected, should_mask_error
+from schema.identity import IdentityMutations, IdentityQueries
 from schema.invoicing.credit_notes import CreditNoteMutations, CreditNoteQueries
 from schema.invoicing.invoices import InvoiceMutations, InvoiceQueries
 from schema.ledger import LedgerQueries
@@ -56,6 +58,7 @@ class Query(
     SubscriptionQueries,
     StatisticsQueries,
     LedgerQueries,
+    IdentityQueries,
     NodeQueries,
 ):
     pass
@@ -75,8 +78,12 @@ class Mutation(
     TaxRateMutations,
     CouponMutations,
     SubscriptionMutations,
+    IdentityMutations,
 ):
     pass
+
+
+audit_every_mutation(Mutation)
 
 
 class BillingSchema(strawberry.Schema):

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from app.core.auth import Principal, decode_token
+from app.core.auth import Principal
 from app.core.errors import Unauthenticated
 from app.invoicing import RenderedPdf, credit_note_pdf, invoice_pdf
 from app.services import Services
@@ -27,11 +27,11 @@ DOCUMENT_COST = 100
 Loader = Callable[[Services, Principal, str], Awaitable[RenderedPdf | None]]
 
 
-def _principal(services: Services, request: Request) -> Principal:
+async def _principal(services: Services, request: Request) -> Principal:
     scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthenticated("Authentication required: send a bearer token.")
-    return decode_token(services.settings, token.strip())
+    return await services.identity.authenticate(token.strip())
 
 
 async def _throttled(
@@ -60,7 +60,7 @@ async def _throttled(
 async def _serve(request: Request, load: Loader, name: str) -> Response:
     services: Services = request.app.state.services
     try:
-        principal = _principal(services, request)
+        principal = await _principal(services, request)
     except Unauthenticated as exc:
         refused = await _throttled(services, request, None, 1)
         if refused is not None:
