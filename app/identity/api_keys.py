@@ -285,11 +285,20 @@ class ApiKeys:
             await self._keys.touch(org, key_id, at)
         return len(used)
 
+    @staticmethod
+    def _event(key: ApiKey) -> Event:
+        return Event(key.org, _EVENT_KIND, key.prefix, {"ids": [key.id]})
+
     async def _announce(self, key: ApiKey, *others: ApiKey) -> None:
-        """Tell every process (this one included) to forget these keys' prefix; in the
-        transaction of the change, so it is delivered only once the change is visible."""
+        """Tell every process to forget these keys' prefix; in the transaction of the change,
+        so it is delivered only once the change is visible."""
         for item in (key, *others):
-            await publish(self._db, Event(item.org, _EVENT_KIND, item.prefix, {"ids": [item.id]}))
+            await publish(self._db, self._event(item))
+
+    def _forget(self, *keys: ApiKey) -> None:
+        """This process forgets at once, without waiting for its own notification."""
+        for key in keys:
+            self._invalidate(self._event(key))
 
     # -- management --------------------------------------------------------------------------
 
@@ -340,6 +349,7 @@ class ApiKeys:
         async with self._db.transaction():
             key, made = await self._insert(creator, name, role, expires_at)
             await self._announce(made)
+        self._forget(made)
         return made, key
 
     async def _insert(
@@ -377,6 +387,7 @@ class ApiKeys:
             assert changed is not None
             revoked = ApiKey.from_row(changed)
             await self._announce(revoked)
+        self._forget(revoked)
         return revoked
 
     async def roll(
@@ -416,6 +427,7 @@ class ApiKeys:
             assert changed is not None
             rolled = ApiKey.from_row(changed)
             await self._announce(rolled, made)
+        self._forget(rolled, made)
         return made, key, rolled
 
     async def page(
