@@ -234,9 +234,12 @@ def test_issuers_file_configures_one_issuer_per_organization(tmp_path: Path) -> 
     settings = load_settings({"BILLING_HOME": str(tmp_path), "OIDC_ISSUERS_FILE": str(path)})
     acme, globex, local = settings.oidc_issuers
     assert acme.issuer == "https://acme.eu.auth0.com"  # compared without the trailing slash
-    assert acme.org == "acme" and acme.role_claim == "https://billing.example.com/role"
-    assert globex.roles == (("billing-admin", "admin"),) and globex.default_role is None
-    assert local.org is None and local.org_claim == "tenant"
+    assert acme.org == "acme"
+    assert acme.role_claim == "https://billing.example.com/role"
+    assert globex.roles == (("billing-admin", "admin"),)
+    assert globex.default_role is None
+    assert local.org is None
+    assert local.org_claim == "tenant"
 
 
 @pytest.mark.parametrize(
