@@ -83,6 +83,7 @@ class _Keys:
     keys: dict[str | None, PyJWK] = field(default_factory=dict)
     fetched: float | None = None  # monotonic time of the last successful fetch
     attempted: float | None = None  # of the last attempt, successful or not
+    unknown_kid: float | None = None  # of the last refetch an unknown kid asked for
     jwks_url: str | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     refreshing: asyncio.Task[None] | None = None
@@ -251,9 +252,13 @@ class OidcVerifier:
             self._refresh_in_background(state)
         key = self._find(state, kid)
         if key is None and state.fetched is not None:
-            # Maybe rotated: one refetch, rate-limited per issuer.
-            await self._refetch(state, force=False)
-            key = self._find(state, kid)
+            # Maybe rotated: one refetch, at most one per min_refetch_seconds per issuer for
+            # unknown kids (a flood of made-up kids cannot make us hammer the issuer).
+            now = time.monotonic()
+            if state.unknown_kid is None or now - state.unknown_kid >= self.min_refetch_seconds:
+                state.unknown_kid = now
+                await self._refetch(state, force=True)
+                key = self._find(state, kid)
         if state.fetched is None or time.monotonic() - state.fetched > (
             self.cache_seconds + self.max_stale_seconds
         ):
@@ -271,6 +276,8 @@ class OidcVerifier:
             state.refreshing = asyncio.create_task(self._refetch(state, force=False))
 
     async def _refetch(self, state: _Keys, *, force: bool) -> None:
+        """Fetch the keys, unless another request did while this one waited for the lock;
+        without ``force``, not within min_refetch_seconds of the last attempt."""
         attempted = state.attempted
         async with state.lock:
             if state.attempted != attempted:
