@@ -17,6 +17,7 @@ LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 DOMAINS = [
     "catalog",
     "customers",
+    "identity",
     "invoicing",
     "ledger",
     "live",
