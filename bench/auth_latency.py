@@ -39,9 +39,12 @@ import jwt
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from app.core.auth import Role, mint_token  # noqa: E402
-from app.core.settings import Settings  # noqa: E402
+from app.core.auth import Principal, Role, mint_token  # noqa: E402
+from app.core.pubsub import EventBroker  # noqa: E402
+from app.core.settings import OidcIssuer, Settings  # noqa: E402
+from app.identity import ApiKeys, Authenticator, OidcVerifier  # noqa: E402
 from app.stripe.emulator import EMULATOR_API_KEY, StripeEmulator, free_port  # noqa: E402
+from db.connection import Database  # noqa: E402
 from db.embedded import EmbeddedPostgres  # noqa: E402
 from db.migrate import apply_migrations  # noqa: E402
 from tests.identity.oidc_issuer import SigningKey, local_issuer  # noqa: E402
@@ -194,6 +197,51 @@ async def run(
     return samples
 
 
+async def in_process(
+    url: str, issuer_url: str, keys: list[SigningKey], settings: Settings, calls: int
+) -> dict[str, float]:
+    """Microseconds per ``Authenticator.authenticate`` call, without HTTP or GraphQL."""
+    db = Database(url, min_size=1, max_size=2)
+    await db.connect()
+    try:
+        api_keys = ApiKeys(db, EventBroker(url), mode="test")
+        _, api_key = await api_keys.create(
+            Principal("bench", "benchorg", Role.ADMIN), name="x", role=Role.ADMIN, expires_at=None
+        )
+        config = OidcIssuer(issuer=issuer_url, audience="billing-bench", org="benchorg")
+
+        async def nobody(org: str, reference: str) -> str | None:
+            return None
+
+        oidc = OidcVerifier((config,), resolve_customer=nobody)
+        auth = Authenticator(settings, api_keys, oidc)
+        now = int(time.time())
+        claims = {"iss": issuer_url, "sub": "s", "aud": "billing-bench", "role": "admin"}
+        claims |= {"iat": now, "exp": now + 3600}
+        credentials = {
+            METHODS[1]: mint_token(settings, org="benchorg", role=Role.ADMIN, subject="bench"),
+            METHODS[2]: api_key,
+            **{
+                METHODS[3 + n]: jwt.encode(
+                    claims, key.private, algorithm=key.algorithm, headers={"kid": key.kid}
+                )
+                for n, key in enumerate(keys)
+            },
+        }
+        timings = {}
+        for method, credential in credentials.items():
+            for _ in range(20):
+                await auth.authenticate(credential)
+            started = time.perf_counter()
+            for _ in range(calls):
+                await auth.authenticate(credential)
+            timings[method] = (time.perf_counter() - started) / calls * 1e6
+        await oidc.close()
+        return timings
+    finally:
+        await db.disconnect()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
@@ -239,6 +287,9 @@ def main() -> None:
 
             samples = asyncio.run(go())
             fetches = issuer.hits["/jwks"]
+            alone = asyncio.run(
+                in_process(url, issuer.url, keys, settings, 50 if args.smoke else 2000)
+            )
     finally:
         emulator.stop()
     baseline = statistics.median(samples[METHODS[0]])
@@ -258,6 +309,10 @@ def main() -> None:
         )
         print(f"{method:<18} {p50:>8.3f} {p99:>8.3f} {p50 - baseline:>8.3f} {p50 / baseline:>7.2f}")
     print(f"JWKS fetched {fetches} time(s) by the server")
+    print("verification alone, in process (Authenticator.authenticate):")
+    for method, micros in alone.items():
+        print(f"  {method:<18} {micros:>8.1f} us per call")
+        next(r for r in rows if r["method"] == method)["verify_us"] = round(micros, 1)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
 

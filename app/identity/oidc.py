@@ -20,6 +20,7 @@ else ``default_role``. A customer is the customer whose ``externalRef`` equals t
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import logging
@@ -55,14 +56,16 @@ CustomerResolver = Callable[[str, str], Awaitable[str | None]]
 
 
 def issuer_of(token: str) -> str | None:
-    """The ``iss`` a JWT claims, unverified (only to choose who verifies it), or None."""
-    if token.count(".") != 2:
+    """The ``iss`` a JWT claims, unverified (only to choose who verifies it), or None. Read
+    by hand: PyJWT's unverified decode costs several times more, on every request."""
+    parts = token.split(".")
+    if len(parts) != 3:
         return None
     try:
-        claims = jwt.decode(token, options={"verify_signature": False})
-    except (jwt.InvalidTokenError, RecursionError, ValueError):
+        claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (ValueError, RecursionError):
         return None
-    issuer = claims.get("iss")
+    issuer = claims.get("iss") if isinstance(claims, dict) else None
     return issuer.rstrip("/") if isinstance(issuer, str) else None
 
 
