@@ -253,7 +253,7 @@ class ApiKeys:
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
-        """Listen for changes made by any process, and write uses in batches, while open."""
+        """While open: hear of changes made by any process, and write uses in batches."""
         listening = asyncio.create_task(self._listen(), name="api-key-invalidations")
         flushing = asyncio.create_task(self._flush_forever(), name="api-key-last-used")
         try:

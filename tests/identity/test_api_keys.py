@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import re
+import subprocess
+import sys
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -280,3 +284,44 @@ async def test_the_cache_is_a_bounded_backstop(admin: GraphQLClient, app_service
         await asyncio.sleep(0.1)
     assert refused is not None, "the cached key was never read again"
     assert str(refused) == "API key has been revoked."
+
+
+async def test_billing_api_key_create_prints_a_working_key_once(
+    settings: Settings, tmp_path: Any, gql: GraphQLClient
+) -> None:
+    """The first admin key of an organization, from the command line."""
+    env = {
+        **os.environ,
+        "BILLING_ENV": "test",
+        "BILLING_HOME": str(tmp_path),
+        "DATABASE_URL": settings.database_url or "",
+        "STRIPE_API_KEY": settings.stripe_api_key or "",
+        "STRIPE_API_BASE": settings.stripe_api_base or "",
+        "JWT_SECRET": settings.jwt_secret or "",
+    }
+
+    def billing(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "app.cli", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    org = f"cli{uuid.uuid4().hex[:10]}"
+    args = ("api-key", "create", "--role", "admin", "--name", "ops", "--org")
+    done = await asyncio.to_thread(billing, *args, org)
+    assert done.returncode == 0, done.stderr
+    key = done.stdout.strip()
+    assert KEY.fullmatch(key), done.stdout
+    assert key not in done.stderr
+    assert f"made admin key {key[:20]}" in done.stderr
+    listed = await gql.as_(key).data("{ apiKeys { edges { node { prefix createdBy role } } } }")
+    assert listed["apiKeys"]["edges"] == [
+        {"node": {"prefix": key[:20], "createdBy": "billing-cli", "role": "ADMIN"}}
+    ]
+    refused = await asyncio.to_thread(billing, *args, "Not An Org")
+    assert refused.returncode == 2
+    assert "--org must be" in refused.stderr

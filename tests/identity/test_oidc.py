@@ -265,8 +265,13 @@ async def test_oidc_tokens_sign_in_admins_and_customers_through_the_api(
     body = await stranger("{ customers { totalCount } }")
     assert error_codes(body) == ["UNAUTHENTICATED"]
     assert "externalRef" in body["errors"][0]["message"]
-    # Expired and wrong-audience tokens are refused over HTTP too.
-    for bad in (issuer.token(role="admin", exp=int(time.time()) - 60), issuer.token(aud="x")):
+    # Expired, wrong-audience and other issuers' tokens are refused over HTTP too (a token of an
+    # issuer not configured is checked as one of the service's own tokens, and fails there).
+    for bad in (
+        issuer.token(role="admin", exp=int(time.time()) - 60),
+        issuer.token(aud="x"),
+        issuer.token(role="admin", iss="https://elsewhere.example.com"),
+    ):
         assert error_codes(await GraphQLClient(http, bad)("{ customers { totalCount } }")) == [
             "UNAUTHENTICATED"
         ]
