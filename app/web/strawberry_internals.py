@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import logging
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, Callable, Mapping
 from datetime import UTC, datetime
@@ -41,6 +42,8 @@ from app.context import Context
 from app.core.auth import Principal
 
 __all__ = ["ConnectionsExceeded", "LimitedView", "TransportWSHandler", "WebSocketAdapter"]
+
+log = logging.getLogger(__name__)
 
 # graphql-transport-ws close codes (https://github.com/enisdenjo/graphql-ws/blob/master/PROTOCOL.md)
 _BAD_REQUEST = 4400
@@ -227,7 +230,13 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(changed.wait(), timeout=keys.cache_seconds)
                 changed.clear()
-                key = await keys.current(prefix, key_id)
+                try:
+                    key = await keys.current(prefix, key_id)
+                except Exception as exc:  # noqa: BLE001 - e.g. the database is away: try again
+                    log.warning("could not check an API key: %s", type(exc).__name__)
+                    changed.set()
+                    await asyncio.sleep(1)
+                    continue
                 if key is None or key.revoked_at is not None:
                     await self._close_revoked()
                     return
