@@ -1,5 +1,6 @@
-# Production image. Configure with DATABASE_URL, STRIPE_API_KEY, STRIPE_WEBHOOK_SECRET and
-# JWT_SECRET (see README, "Configuration"); BILLING_ENV is production, so nothing embedded runs
+# Production image. Configure with DATABASE_URL, STRIPE_API_KEY, STRIPE_WEBHOOK_SECRET and a way
+# for admins to sign in, API_KEYS=on and/or OIDC_ISSUER… (see README, "Configuration", and
+# docs/security.md, "Signing in"); BILLING_ENV is production, so nothing embedded runs
 # and development defaults are refused at start. The same image runs the API (default command)
 # and the billing worker (`billing worker`); see deploy/compose.yaml and docs/operations.md.
 FROM python:3.11-slim

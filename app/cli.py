@@ -1,4 +1,5 @@
-"""The ``billing`` command: serve, worker, migrate, token, export-schema, verify, demo."""
+"""The ``billing`` command: serve, worker, migrate, token, api-key, export-schema, verify,
+demo."""
 
 from __future__ import annotations
 
@@ -164,6 +165,58 @@ def _token(settings: Settings, args: argparse.Namespace) -> None:
     print(mint_token(settings, org=args.org, role=role, subject=subject, ttl_seconds=args.ttl))
 
 
+def _api_key(settings: Settings, args: argparse.Namespace) -> int:
+    """``billing api-key create``: the first admin key of an organization (later ones can be
+    made with ``apiKeyCreate``). Prints the key once, on stdout."""
+    from datetime import UTC, datetime, timedelta
+
+    from app.core.auth import Principal, valid_org
+    from app.core.errors import DomainError
+    from app.core.pubsub import EventBroker
+    from app.identity import ApiKeys
+    from db.connection import Database
+
+    if not valid_org(args.org):
+        raise SettingsError("--org must be 1-63 characters of a-z, 0-9, '-' and '_'.")
+    if not settings.api_keys:
+        raise SettingsError("API keys are turned off (API_KEYS=off); set API_KEYS=on first.")
+    expires = (
+        datetime.now(UTC) + timedelta(days=args.expires_in_days) if args.expires_in_days else None
+    )
+
+    async def run(runtime: Settings) -> int:
+        assert runtime.database_url is not None
+        db = Database(runtime.database_url, min_size=1, max_size=1)
+        await db.connect()
+        try:
+            keys = ApiKeys(
+                db,
+                EventBroker(runtime.database_url),  # not started: this command only writes
+                mode="live" if runtime.stripe_mode == "live" else "test",
+            )
+            creator = Principal(subject="billing-cli", org=args.org, role=Role.ADMIN)
+            made, key = await keys.create(
+                creator, name=args.name, role=Role(args.role), expires_at=expires
+            )
+        except DomainError as exc:
+            print(f"billing api-key: {exc.message}", file=sys.stderr)
+            return 2
+        finally:
+            await db.disconnect()
+        print(key)
+        print(
+            f"billing: made {made.role.value} key {made.prefix}… ({made.id}) for {made.org}; "
+            "it is shown only this once.",
+            file=sys.stderr,
+        )
+        return 0
+
+    if settings.database_url:
+        return asyncio.run(run(settings))
+    with embedded_runtime(settings.with_overrides(stripe_api_key="sk_unused")) as runtime:
+        return asyncio.run(run(runtime))
+
+
 def _verify(settings: Settings, args: argparse.Namespace) -> int:
     from app.ledger import verify
     from db.connection import Database
@@ -272,6 +325,18 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--sub", help="subject; for --role customer, the customer id")
     token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (default 3600)")
 
+    api_key = commands.add_parser("api-key", help="manage organization API keys")
+    api_key_commands = api_key.add_subparsers(dest="api_key_command", required=True)
+    create_key = api_key_commands.add_parser(
+        "create", help="make an API key (e.g. an organization's first admin key); prints it once"
+    )
+    create_key.add_argument("--org", required=True, help="organization (tenant) id, e.g. acme")
+    create_key.add_argument("--role", required=True, choices=["admin", "service"])
+    create_key.add_argument("--name", required=True, help="what it is for, e.g. 'ops'")
+    create_key.add_argument(
+        "--expires-in-days", type=int, help="stops working after this many days (default never)"
+    )
+
     export = commands.add_parser("export-schema", help="print the GraphQL schema (SDL)")
     export.add_argument(
         "--possible-types",
@@ -356,6 +421,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             _token(settings, args)
         elif args.command == "verify":
             return _verify(settings, args)
+        elif args.command == "api-key":
+            return _api_key(settings, args)
         elif args.command == "demo":
             return _demo(settings, args)
     except SettingsError as exc:

@@ -111,6 +111,14 @@ class Context:
         return principal.customer_id in (None, customer_id)
 
     @property
+    def request_id(self) -> str | None:
+        """The HTTP request's X-Request-ID (app/web/request_log.py); None on a WebSocket."""
+        scope = getattr(self.request, "scope", None)
+        state = scope.get("state") if isinstance(scope, dict) else None
+        value = state.get("request_id") if isinstance(state, dict) else None
+        return value if isinstance(value, str) else None
+
+    @property
     def client_ip(self) -> str | None:
         client = getattr(self.request, "client", None)
         return str(client.host) if client is not None else None

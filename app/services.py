@@ -14,6 +14,7 @@ from app.core.pubsub import EventBroker
 from app.core.settings import Settings, SettingsError
 from app.customers import CreditBalances, CustomerService
 from app.entitlements import EntitlementService
+from app.identity import ApiKeys, AuditLog, Authenticator, OidcVerifier
 from app.invoicing import CreditNoteService, InvoiceBilling, InvoiceService, InvoiceSettingsService
 from app.ledger import Ledger
 from app.live import LiveFeeds
@@ -82,6 +83,8 @@ class Services:
     usage_queries: UsageQueries
     entitlements: EntitlementService
     checkout: CheckoutQuotes
+    identity: Authenticator
+    audit: AuditLog
 
     async def housekeeping(
         self, *, org: str | None = None, older_than: timedelta = timedelta(minutes=2)
@@ -115,8 +118,11 @@ class Services:
         try:
             await events.start()
             services = cls.build(settings, db, stripe, events)
-            async with services.connections.heartbeat():
-                yield services
+            try:
+                async with services.connections.heartbeat(), services.identity.api_keys.running():
+                    yield services
+            finally:
+                await services.identity.oidc.close()
         finally:
             await events.stop()
             await stripe.close()
@@ -165,7 +171,33 @@ class Services:
             concurrency=settings.worker_concurrency,
             usage=usage_rating,
         )
+
+        async def customer_by_reference(org: str, reference: str) -> str | None:
+            found, _ = await customers.read.page(
+                org, {"external_ref": reference}, first=1, after=None
+            )
+            return found[0].id if found else None
+
+        identity = Authenticator(
+            settings,
+            ApiKeys(
+                db,
+                events,
+                mode="live" if settings.stripe_mode == "live" else "test",
+                enabled=settings.api_keys,
+                cache_seconds=settings.api_key_cache_seconds,
+            ),
+            OidcVerifier(
+                settings.oidc_issuers,
+                resolve_customer=customer_by_reference,
+                cache_seconds=settings.oidc_jwks_cache_seconds,
+                max_stale_seconds=settings.oidc_jwks_max_stale_seconds,
+                min_refetch_seconds=settings.oidc_jwks_min_refetch_seconds,
+            ),
+        )
         return cls(
+            identity=identity,
+            audit=AuditLog(db),
             settings=settings,
             db=db,
             stripe=stripe,

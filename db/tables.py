@@ -11,6 +11,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 
 __all__ = [
+    "api_keys",
+    "audit_log",
     "billable_metrics",
     "coupons",
     "credit_note_lines",
@@ -762,4 +764,38 @@ usage_period_uniques = sa.Table(
     sa.Column("metric_id", sa.Text, primary_key=True),
     sa.Column("period_start", sa.DateTime(timezone=True), primary_key=True),
     sa.Column("unique_key", sa.Text, primary_key=True),
+)
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("organization_id", sa.Text, primary_key=True),
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("prefix", sa.Text, nullable=False),
+    sa.Column("secret_hash", sa.Text, nullable=False),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("role", sa.Text, nullable=False),
+    sa.Column("mode", sa.Text, nullable=False),
+    sa.Column("created_by", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True)),
+    sa.Column("revoked_at", sa.DateTime(timezone=True)),
+    sa.Column("last_used_at", sa.DateTime(timezone=True)),
+    sa.Column("rolled_to", sa.Text),
+)
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("organization_id", sa.Text, primary_key=True),
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("actor_type", sa.Text, nullable=False),
+    sa.Column("actor", sa.Text, nullable=False),
+    sa.Column("role", sa.Text, nullable=False),
+    sa.Column("action", sa.Text, nullable=False),
+    sa.Column("target_ids", sa.ARRAY(sa.Text), nullable=False),
+    sa.Column("outcome", sa.Text, nullable=False),
+    sa.Column("error_codes", sa.ARRAY(sa.Text), nullable=False),
+    sa.Column("request_id", sa.Text),
 )

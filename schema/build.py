@@ -13,12 +13,14 @@ from strawberry.extensions import MaskErrors, MaxTokensLimiter, ParserCache
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
+from schema.audit import audit_every_mutation
 from schema.catalog.coupons import CouponMutations, CouponQueries
 from schema.catalog.plans import PlanMutations, PlanQueries
 from schema.catalog.tax_rates import TaxRateMutations, TaxRateQueries
 from schema.customers import CustomerMutations, CustomerQueries
 from schema.entitlements import EntitlementQueries
 from schema.errors import is_unexpected, should_mask_error
+from schema.identity import IdentityMutations, IdentityQueries
 from schema.invoicing.credit_notes import CreditNoteMutations, CreditNoteQueries
 from schema.invoicing.invoices import InvoiceMutations, InvoiceQueries
 from schema.ledger import LedgerQueries
@@ -62,6 +64,7 @@ class Query(
     UsageQueries,
     PreviewQueries,
     EntitlementQueries,
+    IdentityQueries,
     NodeQueries,
 ):
     pass
@@ -82,8 +85,12 @@ class Mutation(
     CouponMutations,
     SubscriptionMutations,
     UsageMutations,
+    IdentityMutations,
 ):
     pass
+
+
+audit_every_mutation(Mutation)
 
 
 class BillingSchema(strawberry.Schema):

@@ -18,6 +18,7 @@ DOMAINS = [
     "catalog",
     "customers",
     "entitlements",
+    "identity",
     "invoicing",
     "ledger",
     "live",

@@ -39,3 +39,33 @@ def test_graphql_and_the_hand_written_baseline_answer_the_same_and_are_measured(
         assert row["graphql_rps"] > 0
         assert row["baseline_rps"] > 0
         assert row["ratio"] > 0
+
+
+def test_the_sign_in_latency_benchmark_measures_every_way_of_signing_in(
+    server_url: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "auth.json"
+    env = {**os.environ, "DATABASE_URL": server_url}
+    done = subprocess.run(
+        [sys.executable, "bench/auth_latency.py", "--smoke", "--json", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    rows = json.loads(out.read_text())
+    assert [row["method"] for row in rows] == [
+        "no credential",
+        "dev JWT (HS256)",
+        "API key",
+        "OIDC RS256",
+        "OIDC ES256",
+    ]
+    for row in rows:
+        assert row["p50_ms"] > 0
+        assert row["p99_ms"] >= row["p50_ms"]
+    # The server fetched the issuer's keys once for every OIDC request it verified.
+    assert "JWKS fetched 1 time(s)" in done.stdout

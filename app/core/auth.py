@@ -7,7 +7,6 @@ A customer token's ``sub`` is the customer's id; it sees only that customer's da
 from __future__ import annotations
 
 import enum
-import re
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,11 +16,19 @@ import jwt
 from jwt.exceptions import InvalidSubjectError
 
 from app.core.errors import Unauthenticated
+from app.core.settings import ORG_PATTERN as _ORG
 from app.core.settings import Settings
 
-__all__ = ["MAX_TOKEN_CHARS", "Principal", "Role", "decode_token", "mint_token", "valid_org"]
+__all__ = [
+    "MAX_TOKEN_CHARS",
+    "AuthMethod",
+    "Principal",
+    "Role",
+    "decode_token",
+    "mint_token",
+    "valid_org",
+]
 
-_ORG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}\Z")
 _LEEWAY_SECONDS = 5
 # 9999-12-31T23:59:59Z, the last second a datetime can hold.
 _MAX_NUMERIC_DATE = 253_402_300_799
@@ -34,12 +41,31 @@ class Role(enum.Enum):
     SERVICE = "service"
 
 
+class AuthMethod(enum.Enum):
+    """How a caller signed in (the audit log's ``actorType``)."""
+
+    TOKEN = "token"  # noqa: S105 - not a secret; a JWT signed with JWT_SECRET (or JWT_PUBLIC_KEY): `billing token`
+    API_KEY = "api_key"  # an organization API key, bk_live_… / bk_test_…
+    OIDC = "oidc"  # a token of a configured OpenID Connect issuer
+
+
 @dataclass(frozen=True, slots=True)
 class Principal:
     subject: str
     org: str
     role: Role
     expires_at: datetime | None = None
+    method: AuthMethod = AuthMethod.TOKEN
+    # Who it is in the audit log when that is not ``subject``: an OIDC customer's subject is
+    # its customer id; this is the identity provider's ``sub``.
+    actor: str | None = None
+    # The API key's id, for a principal signed in with one (revocation closes its sockets).
+    key_id: str | None = None
+
+    @property
+    def who(self) -> str:
+        """The audit log's ``actor``: the token's subject, the key's prefix, the IdP's sub."""
+        return self.actor or self.subject
 
     @property
     def customer_id(self) -> str | None:

@@ -28,6 +28,8 @@ PREFIXES = {
     "coupon": "coup",
     "tax_rate": "txr",
     "event": "evt",
+    "api_key": "key",
+    "audit_entry": "aud",
 }
 
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"

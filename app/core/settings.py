@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import math
 import os
+import re
 import secrets
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 from app.core.persisted_queries import load_manifest
 
-__all__ = ["Settings", "SettingsError", "load_settings"]
+__all__ = ["ORG_PATTERN", "OidcIssuer", "Settings", "SettingsError", "load_settings"]
+
+ORG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}\Z")
+"""An organization id: 1-63 of a-z, 0-9, '-' and '_' (app.core.auth.valid_org)."""
 
 _ENVIRONMENTS = ("development", "test", "production")
 # A production JWT_SECRET must look random (see _guessable): these floors pass every random
@@ -69,6 +76,17 @@ class Settings:
     worker_concurrency: int = 4
     embedded_worker: bool = False
     idempotency_lease_seconds: int = 300
+    # Organization API keys (bk_live_… / bk_test_…): accepted as bearer tokens when on.
+    api_keys: bool = True
+    # How long a process trusts what it read about a key without hearing from the others (the
+    # backstop behind the invalidations sent over LISTEN/NOTIFY).
+    api_key_cache_seconds: int = 60
+    # OpenID Connect issuers whose tokens are accepted (app/identity/oidc.py), from OIDC_* and
+    # OIDC_ISSUERS_FILE, as plain data checked here; app/identity builds its verifier from it.
+    oidc_issuers: tuple[OidcIssuer, ...] = ()
+    oidc_jwks_cache_seconds: int = 600
+    oidc_jwks_max_stale_seconds: int = 3600
+    oidc_jwks_min_refetch_seconds: int = 30
 
     @property
     def test_clocks(self) -> bool:
@@ -90,6 +108,28 @@ class Settings:
 
     def with_overrides(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
+
+
+_ROLES = ("admin", "service", "customer")
+
+
+@dataclass(frozen=True)
+class OidcIssuer:
+    """One OpenID Connect issuer and how its tokens' claims become a principal."""
+
+    issuer: str
+    audience: str | None = None
+    jwks_url: str | None = None  # None: discovered at {issuer}/.well-known/openid-configuration
+    org: str | None = None  # a fixed organization (one issuer per tenant) ...
+    org_claim: str | None = None  # ... or the claim that names it (exactly one of the two)
+    role_claim: str = "role"  # a dotted path (realm_access.roles); a string or a list
+    roles: tuple[tuple[str, str], ...] = (("admin", "admin"), ("service", "service"))
+    default_role: str | None = "customer"  # without a mapped role; None refuses such tokens
+    customer_claim: str = "sub"  # matched against Customer.externalRef
+
+    @property
+    def grants_admin(self) -> bool:
+        return any(role == "admin" for _, role in self.roles) or self.default_role == "admin"
 
 
 def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
@@ -196,6 +236,135 @@ def _networks(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     return tuple(found)
 
 
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+_ISSUER_KEYS = {
+    "issuer",
+    "audience",
+    "jwks_url",
+    "org",
+    "org_claim",
+    "role_claim",
+    "roles",
+    "default_role",
+    "customer_claim",
+}
+
+
+def _url(value: object, what: str) -> str:
+    """An https URL (http only on a loopback address, for local issuers and tests)."""
+    if not isinstance(value, str) or not value:
+        raise SettingsError(f"{what} must be a URL.")
+    parts = urlsplit(value)
+    loopback = parts.scheme == "http" and parts.hostname in _LOOPBACK
+    if not parts.hostname or (parts.scheme != "https" and not loopback):
+        raise SettingsError(
+            f"{what} must be an https:// URL (http:// only on a loopback address), got {value!r}."
+        )
+    return value
+
+
+def _claim(value: object, what: str) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9_:/.\-]{1,200}", value):
+        raise SettingsError(f"{what} must name a claim (a dotted path such as realm_access.roles).")
+    return value
+
+
+def _issuer(raw: Mapping[str, Any], where: str) -> OidcIssuer:
+    unknown = sorted(set(raw) - _ISSUER_KEYS)
+    if unknown:
+        raise SettingsError(f"{where}: unknown setting(s) {', '.join(unknown)}.")
+    issuer = _url(raw.get("issuer"), f"{where} issuer").rstrip("/")
+    audience = raw.get("audience") or None
+    if audience is not None and (not isinstance(audience, str) or len(audience) > 500):
+        raise SettingsError(f"{where} audience must be a string.")
+    jwks_url = raw.get("jwks_url") or None
+    if jwks_url is not None:
+        jwks_url = _url(jwks_url, f"{where} jwks_url")
+    org, org_claim = raw.get("org") or None, raw.get("org_claim") or None
+    if (org is None) == (org_claim is None):
+        raise SettingsError(
+            f"{where} needs exactly one of org (a fixed organization: one issuer per tenant) "
+            "and org_claim (the claim that names the organization)."
+        )
+    if org is not None and (not isinstance(org, str) or not ORG_PATTERN.match(org)):
+        raise SettingsError(f"{where} org must be 1-63 characters of a-z, 0-9, '-' and '_'.")
+    if org_claim is not None:
+        org_claim = _claim(org_claim, f"{where} org_claim")
+    roles_raw = raw.get("roles")
+    if roles_raw is None:
+        roles: tuple[tuple[str, str], ...] = (("admin", "admin"), ("service", "service"))
+    elif isinstance(roles_raw, dict) and all(
+        isinstance(k, str) and v in _ROLES for k, v in roles_raw.items()
+    ):
+        roles = tuple(sorted(roles_raw.items()))
+    else:
+        raise SettingsError(
+            f"{where} roles must map claim values to admin, service or customer, e.g. "
+            '{"billing-admin": "admin"}.'
+        )
+    default_role = raw.get("default_role", "customer")
+    if default_role in ("none", ""):
+        default_role = None
+    if default_role is not None and default_role not in _ROLES:
+        raise SettingsError(f"{where} default_role must be admin, service, customer or none.")
+    return OidcIssuer(
+        issuer=issuer,
+        audience=audience,
+        jwks_url=jwks_url,
+        org=org,
+        org_claim=org_claim,
+        role_claim=_claim(raw.get("role_claim", "role"), f"{where} role_claim"),
+        roles=roles,
+        default_role=default_role,
+        customer_claim=_claim(raw.get("customer_claim", "sub"), f"{where} customer_claim"),
+    )
+
+
+def _oidc_issuers(env: Mapping[str, str]) -> tuple[OidcIssuer, ...]:
+    """The issuers of ``OIDC_ISSUER`` (with its OIDC_* companions) and ``OIDC_ISSUERS_FILE``
+    (a JSON file: ``{"issuers": [{"issuer": …, "org": …}, …]}``, for one issuer per tenant)."""
+    found: list[OidcIssuer] = []
+    if env.get("OIDC_ISSUER"):
+        raw: dict[str, Any] = {"issuer": env["OIDC_ISSUER"]}
+        for key in ("audience", "jwks_url", "org", "org_claim", "role_claim", "customer_claim"):
+            value = env.get(f"OIDC_{key.upper()}")
+            if value:
+                raw[key] = value
+        if env.get("OIDC_DEFAULT_ROLE"):
+            raw["default_role"] = env["OIDC_DEFAULT_ROLE"].strip().lower()
+        if env.get("OIDC_ROLES"):
+            pairs = [part.partition("=") for part in env["OIDC_ROLES"].split(",") if part]
+            if any(not sep for _, sep, _ in pairs):
+                raise SettingsError(
+                    "OIDC_ROLES must list claim-value=role pairs, e.g. "
+                    "billing-admin=admin,billing-service=service."
+                )
+            raw["roles"] = {k.strip(): v.strip().lower() for k, _, v in pairs}
+        found.append(_issuer(raw, "OIDC_ISSUER"))
+    elif any(env.get(f"OIDC_{k}") for k in ("AUDIENCE", "JWKS_URL", "ORG", "ORG_CLAIM")):
+        raise SettingsError("OIDC_AUDIENCE, OIDC_JWKS_URL, OIDC_ORG… need OIDC_ISSUER.")
+    path = env.get("OIDC_ISSUERS_FILE")
+    if path:
+        try:
+            data = json.loads(Path(path).read_text())
+        except OSError as exc:
+            raise SettingsError(
+                f"OIDC_ISSUERS_FILE={path!r} cannot be read: {exc.strerror}."
+            ) from None
+        except ValueError as exc:
+            raise SettingsError(f"OIDC_ISSUERS_FILE={path!r} is not JSON: {exc}.") from None
+        entries = data.get("issuers") if isinstance(data, dict) else None
+        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+            raise SettingsError(
+                'OIDC_ISSUERS_FILE must hold {"issuers": [{"issuer": "https://…", "org": …}, …]}.'
+            )
+        found += [_issuer(e, f"OIDC_ISSUERS_FILE issuer {n + 1}") for n, e in enumerate(entries)]
+    issuers = [i.issuer for i in found]
+    if len(set(issuers)) != len(issuers):
+        raise SettingsError("An OIDC issuer is configured twice; give each issuer one entry.")
+    return tuple(found)
+
+
 def _development_jwt_secret(home: Path) -> str:
     """A per-installation random secret kept in BILLING_HOME, so `billing token` and
     `billing serve` agree without a secret written in the code."""
@@ -243,6 +412,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if jwt_secret is not None and len(jwt_secret) < 32:
         raise SettingsError("JWT_SECRET must be at least 32 characters long.")
 
+    oidc_issuers = _oidc_issuers(env)
+    api_keys = (
+        _choice(env, "API_KEYS", "off" if mode == "production" else "on", ("on", "off")) == "on"
+    )
+
     if mode == "production":
         missing = [
             name
@@ -253,13 +427,24 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             )
             if not value
         ]
-        if algorithm == "HS256" and not jwt_secret:
-            missing.append("JWT_SECRET")
+        if not api_keys and not any(i.grants_admin for i in oidc_issuers):
+            missing.append(
+                "a way for admins to sign in: API_KEYS=on (then `billing api-key create "
+                "--role admin`) or OIDC_ISSUER / OIDC_ISSUERS_FILE with a role claim that maps "
+                "to admin (development tokens signed with JWT_SECRET are not enough)"
+            )
         if missing:
             raise SettingsError(
                 "BILLING_ENV=production refuses development defaults; set "
                 + ", ".join(missing)
                 + "."
+            )
+        no_audience = [i.issuer for i in oidc_issuers if i.audience is None]
+        if no_audience:
+            raise SettingsError(
+                "BILLING_ENV=production needs an audience for every OIDC issuer (OIDC_AUDIENCE "
+                "or the file's audience), or tokens the issuer made for other applications "
+                f"would be accepted: {', '.join(no_audience)}."
             )
         if stripe_base:
             raise SettingsError("STRIPE_API_BASE (an emulator) is not allowed in production.")
@@ -327,4 +512,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         idempotency_lease_seconds=_int(env, "IDEMPOTENCY_LEASE_SECONDS", 300, 1, 3600),
         embedded_worker=_choice(env, "BILLING_EMBEDDED_WORKER", "false", ("true", "false"))
         == "true",
+        api_keys=api_keys,
+        api_key_cache_seconds=_int(env, "API_KEY_CACHE_SECONDS", 60, 1, 3600),
+        oidc_issuers=oidc_issuers,
+        oidc_jwks_cache_seconds=_int(env, "OIDC_JWKS_CACHE_SECONDS", 600, 10, 86_400),
+        oidc_jwks_max_stale_seconds=_int(env, "OIDC_JWKS_MAX_STALE_SECONDS", 3600, 0, 7 * 86_400),
+        oidc_jwks_min_refetch_seconds=_int(env, "OIDC_JWKS_MIN_REFETCH_SECONDS", 30, 1, 3600),
     )

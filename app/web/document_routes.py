@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from app.core.auth import Principal, decode_token
+from app.core.auth import Principal
 from app.core.errors import Unauthenticated
 from app.invoicing import RenderedPdf, credit_note_pdf, invoice_pdf
 from app.services import Services
@@ -33,11 +33,11 @@ DOCUMENT_COST = 100
 Loader = Callable[[Services, Principal, str], Awaitable[RenderedPdf | None]]
 
 
-def bearer_principal(services: Services, request: Request) -> Principal:
+async def bearer_principal(services: Services, request: Request) -> Principal:
     scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthenticated("Authentication required: send a bearer token.")
-    return decode_token(services.settings, token.strip())
+    return await services.identity.authenticate(token.strip())
 
 
 async def throttled(
@@ -66,7 +66,7 @@ async def throttled(
 async def _serve(request: Request, load: Loader, name: str) -> Response:
     services: Services = request.app.state.services
     try:
-        principal = bearer_principal(services, request)
+        principal = await bearer_principal(services, request)
     except Unauthenticated as exc:
         refused = await throttled(services, request, None, 1)
         if refused is not None:

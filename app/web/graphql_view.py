@@ -25,7 +25,7 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types.unset import UnsetType
 
 from app.context import Context
-from app.core.auth import Principal, decode_token
+from app.core.auth import Principal
 from app.core.errors import Unauthenticated
 from app.services import Services
 from app.web.graphiql import graphiql_policy, offline_graphiql_html
@@ -197,7 +197,7 @@ class BillingGraphQL(GraphQL[Context, None]):
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
         services: Services = request.app.state.services
-        principal, error = self._authenticate(
+        principal, error = await self._authenticate(
             services, _bearer(request.headers.get("authorization"))
         )
         http_response = None if isinstance(request, WebSocket) else response
@@ -214,7 +214,9 @@ class BillingGraphQL(GraphQL[Context, None]):
         params = context.connection_params if isinstance(context.connection_params, dict) else {}
         token = _bearer(str(params.get("authorization") or params.get("Authorization") or ""))
         if token:
-            context.principal, context.auth_error = self._authenticate(context.services, token)
+            context.principal, context.auth_error = await self._authenticate(
+                context.services, token
+            )
         principal = context.principal
         if principal is None:
             raise ConnectionRejectionError({"code": "UNAUTHENTICATED"})
@@ -229,12 +231,13 @@ class BillingGraphQL(GraphQL[Context, None]):
         return None
 
     @staticmethod
-    def _authenticate(
+    async def _authenticate(
         services: Services, token: str | None
     ) -> tuple[Principal | None, Unauthenticated | None]:
+        """An API key, an OIDC token or one of the service's own tokens (app.identity)."""
         if token is None:
             return None, None
         try:
-            return decode_token(services.settings, token), None
+            return await services.identity.authenticate(token), None
         except Unauthenticated as exc:
             return None, exc

@@ -23,12 +23,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.web.metrics import route_template
 
-__all__ = ["JsonFormatter", "RequestLog", "note"]
+__all__ = ["REQUEST_ID", "JsonFormatter", "RequestLog", "note"]
 
 log = logging.getLogger("billing.request")
 
 _ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 _NOTES = "billing_request_log"
+REQUEST_ID = "request_id"
+"""The key of the request's id in its scope state (the audit log records it)."""
 _SHOWN = ("operation", "org", "request_id")
 
 
@@ -52,7 +54,9 @@ class RequestLog:
         given = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
         request_id = given if _ID.fullmatch(given) else uuid.uuid4().hex
         notes: dict[str, str] = {}
-        scope.setdefault("state", {})[_NOTES] = notes
+        state = scope.setdefault("state", {})
+        state[_NOTES] = notes
+        state[REQUEST_ID] = request_id
         status = 500
         started = time.perf_counter()
 

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
+import logging
 from collections import OrderedDict
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Protocol, runtime_checkable
 
@@ -40,6 +42,8 @@ from app.context import Context
 from app.core.auth import Principal
 
 __all__ = ["ConnectionsExceeded", "LimitedView", "TransportWSHandler", "WebSocketAdapter"]
+
+log = logging.getLogger(__name__)
 
 # graphql-transport-ws close codes (https://github.com/enisdenjo/graphql-ws/blob/master/PROTOCOL.md)
 _BAD_REQUEST = 4400
@@ -176,6 +180,8 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
     limit a new one gets an error naming the limit."""
 
     _expiry_task: asyncio.Task[None] | None = None
+    _key_task: asyncio.Task[None] | None = None
+    _unwatch_key: Callable[[], None] | None = None
 
     async def handle_message(self, message: Message) -> None:
         problem = _shape_problem(message)
@@ -192,6 +198,7 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
             return
         if self.connection_acknowledged:
             self._watch_expiry()
+            self._watch_key()
 
     def _principal(self) -> Principal | None:
         return self.context.principal
@@ -206,6 +213,49 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
             await self._close_expired()
 
         self._expiry_task = asyncio.create_task(close_at_expiry(principal.expires_at))
+
+    def _watch_key(self) -> None:
+        """A connection signed in with an API key closes (4401) when the key is revoked or
+        expires, in whichever process that happens: told by the key cache's invalidations,
+        with the cache's lifetime as the backstop (app/identity/api_keys.py)."""
+        principal = self._principal()
+        if principal is None or principal.key_id is None:
+            return
+        keys = self.context.services.identity.api_keys
+        changed = asyncio.Event()
+        self._unwatch_key = keys.watch(principal.key_id, changed.set)
+
+        async def check_on_change(prefix: str, key_id: str) -> None:
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(changed.wait(), timeout=keys.cache_seconds)
+                changed.clear()
+                try:
+                    key = await keys.current(prefix, key_id)
+                except Exception as exc:  # noqa: BLE001 - e.g. the database is away: try again
+                    log.warning("could not check an API key: %s", type(exc).__name__)
+                    changed.set()
+                    await asyncio.sleep(1)
+                    continue
+                if key is None or key.revoked_at is not None:
+                    await self._close_revoked()
+                    return
+                current = self._principal()
+                if current is not None and current.expires_at != key.expires_at:
+                    # Rolled: the grace period ends it sooner; the expiry watch follows.
+                    self.context.principal = dataclasses.replace(current, expires_at=key.expires_at)
+                    if self._expiry_task is not None:
+                        self._expiry_task.cancel()
+                        self._expiry_task = None
+                    self._watch_expiry()
+
+        self._key_task = asyncio.create_task(check_on_change(principal.subject, principal.key_id))
+
+    async def _close_revoked(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.websocket.close(
+                code=_UNAUTHORIZED, reason="API key revoked: reconnect with a valid key."
+            )
 
     async def _close_expired(self) -> None:
         with contextlib.suppress(Exception):
@@ -245,10 +295,14 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
         await super().handle_subscribe(message)
 
     async def shutdown(self) -> None:
-        if self._expiry_task is not None:
-            self._expiry_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._expiry_task
+        if self._unwatch_key is not None:
+            self._unwatch_key()
+            self._unwatch_key = None
+        for task in (self._expiry_task, self._key_task):
+            if task is not None and task is not asyncio.current_task():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await super().shutdown()
         held = self.context.connection_slot
         if held is not None:

@@ -111,7 +111,7 @@ def _shown(index: int, result: EventResult | None, malformed: str | None) -> dic
 async def usage_events_route(request: Request) -> Response:
     services: Services = request.app.state.services
     try:
-        principal: Principal = bearer_principal(services, request)
+        principal: Principal = await bearer_principal(services, request)
     except Unauthenticated as exc:
         refused = await throttled(services, request, None, 1)
         return refused or _problem(401, exc.code, str(exc), **{"www-authenticate": "Bearer"})

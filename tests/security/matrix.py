@@ -976,3 +976,56 @@ CASES.update(
         ),
     }
 )
+
+# -- identity: API keys and the audit log ------------------------------------------------------
+
+API_KEY_OUT = "{ apiKey { id prefix status } errors { code } }"
+API_KEY_SECRET_OUT = "{ apiKey { id prefix status } key errors { code } }"
+
+
+async def _api_key_pool(world: World, clients: dict[str, GraphQLClient]) -> None:
+    """Service keys of organization A (``key0``, ``key1``, …), made by its admin."""
+    create = _mutation("apiKeyCreate", "ApiKeyCreateInput", API_KEY_SECRET_OUT)
+    for index in range(_POOL_SIZE):
+        made = await clients[ADMIN].data(
+            create, {"input": {"name": f"pool {index}", "role": "SERVICE"}}
+        )
+        assert made["apiKeyCreate"]["errors"] == [], made
+        world.extra[f"key{index}"] = made["apiKeyCreate"]["apiKey"]["id"]
+    world.extra["key"] = world.extra["key0"]
+
+
+CASES.update(
+    {
+        "Query.apiKeys": Case(
+            "{ apiKeys { edges { node { id prefix name role status createdBy } } } }",
+            allowed=frozenset({ADMIN}),
+            prepare=_api_key_pool,
+            expect=lambda w: w.extra["key"],
+        ),
+        "Query.auditLog": Case(
+            "{ auditLog { edges { node { id actor actorType role action targetIds outcome } } } }",
+            allowed=frozenset({ADMIN}),
+            prepare=_api_key_pool,
+            expect=lambda w: w.extra["key"],
+        ),
+        "Mutation.apiKeyCreate": Case(
+            _mutation("apiKeyCreate", "ApiKeyCreateInput", API_KEY_SECRET_OUT),
+            lambda w: {"input": {"name": "matrix", "role": "SERVICE"}},
+            allowed=frozenset({ADMIN}),
+            creates=True,
+        ),
+        "Mutation.apiKeyRevoke": Case(
+            _mutation("apiKeyRevoke", "ApiKeyRevokeInput", API_KEY_OUT),
+            lambda w: {"input": {"id": _take(w, "key")}},
+            allowed=frozenset({ADMIN}),
+            prepare=_api_key_pool,
+        ),
+        "Mutation.apiKeyRoll": Case(
+            _mutation("apiKeyRoll", "ApiKeyRollInput", API_KEY_SECRET_OUT),
+            lambda w: {"input": {"id": _take(w, "key"), "gracePeriodSeconds": 60}},
+            allowed=frozenset({ADMIN}),
+            prepare=_api_key_pool,
+        ),
+    }
+)

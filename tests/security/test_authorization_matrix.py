@@ -51,8 +51,19 @@ def test_every_root_field_has_a_rule_and_a_matrix_entry() -> None:
     assert sorted(set(CASES) - set(fields)) == [], "matrix entries for fields that do not exist"
 
 
-# Rate-limit budgets and WebSocket slots change with every call, by design.
-_LIMITER_TABLES = ("rate_limit_buckets", "websocket_connections")
+# Rate-limit budgets and WebSocket slots change with every call, by design; the audit log
+# gains an entry for every mutation call, refused ones included (checked on its own below).
+_LIMITER_TABLES = ("rate_limit_buckets", "websocket_connections", "audit_log")
+
+
+async def audit_entries(services: Any, org: str, action: str) -> list[tuple[str, str, str]]:
+    """(id, role, outcome with its codes) of the audit entries of ``action`` in ``org``."""
+    rows = await services.db.fetch_all(
+        "SELECT id, role, outcome, error_codes FROM audit_log "
+        "WHERE organization_id = :org AND action = :action ORDER BY id",
+        {"org": org, "action": action},
+    )
+    return [(r["id"], r["role"], f"{r['outcome']}:{','.join(r['error_codes'])}") for r in rows]
 
 
 async def snapshot(services: Any, org: str) -> dict[str, str]:
@@ -148,6 +159,8 @@ async def test_only_the_right_callers_get_data(
         }
         await case.prepare(world, clients)
     before = await snapshot(app_services, org)
+    action = name.partition(".")[2]
+    audited_before = {e[0] for e in await audit_entries(app_services, org, action)}
     expired = jwt.encode(
         {"sub": "x", "org": org, "role": "admin", "exp": int(time.time()) - 600},
         settings.jwt_secret,
@@ -191,3 +204,23 @@ async def test_only_the_right_callers_get_data(
             assert payload_errors(body) == [], (role, body)
             if case.expect is not None:
                 assert case.expect(world) in json.dumps(body), (role, body)
+
+    if name.startswith("Mutation."):
+        # Every call by a signed-in caller of organization A left one entry: ok for the roles
+        # allowed, refused (FORBIDDEN) for the others; nothing for the callers without a valid
+        # token, and the other organization's admin is recorded in its own organization.
+        audited = sorted(
+            (role, outcome)
+            for entry_id, role, outcome in await audit_entries(app_services, org, action)
+            if entry_id not in audited_before
+        )
+        rest = list(audited)
+        for role in (ADMIN, SERVICE, OWNER):
+            expected = (role, "ok:" if role in case.allowed else "refused:FORBIDDEN")
+            assert expected in rest, (name, expected, audited)
+            rest.remove(expected)
+        # The other customer's call, whatever it got (refused or not found, on its own behalf).
+        assert [role for role, _ in rest] == ([OWNER] if OWNER in case.allowed else []), (
+            name,
+            audited,
+        )

@@ -124,6 +124,19 @@ DATE_INPUTS: dict[str, tuple[str, str]] = {
         f'mutation($d: DateTime!) {{ invoiceAddLine(input: {{invoiceId: "inv_{ANY_ID}", '
         'line: {description: "a", unitAmount: 1, periodStart: $d}}) { errors { code } } }',
     ),
+    "Query.auditLog(from)": (
+        "DateTime",
+        "query($d: DateTime!) { auditLog(from: $d) { totalCount } }",
+    ),
+    "Query.auditLog(to)": (
+        "DateTime",
+        "query($d: DateTime!) { auditLog(to: $d) { totalCount } }",
+    ),
+    "ApiKeyCreateInput.expiresAt": (
+        "DateTime",
+        'mutation($d: DateTime!) { apiKeyCreate(input: {name: "k", role: SERVICE, '
+        "expiresAt: $d}) { errors { code } } }",
+    ),
     "InvoiceLineInput.periodEnd": (
         "DateTime",
         f'mutation($d: DateTime!) {{ invoiceAddLine(input: {{invoiceId: "inv_{ANY_ID}", '

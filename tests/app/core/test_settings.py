@@ -16,6 +16,7 @@ PRODUCTION = {
     "DATABASE_URL": "postgresql://db/billing",
     "STRIPE_API_KEY": "sk_live_abc",
     "STRIPE_WEBHOOK_SECRET": "whsec_1",
+    "API_KEYS": "on",
 }
 
 
@@ -63,8 +64,9 @@ def test_invalid_settings_have_clear_messages(
 def test_production_refuses_development_defaults(tmp_path: Path) -> None:
     with pytest.raises(SettingsError) as info:
         load_settings({"BILLING_ENV": "production", "BILLING_HOME": str(tmp_path)})
-    for name in ("DATABASE_URL", "STRIPE_API_KEY", "STRIPE_WEBHOOK_SECRET", "JWT_SECRET"):
+    for name in ("DATABASE_URL", "STRIPE_API_KEY", "STRIPE_WEBHOOK_SECRET", "API_KEYS=on"):
         assert name in str(info.value)
+    assert "OIDC_ISSUER" in str(info.value)
     assert not (tmp_path / "jwt_secret").exists()
 
 
@@ -78,9 +80,11 @@ def test_production_with_everything_set(tmp_path: Path) -> None:
             "STRIPE_API_KEY": "sk_live_abc",
             "STRIPE_WEBHOOK_SECRET": "whsec_1",
             "JWT_SECRET_FILE": str(secret_file),
+            "API_KEYS": "on",
         }
     )
     assert settings.production
+    assert settings.api_keys
     assert settings.jwt_secret == SECRET
     assert settings.stripe_mode == "live"
 
@@ -94,6 +98,7 @@ def test_production_refuses_an_emulator(tmp_path: Path) -> None:
                 "STRIPE_API_KEY": "sk_live_abc",
                 "STRIPE_WEBHOOK_SECRET": "whsec_1",
                 "JWT_SECRET": SECRET,
+                "API_KEYS": "on",
                 "STRIPE_API_BASE": "http://127.0.0.1:8420",
             }
         )
@@ -181,3 +186,78 @@ def test_trusted_proxies_must_be_addresses_or_networks(tmp_path: Path, value: st
         "TRUSTED_PROXIES must list IP addresses or CIDR networks separated by commas "
         f"(e.g. 10.0.0.5,10.1.0.0/16), got {value!r}."
     )
+
+
+def test_production_needs_a_way_for_admins_to_sign_in(tmp_path: Path) -> None:
+    without = {k: v for k, v in PRODUCTION.items() if k != "API_KEYS"}
+    env = {**without, "BILLING_HOME": str(tmp_path), "JWT_SECRET": SECRET}
+    with pytest.raises(SettingsError) as info:
+        load_settings(env)
+    message = str(info.value)
+    assert "a way for admins to sign in: API_KEYS=on" in message
+    assert "development tokens signed with JWT_SECRET are not enough" in message
+    # An issuer whose tokens can only be customers is not a way in for admins either.
+    customers_only = {**env, "OIDC_ISSUER": "https://idp.example.com", "OIDC_ORG": "acme"}
+    customers_only |= {"OIDC_AUDIENCE": "billing", "OIDC_ROLES": "member=customer"}
+    with pytest.raises(SettingsError, match="a way for admins to sign in"):
+        load_settings(customers_only)
+    admins = {**customers_only, "OIDC_ROLES": "billing-admin=admin"}
+    settings = load_settings(admins)
+    assert not settings.api_keys
+    (issuer,) = settings.oidc_issuers
+    assert issuer.issuer == "https://idp.example.com"
+    assert issuer.roles == (("billing-admin", "admin"),)
+    assert issuer.default_role == "customer"
+    # JWT_SECRET is no longer required in production: without it, dev tokens are refused.
+    assert load_settings({**without, "API_KEYS": "on"}).jwt_secret is None
+
+
+def test_production_needs_an_audience_for_every_issuer(tmp_path: Path) -> None:
+    env = {**PRODUCTION, "OIDC_ISSUER": "https://idp.example.com", "OIDC_ORG": "acme"}
+    with pytest.raises(SettingsError, match="needs an audience for every OIDC issuer"):
+        load_settings(env)
+    assert load_settings({**env, "OIDC_AUDIENCE": "billing"}).oidc_issuers[0].audience == "billing"
+
+
+def test_issuers_file_configures_one_issuer_per_organization(tmp_path: Path) -> None:
+    path = tmp_path / "issuers.json"
+    path.write_text(
+        """{"issuers": [
+          {"issuer": "https://acme.eu.auth0.com/", "audience": "billing", "org": "acme",
+           "role_claim": "https://billing.example.com/role"},
+          {"issuer": "https://sso.globex.com/realms/globex", "audience": "billing",
+           "org": "globex", "role_claim": "realm_access.roles",
+           "roles": {"billing-admin": "admin"}, "default_role": "none"},
+          {"issuer": "http://127.0.0.1:9999", "org_claim": "tenant"}
+        ]}"""
+    )
+    settings = load_settings({"BILLING_HOME": str(tmp_path), "OIDC_ISSUERS_FILE": str(path)})
+    acme, globex, local = settings.oidc_issuers
+    assert acme.issuer == "https://acme.eu.auth0.com"  # compared without the trailing slash
+    assert acme.org == "acme"
+    assert acme.role_claim == "https://billing.example.com/role"
+    assert globex.roles == (("billing-admin", "admin"),)
+    assert globex.default_role is None
+    assert local.org is None
+    assert local.org_claim == "tenant"
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ('{"issuer": "http://idp.example.com", "org": "a"}', "must be an https:// URL"),
+        ('{"issuer": "https://idp.example.com"}', "needs exactly one of org"),
+        ('{"issuer": "https://i.example.com", "org": "a", "org_claim": "t"}', "exactly one"),
+        ('{"issuer": "https://i.example.com", "org": "Acme!"}', "org must be 1-63"),
+        ('{"issuer": "https://i.example.com", "org": "a", "roles": {"x": "root"}}', "roles must"),
+        ('{"issuer": "https://i.example.com", "org": "a", "default_role": "root"}', "default_"),
+        ('{"issuer": "https://i.example.com", "org": "a", "jwks": "x"}', "unknown setting(s)"),
+    ],
+)
+def test_bad_issuer_entries_have_clear_messages(tmp_path: Path, entry: str, message: str) -> None:
+    path = tmp_path / "issuers.json"
+    path.write_text(f'{{"issuers": [{entry}]}}')
+    with pytest.raises(SettingsError) as info:
+        load_settings({"BILLING_HOME": str(tmp_path), "OIDC_ISSUERS_FILE": str(path)})
+    assert message in str(info.value)
+    assert str(info.value).startswith("OIDC_ISSUERS_FILE issuer 1")
