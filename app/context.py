@@ -14,6 +14,7 @@ from app.core.auth import Principal, Role
 from app.core.errors import Forbidden, Unauthenticated
 from app.customers import CustomerLoaders
 from app.invoicing import InvoicePageKey, InvoicingLoaders
+from app.outgoing_webhooks import WebhookLoaders
 from app.payments import PaymentLoaders
 from app.services import Services
 from app.subscriptions import SubscriptionLoaders
@@ -56,6 +57,10 @@ class Loaders:
         subscriptions = SubscriptionLoaders(services.subscriptions, org)
         self.subscription_by_id = subscriptions.subscription_by_id
         self.subscriptions_by_customer_id = subscriptions.subscriptions_by_customer_id
+
+        webhooks = WebhookLoaders(services.webhook_endpoints, org)
+        self.webhook_endpoint_by_id = webhooks.webhook_endpoint_by_id
+        self.attempts_by_delivery_id = webhooks.attempts_by_delivery_id
 
 
 class Context:

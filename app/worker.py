@@ -1,8 +1,10 @@
-"""The billing worker: a loop that does whatever subscriptions have due.
+"""The billing worker: a loop that does whatever subscriptions have due, and a second loop that
+delivers outgoing webhooks.
 
 Run it as its own process (`billing worker`), as many as you like on as many machines, or inside
 the API process (`billing serve --with-worker`). Workers coordinate only through PostgreSQL
-(claims with FOR UPDATE SKIP LOCKED and a lease per subscription), so each period is billed once.
+(claims with FOR UPDATE SKIP LOCKED and a lease per subscription or delivery), so each period is
+billed once and each delivery is attempted by one worker at a time.
 """
 
 from __future__ import annotations
@@ -29,6 +31,10 @@ class BillingWorker:
         batch: int = 100,
         housekeeping: Callable[[], Awaitable[int]] | None = None,
         housekeeping_seconds: float = 60.0,
+        deliveries: Callable[[], Awaitable[int]] | None = None,
+        delivery_idle_seconds: float = 1.0,
+        reconcile: Callable[[], Awaitable[int]] | None = None,
+        reconcile_seconds: float = 600.0,
     ) -> None:
         self._subscriptions = subscriptions
         self._idle = idle_seconds
@@ -36,36 +42,80 @@ class BillingWorker:
         self._housekeeping = housekeeping
         self._housekeeping_every = housekeeping_seconds
         self._next_housekeeping = 0.0
+        self._deliveries = deliveries
+        self._delivery_idle = delivery_idle_seconds
+        self._reconcile = reconcile
+        self._reconcile_every = reconcile_seconds
+        self._next_reconcile = 0.0
         self._stopping = asyncio.Event()
         self.handled = 0
+        self.delivered = 0
 
     def stop(self) -> None:
-        """Finish the subscription in hand, then return from ``run``."""
+        """Finish the subscription (and deliveries) in hand, then return from ``run``."""
         self._stopping.set()
 
     async def run_once(self) -> int:
         """Bill what is due (and, every ``housekeeping_seconds``, run the housekeeping: purging
-        idempotency keys past their retention, sending refunds left unsent by dead requests)."""
+        idempotency keys past their retention, sending refunds left unsent by dead requests;
+        every ``reconcile_seconds``, the reconciliation with Stripe)."""
         now = time.monotonic()
         if self._housekeeping is not None and now >= self._next_housekeeping:
             self._next_housekeeping = now + self._housekeeping_every
             purged = await self._housekeeping()
             if purged:
                 log.info("housekeeping handled %d records", purged)
+        if (
+            self._reconcile is not None
+            and self._reconcile_every > 0
+            and now >= self._next_reconcile
+        ):
+            self._next_reconcile = now + self._reconcile_every
+            repaired = await self._reconcile()
+            if repaired:
+                log.info("reconciliation repaired %d records", repaired)
         handled = await self._subscriptions.process_due(limit=self._batch)
         self.handled += handled
         return handled
 
+    async def deliver_once(self) -> int:
+        """Attempt the outgoing webhook deliveries that are due (one claimed batch)."""
+        if self._deliveries is None:
+            return 0
+        sent = await self._deliveries()
+        self.delivered += sent
+        return sent
+
     async def run(self) -> None:
         log.info("billing worker started")
+        delivering = asyncio.create_task(self._deliver_loop(), name="webhook-deliveries")
+        try:
+            while not self._stopping.is_set():
+                try:
+                    handled = await self.run_once()
+                except Exception as exc:  # noqa: BLE001 - one bad subscription must not stop billing
+                    # Its lease keeps it aside for a while; the others go on.
+                    log.error("billing worker step failed: %s", type(exc).__name__)
+                    handled = 0
+                if handled == 0:
+                    await self._pause(self._idle)
+        finally:
+            self._stopping.set()
+            await delivering
+        log.info("billing worker stopped after %d steps", self.handled)
+
+    async def _deliver_loop(self) -> None:
+        if self._deliveries is None:
+            return
         while not self._stopping.is_set():
             try:
-                handled = await self.run_once()
-            except Exception as exc:  # noqa: BLE001 - one bad subscription must not stop billing
-                # Its lease keeps it aside for a while; the others go on.
-                log.error("billing worker step failed: %s", type(exc).__name__)
-                handled = 0
-            if handled == 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), self._idle)
-        log.info("billing worker stopped after %d steps", self.handled)
+                sent = await self.deliver_once()
+            except Exception as exc:  # noqa: BLE001 - the claims' leases bring them back
+                log.error("webhook delivery step failed: %s", type(exc).__name__)
+                sent = 0
+            if sent == 0:
+                await self._pause(self._delivery_idle)
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)

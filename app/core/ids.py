@@ -25,6 +25,9 @@ PREFIXES = {
     "coupon": "coup",
     "tax_rate": "txr",
     "event": "evt",
+    "webhook_endpoint": "we",
+    "webhook_delivery": "whd",
+    "reconciliation_repair": "rcn",  # whd_<event body>_<endpoint body>: one per (event, endpoint)
 }
 
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"

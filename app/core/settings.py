@@ -69,6 +69,12 @@ class Settings:
     worker_concurrency: int = 4
     embedded_worker: bool = False
     idempotency_lease_seconds: int = 300
+    webhook_retry_base_seconds: int = 30
+    webhook_max_age_seconds: int = 3 * 86_400
+    webhook_lease_seconds: int = 60
+    webhook_timeout_seconds: int = 10
+    reconcile_every_seconds: int = 600
+    reconcile_window_hours: int = 72
 
     @property
     def test_clocks(self) -> bool:
@@ -325,6 +331,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         worker_idle_seconds=_int(env, "WORKER_IDLE_SECONDS", 5, 1, 3600),
         worker_concurrency=_int(env, "WORKER_CONCURRENCY", 4, 1, 64),
         idempotency_lease_seconds=_int(env, "IDEMPOTENCY_LEASE_SECONDS", 300, 1, 3600),
+        webhook_retry_base_seconds=_int(env, "WEBHOOK_RETRY_BASE_SECONDS", 30, 1, 3600),
+        webhook_max_age_seconds=_int(env, "WEBHOOK_MAX_AGE_SECONDS", 3 * 86_400, 60, 30 * 86_400),
+        webhook_lease_seconds=_int(env, "WEBHOOK_LEASE_SECONDS", 60, 2, 3600),
+        webhook_timeout_seconds=_int(env, "WEBHOOK_TIMEOUT_SECONDS", 10, 1, 60),
+        reconcile_every_seconds=_int(env, "RECONCILE_EVERY_SECONDS", 600, 0, 86_400),
+        reconcile_window_hours=_int(env, "RECONCILE_WINDOW_HOURS", 72, 1, 24 * 90),
         embedded_worker=_choice(env, "BILLING_EMBEDDED_WORKER", "false", ("true", "false"))
         == "true",
     )

@@ -104,11 +104,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             gc.freeze()
             worker = None
             if settings.embedded_worker:
-                worker = BillingWorker(
-                    services.subscriptions,
-                    idle_seconds=settings.worker_idle_seconds,
-                    housekeeping=services.housekeeping,
-                )
+                worker = BillingWorker(services.subscriptions, **services.worker_options())
                 task = asyncio.create_task(worker.run(), name="billing-worker")
             try:
                 yield
