@@ -554,6 +554,7 @@ webhook_endpoints = sa.Table(
     sa.Column("previous_secret", sa.Text),
     sa.Column("previous_secret_expires_at", sa.DateTime(timezone=True)),
     sa.Column("failing_since", sa.DateTime(timezone=True)),
+    sa.Column("last_success_at", sa.DateTime(timezone=True)),
     sa.Column("disabled_reason", sa.Text),
     *_timestamps(),
 )

@@ -25,6 +25,7 @@ from schema.limits import max_mutations_rule
 from schema.live import Live, PerEventExecutor
 from schema.node import NodeQueries
 from schema.organizations import OrganizationMutations, OrganizationQueries
+from schema.outgoing_webhooks import WebhookMutations, WebhookQueries
 from schema.payments import PaymentMutations, PaymentQueries
 from schema.persisted import PersistedQueries, PersistedQueryLookup
 from schema.refunds import RefundMutations, RefundQueries
@@ -56,6 +57,7 @@ class Query(
     SubscriptionQueries,
     StatisticsQueries,
     LedgerQueries,
+    WebhookQueries,
     NodeQueries,
 ):
     pass
@@ -75,6 +77,7 @@ class Mutation(
     TaxRateMutations,
     CouponMutations,
     SubscriptionMutations,
+    WebhookMutations,
 ):
     pass
 

@@ -6,7 +6,7 @@ organization's admins register (``WebhookEndpoints``). Incoming Stripe webhooks 
 from app.outgoing_webhooks.addresses import Refused, check_url, resolve
 from app.outgoing_webhooks.delivery import DeliveryPolicy, WebhookSender, backoff
 from app.outgoing_webhooks.endpoints import EndpointChange, EndpointDraft, WebhookEndpoints
-from app.outgoing_webhooks.envelope import API_VERSION, EVENT_TYPES, api_view
+from app.outgoing_webhooks.envelope import API_VERSION, EVENT_TYPES, EventType, api_view
 from app.outgoing_webhooks.loaders import WebhookLoaders
 from app.outgoing_webhooks.model import (
     DeliveryAttempt,
@@ -35,6 +35,7 @@ __all__ = [
     "DeliveryStatus",
     "EndpointChange",
     "EndpointDraft",
+    "EventType",
     "Refused",
     "WebhookDelivery",
     "WebhookEndpoint",

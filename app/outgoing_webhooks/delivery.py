@@ -104,9 +104,10 @@ class WebhookSender:
             )
         return self._client
 
-    async def deliver_due(self, limit: int = 100) -> int:
-        """Claim up to ``limit`` due deliveries and attempt each once. Returns how many."""
-        rows = await self._deliveries.claim(limit, self._policy.lease)
+    async def deliver_due(self, limit: int = 100, *, org: str | None = None) -> int:
+        """Claim up to ``limit`` due deliveries (of ``org`` only, if given) and attempt each
+        once. Returns how many."""
+        rows = await self._deliveries.claim(limit, self._policy.lease, org)
         if not rows:
             return 0
         gate = asyncio.Semaphore(self._concurrency)
@@ -218,7 +219,9 @@ class WebhookSender:
             if error is None:
                 await self._endpoints.succeeded(org, row["endpoint_id"])
                 return
-            disabled = await self._endpoints.failed(org, row["endpoint_id"], self._policy.max_age)
+            disabled = await self._endpoints.failed(
+                org, row["endpoint_id"], self._policy.max_age, row["retry_from"]
+            )
             if disabled is not None:
                 endpoint = WebhookEndpoint.from_row(disabled)
                 log.warning(

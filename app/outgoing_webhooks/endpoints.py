@@ -14,7 +14,7 @@ from app.core.errors import DomainError, ErrorCode, NotFound, ValidationFailed
 from app.core.ids import has_prefix, new_id
 from app.core.listing import Listing
 from app.outgoing_webhooks.addresses import Refused, check_url, resolve
-from app.outgoing_webhooks.envelope import EVENT_TYPES
+from app.outgoing_webhooks.envelope import NAMES
 from app.outgoing_webhooks.model import (
     DeliveryAttempt,
     WebhookDelivery,
@@ -202,7 +202,7 @@ class WebhookEndpoints:
 
     @staticmethod
     def _types(types: Sequence[str], errors: list[DomainError]) -> list[str]:
-        unknown = [t for t in types if t not in EVENT_TYPES]
+        unknown = [t for t in types if t not in NAMES]
         if unknown or not types:
             errors.append(
                 DomainError(

@@ -13,30 +13,53 @@ from typing import Any
 
 from app.core.money import Money
 
-__all__ = ["API_VERSION", "EVENT_TYPES", "api_view", "envelope_json"]
+__all__ = ["API_VERSION", "EVENT_TYPES", "NAMES", "EventType", "api_view", "envelope_json"]
 
 # Bumped when an envelope or object changes in a way a receiver could notice (a field removed,
 # renamed or retyped); new fields do not bump it.
 API_VERSION = "2026-11-30"
 
-EVENT_TYPES: dict[str, str] = {
-    "payment.succeeded": "A payment's money was captured.",
-    "payment.failed": "A payment attempt was declined or failed.",
-    "payment.requires_action": "A payment waits for the customer (e.g. 3-D Secure).",
-    "refund.succeeded": "A refund was sent back to the customer.",
-    "refund.failed": "A refund was refused by the payment provider.",
-    "invoice.finalized": "An invoice got its number and became payable (or paid, when 0 is due).",
-    "invoice.paid": "An invoice was paid in full.",
-    "invoice.voided": "An invoice was cancelled; it keeps its number.",
-    "credit_note.created": "A credit note was issued against an invoice.",
-    "subscription.created": "A subscription was created.",
-    "subscription.updated": "A subscription changed (plan, quantity, period, pause, …).",
-    "subscription.trial_will_end": "A subscription's trial ends within 3 days (sent once).",
-    "subscription.past_due": "A subscription's renewal charge failed (sent at each failure).",
-    "subscription.canceled": "A subscription ended.",
-    "webhook_endpoint.disabled": "An endpoint was disabled after its deliveries failed for too "
-    "long (sent to the organization's other endpoints).",
+
+class EventType(enum.Enum):
+    """The events other back ends can receive (the envelope's ``type`` is the value)."""
+
+    PAYMENT_SUCCEEDED = "payment.succeeded"
+    PAYMENT_FAILED = "payment.failed"
+    PAYMENT_REQUIRES_ACTION = "payment.requires_action"
+    REFUND_SUCCEEDED = "refund.succeeded"
+    REFUND_FAILED = "refund.failed"
+    INVOICE_FINALIZED = "invoice.finalized"
+    INVOICE_PAID = "invoice.paid"
+    INVOICE_VOIDED = "invoice.voided"
+    CREDIT_NOTE_CREATED = "credit_note.created"
+    SUBSCRIPTION_CREATED = "subscription.created"
+    SUBSCRIPTION_UPDATED = "subscription.updated"
+    SUBSCRIPTION_TRIAL_WILL_END = "subscription.trial_will_end"
+    SUBSCRIPTION_PAST_DUE = "subscription.past_due"
+    SUBSCRIPTION_CANCELED = "subscription.canceled"
+    WEBHOOK_ENDPOINT_DISABLED = "webhook_endpoint.disabled"
+
+
+E = EventType
+EVENT_TYPES: dict[EventType, str] = {
+    E.PAYMENT_SUCCEEDED: "A payment's money was captured.",
+    E.PAYMENT_FAILED: "A payment attempt was declined or failed.",
+    E.PAYMENT_REQUIRES_ACTION: "A payment waits for the customer (e.g. 3-D Secure).",
+    E.REFUND_SUCCEEDED: "A refund was sent back to the customer.",
+    E.REFUND_FAILED: "A refund was refused by the payment provider.",
+    E.INVOICE_FINALIZED: "An invoice got its number and became payable (or paid, when 0 is due).",
+    E.INVOICE_PAID: "An invoice was paid in full.",
+    E.INVOICE_VOIDED: "An invoice was cancelled; it keeps its number.",
+    E.CREDIT_NOTE_CREATED: "A credit note was issued against an invoice.",
+    E.SUBSCRIPTION_CREATED: "A subscription was created (trialing, or incomplete until paid).",
+    E.SUBSCRIPTION_UPDATED: "A subscription changed (status, plan, quantity, period, pause, …).",
+    E.SUBSCRIPTION_TRIAL_WILL_END: "A subscription's trial ends within 3 days (sent once).",
+    E.SUBSCRIPTION_PAST_DUE: "A subscription's renewal charge failed (sent at each failure).",
+    E.SUBSCRIPTION_CANCELED: "A subscription ended (canceled, or incomplete and expired).",
+    E.WEBHOOK_ENDPOINT_DISABLED: "An endpoint was disabled after its deliveries failed for "
+    "WEBHOOK_MAX_AGE (sent to the organization's other endpoints that want it).",
 }
+NAMES = frozenset(t.value for t in EventType)
 
 
 def _camel(name: str) -> str:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from app.core.ids import new_id
-from app.outgoing_webhooks.envelope import API_VERSION, EVENT_TYPES, envelope_json
+from app.outgoing_webhooks.envelope import API_VERSION, NAMES, envelope_json
 from db.connection import Database
 from db.repositories.outgoing_webhooks import WebhookEventRepository
 
@@ -25,7 +25,7 @@ async def emit(
 ) -> str:
     """Write an event about ``data`` (an object as ``api_view`` renders it). Call it inside
     the transaction that makes the change. Returns the event id."""
-    if event_type not in EVENT_TYPES:
+    if event_type not in NAMES:
         raise ValueError(f"unknown event type {event_type!r}")
     event_id = new_id("evt")
     created = datetime.now(UTC)

@@ -14,8 +14,11 @@ CREATE TABLE webhook_endpoints (
     secret                      text NOT NULL,
     previous_secret             text,
     previous_secret_expires_at  timestamptz,
-    -- the first failed attempt since the last success (auto-disable after WEBHOOK_MAX_AGE)
+    -- Failing since: the time of the oldest event not acknowledged since the last success
+    -- (set by the first failed attempt after it). The endpoint is disabled once this is
+    -- WEBHOOK_MAX_AGE old, i.e. when nothing was acknowledged for the whole retry window.
     failing_since               timestamptz,
+    last_success_at             timestamptz,
     disabled_reason             text,
     created_at                  timestamptz NOT NULL DEFAULT now(),
     updated_at                  timestamptz NOT NULL DEFAULT now(),

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -46,12 +46,14 @@ _CLAIM = """
 WITH due AS (
     SELECT organization_id, id FROM webhook_deliveries
     WHERE status = 'pending' AND next_attempt_at <= now()
+      AND (CAST(:org AS text) IS NULL OR organization_id = :org)
     ORDER BY next_attempt_at
     LIMIT :limit
     FOR UPDATE SKIP LOCKED
 )
 UPDATE webhook_deliveries d
-SET next_attempt_at = now() + :lease, attempts = d.attempts + 1, updated_at = now()
+SET next_attempt_at = now() + CAST(:lease AS interval), attempts = d.attempts + 1,
+    updated_at = now()
 FROM due, webhook_events e, webhook_endpoints w
 WHERE d.organization_id = due.organization_id AND d.id = due.id
   AND e.organization_id = d.organization_id AND e.id = d.event_id
@@ -79,25 +81,30 @@ class WebhookEndpointRepository(TableRepository):
 
     async def succeeded(self, org: str, endpoint_id: str) -> None:
         await self._db.execute(
-            "UPDATE webhook_endpoints SET failing_since = NULL "
-            "WHERE organization_id = :org AND id = :id AND failing_since IS NOT NULL",
+            "UPDATE webhook_endpoints SET failing_since = NULL, last_success_at = now() "
+            "WHERE organization_id = :org AND id = :id",
             {"org": org, "id": endpoint_id},
         )
 
-    async def failed(self, org: str, endpoint_id: str, max_age: timedelta) -> Row | None:
-        """Note a failed attempt; the endpoint's row when it has now failed for longer than
-        ``max_age`` and this call disabled it (None otherwise)."""
+    async def failed(
+        self, org: str, endpoint_id: str, max_age: timedelta, since: datetime
+    ) -> Row | None:
+        """Note a failed attempt of a delivery whose retry window began at ``since``; the
+        endpoint's row when nothing was acknowledged for ``max_age`` and this call disabled it
+        (None otherwise)."""
         await self._db.execute(
-            "UPDATE webhook_endpoints SET failing_since = now() "
+            "UPDATE webhook_endpoints "
+            "SET failing_since = GREATEST(CAST(:since AS timestamptz), "
+            "                             COALESCE(last_success_at, CAST(:since AS timestamptz))) "
             "WHERE organization_id = :org AND id = :id AND failing_since IS NULL",
-            {"org": org, "id": endpoint_id},
+            {"org": org, "id": endpoint_id, "since": since},
         )
         return await self._db.fetch_one(
             "UPDATE webhook_endpoints SET enabled = false, updated_at = now(), "
             "disabled_reason = 'Every delivery failed since ' || "
             "to_char(failing_since AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') "
             "WHERE organization_id = :org AND id = :id AND enabled "
-            "AND failing_since < now() - :max_age RETURNING *",
+            "AND failing_since <= now() - CAST(:max_age AS interval) RETURNING *",
             {"org": org, "id": endpoint_id, "max_age": max_age},
         )
 
@@ -132,8 +139,8 @@ class WebhookDeliveryRepository(TableRepository):
                 where.append(self._c[key] == filters[key])
         return where
 
-    async def claim(self, limit: int, lease: timedelta) -> Sequence[Row]:
-        return await self._db.fetch_all(_CLAIM, {"limit": limit, "lease": lease})
+    async def claim(self, limit: int, lease: timedelta, org: str | None = None) -> Sequence[Row]:
+        return await self._db.fetch_all(_CLAIM, {"limit": limit, "lease": lease, "org": org})
 
     async def finish(
         self, org: str, delivery_id: str, attempt: int, values: Mapping[str, Any]

@@ -17,8 +17,8 @@ _PAYMENTS = """
 SELECT organization_id, id, status FROM payments
 WHERE status NOT IN ('succeeded', 'canceled')
   AND stripe_payment_intent_id IS NOT NULL
-  AND created_at > now() - :window
-  AND updated_at < now() - :settle
+  AND created_at > now() - CAST(:window AS interval)
+  AND updated_at < now() - CAST(:settle AS interval)
   AND (lease_until IS NULL OR lease_until < now())
   AND (CAST(:org AS text) IS NULL OR organization_id = :org)
 ORDER BY created_at
@@ -30,8 +30,8 @@ _REFUNDS = """
 SELECT organization_id, id, status FROM refunds
 WHERE status = 'pending'
   AND stripe_refund_id IS NOT NULL
-  AND created_at > now() - :window
-  AND updated_at < now() - :settle
+  AND created_at > now() - CAST(:window AS interval)
+  AND updated_at < now() - CAST(:settle AS interval)
   AND (lease_until IS NULL OR lease_until < now())
   AND (CAST(:org AS text) IS NULL OR organization_id = :org)
 ORDER BY created_at

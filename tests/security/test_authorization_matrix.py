@@ -147,6 +147,8 @@ async def test_only_the_right_callers_get_data(
             OWNER: GraphQLClient(http, owner_token),
         }
         await case.prepare(world, clients)
+    if case.seed is not None:
+        await case.seed(world, app_services)
     before = await snapshot(app_services, org)
     expired = jwt.encode(
         {"sub": "x", "org": org, "role": "admin", "exp": int(time.time()) - 600},
