@@ -379,3 +379,25 @@ async def test_events_lists_what_was_written_by_type_and_time(
 async def test_emit_refuses_an_unknown_type(app_services: Any, org: str) -> None:
     with pytest.raises(ValueError, match="unknown event type"):
         await emit(app_services.db, org, "payment.maybe", {"id": "pay_x"})
+
+
+async def test_metrics_show_the_backlog_attempts_and_repairs(
+    admin: GraphQLClient,
+    org: str,
+    http: Any,
+    sender: WebhookSender,
+    payment_factory: Callable[..., Any],
+) -> None:
+    async with receiving(Receiver(fail_first=10**6)) as receiver:
+        endpoint_id, secret = await endpoint(admin, receiver.url)
+        receiver.secrets.append(secret)
+        await payment_factory(confirm=True)
+        assert await sender.deliver_due(org=org) == 1
+    text = (await http.get("/metrics")).text
+    assert f'billing_webhook_backlog{{endpoint="{endpoint_id}"}} 1.0' in text
+    assert (
+        f'billing_webhook_attempts_last_hour{{endpoint="{endpoint_id}",outcome="failed"}} 1.0'
+        in (text)
+    )
+    assert f'billing_webhook_attempt_latency_seconds_last_hour{{endpoint="{endpoint_id}"}}' in text
+    assert 'billing_reconciliation_repairs{kind="payment"}' in text

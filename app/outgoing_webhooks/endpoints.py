@@ -22,7 +22,7 @@ from app.outgoing_webhooks.model import (
     WebhookEvent,
 )
 from app.outgoing_webhooks.signing import new_secret
-from db.connection import Database
+from db.connection import Database, Row
 from db.repositories.outgoing_webhooks import (
     WebhookDeliveryRepository,
     WebhookEndpointRepository,
@@ -175,6 +175,12 @@ class WebhookEndpoints:
         if row is None:
             raise NotFound("WebhookDelivery", ("input", "deliveryId"))
         return WebhookDelivery.from_row(row)
+
+    async def figures(self) -> tuple[Sequence[Row], Sequence[Row]]:
+        """For /metrics, over every organization: the backlog per endpoint (pending, age of
+        the oldest) and the last hour's attempts per endpoint and outcome (count, mean
+        seconds)."""
+        return await self._deliveries_repo.backlog(), await self._deliveries_repo.recent_attempts()
 
     async def attempts_of(
         self, org: str, delivery_ids: Sequence[str]

@@ -110,6 +110,10 @@ class Reconciler:
             await self._repaired(report, owner, "refund", row["id"], row["status"], after)
         return report
 
+    async def totals(self) -> dict[str, int]:
+        """Repairs so far per kind (payment, refund), for /metrics."""
+        return {row["kind"]: int(row["repairs"]) for row in await self._rows.totals()}
+
     async def _repaired(
         self, report: ReconcileReport, org: str, kind: str, object_id: str, before: str, after: str
     ) -> None:

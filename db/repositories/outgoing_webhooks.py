@@ -188,6 +188,17 @@ class WebhookDeliveryRepository(TableRepository):
         """Pending deliveries per endpoint and the age of the oldest, for /metrics."""
         return await self._db.fetch_all(
             "SELECT endpoint_id, count(*) AS pending, "
-            "extract(epoch FROM now() - min(created_at)) AS oldest_seconds "
+            "extract(epoch FROM now() - min(created_at))::float8 AS oldest_seconds "
             "FROM webhook_deliveries WHERE status = 'pending' GROUP BY endpoint_id"
+        )
+
+    async def recent_attempts(self) -> Sequence[Row]:
+        """Attempts of the last hour per endpoint and outcome, with their mean duration."""
+        return await self._db.fetch_all(
+            "SELECT d.endpoint_id, "
+            "CASE WHEN a.status_code BETWEEN 200 AND 299 THEN 'succeeded' ELSE 'failed' END "
+            "AS outcome, count(*) AS attempts, avg(a.duration_ms)::float8 / 1000 AS seconds "
+            "FROM webhook_attempts a JOIN webhook_deliveries d "
+            "ON d.organization_id = a.organization_id AND d.id = a.delivery_id "
+            "WHERE a.started_at > now() - interval '1 hour' GROUP BY 1, 2"
         )
