@@ -83,10 +83,12 @@ class Services:
         one retried them within ``older_than``: invoice charges
         (``InvoiceBilling.resume_abandoned``), payments marked in flight
         (``PaymentService.resume_interrupted``), refunds not sent
-        (``RefundService.send_unsent``). Returns how many records they handled."""
+        (``RefundService.send_unsent``); and write ``subscription.trial_will_end`` for trials
+        ending within 3 days. Returns how many records they handled."""
         handled = await self.idempotency.purge_expired() if org is None else 0
         handled += await self.invoice_billing.resume_abandoned(older_than=older_than, org=org)
         handled += await self.payments.resume_interrupted(older_than=older_than, org=org)
+        handled += await self.subscriptions.announce_trials_ending(org=org)
         return handled + await self.refunds.send_unsent(older_than=older_than, org=org)
 
     async def reconcile(

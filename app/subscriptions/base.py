@@ -208,14 +208,14 @@ class SubscriptionBase:
             else _EVENT_OF.get(row["status"], "subscription.updated"),
         )
 
-    async def _emit(self, row: Row, event_type: str) -> None:
+    async def _emit(self, row: Row, event_type: str, *, dedupe_key: str | None = None) -> None:
         view = api_view(
             Subscription.from_row(row),
             typename="Subscription",
             hide=_INTERNAL,
             links={"customer_id": "customer", "plan_id": "plan"},
         )
-        await emit(self._db, row["organization_id"], event_type, view)
+        await emit(self._db, row["organization_id"], event_type, view, dedupe_key=dedupe_key)
 
     def _period_line(self, sub: Subscription, index: int) -> BillLine:
         start, end = period_bounds(sub.billing_anchor, sub.interval, sub.interval_count, index)
