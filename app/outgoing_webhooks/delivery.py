@@ -202,7 +202,7 @@ class WebhookSender:
                 "last_error": error,
             }
         async with self._db.transaction():
-            await self._deliveries.log_attempt(
+            await self._deliveries.finish(
                 {
                     "organization_id": org,
                     "delivery_id": row["id"],
@@ -211,9 +211,9 @@ class WebhookSender:
                     "duration_ms": duration_ms,
                     "status_code": status_code,
                     "error": error,
-                }
+                },
+                values,
             )
-            await self._deliveries.finish(org, row["id"], attempt, values)
             if final:
                 return
             if error is None:

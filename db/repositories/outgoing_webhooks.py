@@ -82,7 +82,9 @@ class WebhookEndpointRepository(TableRepository):
     async def succeeded(self, org: str, endpoint_id: str) -> None:
         await self._db.execute(
             "UPDATE webhook_endpoints SET failing_since = NULL, last_success_at = now() "
-            "WHERE organization_id = :org AND id = :id",
+            "WHERE organization_id = :org AND id = :id AND (failing_since IS NOT NULL "
+            # within a minute is recent enough: not every delivery writes the endpoint's row
+            "OR last_success_at IS NULL OR last_success_at < now() - interval '1 minute')",
             {"org": org, "id": endpoint_id},
         )
 
@@ -142,31 +144,30 @@ class WebhookDeliveryRepository(TableRepository):
     async def claim(self, limit: int, lease: timedelta, org: str | None = None) -> Sequence[Row]:
         return await self._db.fetch_all(_CLAIM, {"limit": limit, "lease": lease, "org": org})
 
-    async def finish(
-        self, org: str, delivery_id: str, attempt: int, values: Mapping[str, Any]
-    ) -> bool:
-        """Record an attempt's outcome, only while this attempt still holds the delivery (a
-        redelivery or another worker's later attempt wins)."""
+    async def finish(self, attempt: Mapping[str, Any], values: Mapping[str, Any]) -> bool:
+        """Log an attempt and record its outcome on the delivery (one statement); the outcome
+        only while this attempt still holds the delivery (a redelivery or another worker's
+        later attempt wins). True when the outcome was recorded."""
+        sets = ", ".join(f"{name} = :v_{name}" for name in values)
         row = await self._db.fetch_one(
-            sa.update(self.table)
-            .where(
-                self._c.organization_id == org,
-                self._c.id == delivery_id,
-                self._c.attempts == attempt,
-                self._c.status == "pending",
-            )
-            .values(**values, updated_at=sa.func.now())
-            .returning(self._c.id)
+            "WITH logged AS (INSERT INTO webhook_attempts (organization_id, delivery_id, "
+            "attempt, started_at, duration_ms, status_code, error) VALUES (:org, :id, :attempt, "
+            ":started_at, :duration_ms, :status_code, :error) ON CONFLICT DO NOTHING) "
+            f"UPDATE webhook_deliveries SET {sets}, updated_at = now() "
+            "WHERE organization_id = :org AND id = :id AND attempts = :attempt "
+            "AND status = 'pending' RETURNING id",
+            {
+                "org": attempt["organization_id"],
+                "id": attempt["delivery_id"],
+                "attempt": attempt["attempt"],
+                "started_at": attempt["started_at"],
+                "duration_ms": attempt["duration_ms"],
+                "status_code": attempt["status_code"],
+                "error": attempt["error"],
+                **{f"v_{name}": value for name, value in values.items()},
+            },
         )
         return row is not None
-
-    async def log_attempt(self, values: Mapping[str, Any]) -> None:
-        await self._db.execute(
-            "INSERT INTO webhook_attempts (organization_id, delivery_id, attempt, started_at, "
-            "duration_ms, status_code, error) VALUES (:organization_id, :delivery_id, :attempt, "
-            ":started_at, :duration_ms, :status_code, :error) ON CONFLICT DO NOTHING",
-            dict(values),
-        )
 
     async def attempts_of(self, org: str, delivery_ids: Sequence[str]) -> Sequence[Row]:
         return await self._db.fetch_all(
