@@ -9,7 +9,7 @@ starts), dropped after:
        - with: the same plus the outbox write (the object rendered as the API shows it, the
          event and a delivery per subscribed endpoint in one INSERT; 2 endpoints subscribed).
      p50 / p99 in ms and what the outbox adds at the median.
-  2. Throughput: EVENTS events written, then delivered by one `WebhookSender` (claims of 100,
+  2. Throughput: EVENTS events written, then delivered by one `WebhookSender` (claims of 16,
      8 requests at a time, the worker's settings) to a receiver on 127.0.0.1 that answers 200,
      every delivery signed and recorded with its attempt; next to the baseline of the same
      number of bare POSTs of the same bodies at the same concurrency (no database).
@@ -173,7 +173,7 @@ async def throughput(db: Database, sink: Sink, events: int) -> dict[str, Any]:
     before = sink.received
     started = time.perf_counter()
     try:
-        while await sender.deliver_due(limit=100, org=org):
+        while await sender.deliver_due(org=org):
             pass
     finally:
         await sender.close()

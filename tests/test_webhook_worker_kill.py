@@ -41,9 +41,9 @@ async def test_worker_killed_mid_delivery_and_receiver_failing_three_times(
 ) -> None:
     env = {
         **fault_env(settings, tmp_path),
-        "WEBHOOK_LEASE_SECONDS": "3",
+        "WEBHOOK_LEASE_SECONDS": "9",
         "WEBHOOK_RETRY_BASE_SECONDS": "1",
-        "WEBHOOK_TIMEOUT_SECONDS": "20",
+        "WEBHOOK_TIMEOUT_SECONDS": "4",
         "RECONCILE_EVERY_SECONDS": "0",
     }
     worker = Proc("worker", env, tmp_path / "worker.log")

@@ -104,10 +104,12 @@ class WebhookSender:
             )
         return self._client
 
-    async def deliver_due(self, limit: int = 100, *, org: str | None = None) -> int:
+    async def deliver_due(self, limit: int | None = None, *, org: str | None = None) -> int:
         """Claim up to ``limit`` due deliveries (of ``org`` only, if given) and attempt each
-        once. Returns how many."""
-        rows = await self._deliveries.claim(limit, self._policy.lease, org)
+        once. Returns how many. The default, twice the concurrency, keeps a round within two
+        request timeouts, well inside the lease: a claim is not taken over while it waits."""
+        size = 2 * self._concurrency if limit is None else limit
+        rows = await self._deliveries.claim(size, self._policy.lease, org)
         if not rows:
             return 0
         gate = asyncio.Semaphore(self._concurrency)
