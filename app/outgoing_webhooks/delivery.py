@@ -40,6 +40,7 @@ __all__ = ["DeliveryPolicy", "WebhookSender", "backoff"]
 log = logging.getLogger(__name__)
 
 _MAX_ERROR = 500
+_MAX_ANSWER_BYTES = 64 * 1024
 _USER_AGENT = "billing-webhooks/1"
 
 
@@ -171,7 +172,16 @@ class WebhookSender:
             extensions=extensions,
         )
         response = await self._http().send(request, stream=True)
-        await response.aclose()  # the answer's body is not read: only its status counts
+        try:
+            # Only the status counts. A short answer is read to its end, so the connection is
+            # kept for the next delivery; a long one is cut off (and its connection closed).
+            received = 0
+            async for chunk in response.aiter_raw():
+                received += len(chunk)
+                if received > _MAX_ANSWER_BYTES:
+                    break
+        finally:
+            await response.aclose()
         return response.status_code
 
     async def _finish(
@@ -203,24 +213,21 @@ class WebhookSender:
                 "last_status_code": status_code,
                 "last_error": error,
             }
+        logged = {
+            "organization_id": org,
+            "delivery_id": row["id"],
+            "attempt": attempt,
+            "started_at": started,
+            "duration_ms": duration_ms,
+            "status_code": status_code,
+            "error": error,
+        }
+        if final or error is None:  # one statement
+            succeeded = row["endpoint_id"] if error is None else None
+            await self._deliveries.finish(logged, values, endpoint_id=succeeded)
+            return
         async with self._db.transaction():
-            await self._deliveries.finish(
-                {
-                    "organization_id": org,
-                    "delivery_id": row["id"],
-                    "attempt": attempt,
-                    "started_at": started,
-                    "duration_ms": duration_ms,
-                    "status_code": status_code,
-                    "error": error,
-                },
-                values,
-            )
-            if final:
-                return
-            if error is None:
-                await self._endpoints.succeeded(org, row["endpoint_id"])
-                return
+            await self._deliveries.finish(logged, values)
             disabled = await self._endpoints.failed(
                 org, row["endpoint_id"], self._policy.max_age, row["retry_from"]
             )

@@ -64,6 +64,16 @@ RETURNING d.organization_id, d.id, d.attempts, d.retry_from, d.event_id, d.event
 """
 
 
+# An endpoint answered 2xx: it is failing no more. A success within the last minute is recent
+# enough, so not every delivery writes the endpoint's row (concurrent deliveries would queue).
+_SUCCEEDED = """
+UPDATE webhook_endpoints SET failing_since = NULL, last_success_at = now()
+WHERE organization_id = :org AND id = CAST(:endpoint AS text)
+  AND (failing_since IS NOT NULL OR last_success_at IS NULL
+       OR last_success_at < now() - interval '1 minute')
+"""
+
+
 class WebhookEndpointRepository(TableRepository):
     table = webhook_endpoints
 
@@ -77,15 +87,6 @@ class WebhookEndpointRepository(TableRepository):
             sa.delete(self.table)
             .where(self._c.organization_id == org, self._c.id == endpoint_id)
             .returning(*self.table.c)
-        )
-
-    async def succeeded(self, org: str, endpoint_id: str) -> None:
-        await self._db.execute(
-            "UPDATE webhook_endpoints SET failing_since = NULL, last_success_at = now() "
-            "WHERE organization_id = :org AND id = :id AND (failing_since IS NOT NULL "
-            # within a minute is recent enough: not every delivery writes the endpoint's row
-            "OR last_success_at IS NULL OR last_success_at < now() - interval '1 minute')",
-            {"org": org, "id": endpoint_id},
         )
 
     async def failed(
@@ -144,15 +145,23 @@ class WebhookDeliveryRepository(TableRepository):
     async def claim(self, limit: int, lease: timedelta, org: str | None = None) -> Sequence[Row]:
         return await self._db.fetch_all(_CLAIM, {"limit": limit, "lease": lease, "org": org})
 
-    async def finish(self, attempt: Mapping[str, Any], values: Mapping[str, Any]) -> bool:
-        """Log an attempt and record its outcome on the delivery (one statement); the outcome
-        only while this attempt still holds the delivery (a redelivery or another worker's
-        later attempt wins). True when the outcome was recorded."""
+    async def finish(
+        self,
+        attempt: Mapping[str, Any],
+        values: Mapping[str, Any],
+        *,
+        endpoint_id: str | None = None,
+    ) -> bool:
+        """Log an attempt and record its outcome on the delivery, and with ``endpoint_id`` (a
+        success) the endpoint's success: one statement. The outcome is recorded only while
+        this attempt still holds the delivery (a redelivery or another worker's later attempt
+        wins). True when it was."""
         sets = ", ".join(f"{name} = :v_{name}" for name in values)
         row = await self._db.fetch_one(
             "WITH logged AS (INSERT INTO webhook_attempts (organization_id, delivery_id, "
             "attempt, started_at, duration_ms, status_code, error) VALUES (:org, :id, :attempt, "
-            ":started_at, :duration_ms, :status_code, :error) ON CONFLICT DO NOTHING) "
+            ":started_at, :duration_ms, :status_code, :error) ON CONFLICT DO NOTHING), "
+            f"succeeded AS ({_SUCCEEDED}) "
             f"UPDATE webhook_deliveries SET {sets}, updated_at = now() "
             "WHERE organization_id = :org AND id = :id AND attempts = :attempt "
             "AND status = 'pending' RETURNING id",
@@ -164,6 +173,7 @@ class WebhookDeliveryRepository(TableRepository):
                 "duration_ms": attempt["duration_ms"],
                 "status_code": attempt["status_code"],
                 "error": attempt["error"],
+                "endpoint": endpoint_id,
                 **{f"v_{name}": value for name, value in values.items()},
             },
         )
