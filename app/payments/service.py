@@ -450,6 +450,11 @@ class PaymentService:
         row = await self._reconcile(org, started, lease)
         return Payment.from_row(row)
 
+    async def status_at_stripe(self, intent_id: str) -> PaymentStatus:
+        """Our status for the PaymentIntent as Stripe has it now: a read, nothing recorded
+        (reconciliation compares it with ours before calling ``refresh``)."""
+        return _status_of(await self._stripe.retrieve_payment_intent(intent_id))
+
     async def resume_interrupted(
         self,
         *,

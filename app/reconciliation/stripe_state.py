@@ -80,6 +80,10 @@ class Reconciler:
         for row in payments:
             owner = row["organization_id"]
             try:
+                remote = await self._payments.status_at_stripe(row["stripe_payment_intent_id"])
+                if remote.value == row["status"]:  # Stripe agrees: nothing to record
+                    report.checked += 1
+                    continue
                 after = (
                     await self._payments.refresh(owner, _system(owner), row["id"])
                 ).status.value

@@ -96,9 +96,8 @@ class WebhookEndpointRepository(TableRepository):
         endpoint's row when nothing was acknowledged for ``max_age`` and this call disabled it
         (None otherwise)."""
         await self._db.execute(
-            "UPDATE webhook_endpoints "
-            "SET failing_since = GREATEST(CAST(:since AS timestamptz), "
-            "                             COALESCE(last_success_at, CAST(:since AS timestamptz))) "
+            "UPDATE webhook_endpoints SET failing_since = GREATEST("
+            "CAST(:since AS timestamptz), COALESCE(last_success_at, CAST(:since AS timestamptz))) "
             "WHERE organization_id = :org AND id = :id AND failing_since IS NULL",
             {"org": org, "id": endpoint_id, "since": since},
         )

@@ -14,7 +14,7 @@ __all__ = ["ReconciliationRepository"]
 # Payments a PaymentIntent exists for, still short of a final status, created within the window,
 # untouched for `settle` (a live request is not raced) and not leased by one.
 _PAYMENTS = """
-SELECT organization_id, id, status FROM payments
+SELECT organization_id, id, status, stripe_payment_intent_id FROM payments
 WHERE status NOT IN ('succeeded', 'canceled')
   AND stripe_payment_intent_id IS NOT NULL
   AND created_at > now() - CAST(:window AS interval)
