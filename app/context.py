@@ -61,6 +61,7 @@ class Loaders:
         webhooks = WebhookLoaders(services.webhook_endpoints, org)
         self.webhook_endpoint_by_id = webhooks.webhook_endpoint_by_id
         self.attempts_by_delivery_id = webhooks.attempts_by_delivery_id
+        self.webhook_delivery_by_id = webhooks.webhook_delivery_by_id
 
 
 class Context:

@@ -9,6 +9,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from app.context import Context
+from app.core.auth import Role
+from app.core.ids import has_prefix
 from app.outgoing_webhooks import (
     DeliveryAttempt,
     EndpointChange,
@@ -26,6 +28,8 @@ __all__ = [
     "endpoint_of",
     "endpoints_page",
     "events_page",
+    "get_delivery",
+    "get_endpoint",
     "redeliver",
     "replay",
     "rotate_secret",
@@ -72,6 +76,25 @@ async def stripe_events_page(
     webhooks = ctx.services.webhooks
     nodes, more = await webhooks.page(org, state, first=first, after=after)
     return nodes, more, lambda: webhooks.count(org, state)
+
+
+def _admin(ctx: Context) -> bool:
+    principal = ctx.principal
+    return principal is not None and principal.role is Role.ADMIN
+
+
+async def get_endpoint(ctx: Context, endpoint_id: str) -> WebhookEndpoint | None:
+    """An endpoint by id (`node`): admins only; null for anyone else, as if missing."""
+    if not _admin(ctx) or not has_prefix(endpoint_id, "we"):
+        return None
+    return await ctx.loaders.webhook_endpoint_by_id.load(endpoint_id)
+
+
+async def get_delivery(ctx: Context, delivery_id: str) -> WebhookDelivery | None:
+    """A delivery by id (`node`): admins only; null for anyone else, as if missing."""
+    if not _admin(ctx) or len(delivery_id) > 100:
+        return None
+    return await ctx.loaders.webhook_delivery_by_id.load(delivery_id)
 
 
 async def attempts(ctx: Context, delivery: WebhookDelivery) -> list[DeliveryAttempt]:

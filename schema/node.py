@@ -36,8 +36,9 @@ def serves(domain: type) -> Any:
 class NodeQueries:
     @strawberry.field(
         description="The object with this id, whatever its type (Plan, Customer, Payment, "
-        "Refund, Invoice, CreditNote, Subscription); null if it does not exist or is not "
-        "yours, exactly as the typed query (`payment(id:)`, …) would answer.",
+        "Refund, Invoice, CreditNote, Subscription; WebhookEndpoint and WebhookDelivery for "
+        "admins); null if it does not exist or is not yours, exactly as the typed query "
+        "(`payment(id:)`, …) would answer.",
         permission_classes=[AnyRole],
         graphql_type=Node | None,
     )

@@ -23,6 +23,7 @@ from schema.base import INPUT, Info
 from schema.enums import WebhookDeliveryStatus, WebhookEventType, expose
 from schema.errors import UserError, attempt
 from schema.filters import as_utc
+from schema.node import Node, serves
 from schema.pagination import (
     AFTER,
     FIRST,
@@ -62,8 +63,10 @@ expose(
 @strawberry.type(
     description="An HTTPS address of yours that receives signed events (docs/webhooks.md)."
 )
-class WebhookEndpoint:
+class WebhookEndpoint(Node):
     id: strawberry.ID = strawberry.field(description="Opaque id, `we_…`.")
+
+    is_type_of = serves(DomainEndpoint)
     url: str = strawberry.field(
         description="Where events are POSTed: https (http to a loopback host outside "
         "production); in production never a private, loopback or link-local address."
@@ -102,8 +105,12 @@ class WebhookDeliveryAttempt:
 
 
 @strawberry.type(description="One event sent (or to be sent) to one endpoint.")
-class WebhookDelivery:
-    id: strawberry.ID = strawberry.field(description="Opaque id, `whd_…`.")
+class WebhookDelivery(Node):
+    id: strawberry.ID = strawberry.field(
+        description="Opaque id, `whd_…`, one per event and endpoint, sortable by event time."
+    )
+
+    is_type_of = serves(DomainDelivery)
     endpoint_id: strawberry.ID = strawberry.field(description="The endpoint, `we_…`.")
     event_id: strawberry.ID = strawberry.field(
         description="The event, `evt_…` (the `Billing-Event-Id` header: de-duplicate on it)."

@@ -20,7 +20,7 @@ from app.outgoing_webhooks import (
     WebhookSender,
     emit,
 )
-from tests.support import GraphQLClient
+from tests.support import GraphQLClient, new_org, token
 from tests.webhook_receiver import Receiver, receiving
 
 ENDPOINT_CREATE = """
@@ -401,3 +401,32 @@ async def test_metrics_show_the_backlog_attempts_and_repairs(
     )
     assert f'billing_webhook_attempt_latency_seconds_last_hour{{endpoint="{endpoint_id}"}}' in text
     assert 'billing_reconciliation_repairs{kind="payment"}' in text
+
+
+NODE = (
+    "query($id: ID!) { node(id: $id) { id ... on WebhookEndpoint { url } "
+    "... on WebhookDelivery { eventId status } } }"
+)
+
+
+async def test_endpoints_and_deliveries_are_nodes_for_admins_only(
+    admin: GraphQLClient,
+    org: str,
+    settings: Any,
+    http: Any,
+    sender: WebhookSender,
+    payment_factory: Callable[..., Any],
+) -> None:
+    endpoint_id, _ = await endpoint(admin, "http://127.0.0.1:9/nodes")
+    await payment_factory(confirm=True)
+    listed = (await admin.data(DELIVERIES, {"id": endpoint_id}))["webhookDeliveries"]
+    delivery = listed["edges"][0]["node"]
+    found = (await admin.data(NODE, {"id": endpoint_id}))["node"]
+    assert found == {"id": endpoint_id, "url": "http://127.0.0.1:9/nodes"}
+    found = (await admin.data(NODE, {"id": delivery["id"]}))["node"]
+    assert found == {"id": delivery["id"], "eventId": delivery["eventId"], "status": "PENDING"}
+    service = GraphQLClient(http, token(settings, org, "service"))
+    for node_id in (endpoint_id, delivery["id"]):
+        assert (await service.data(NODE, {"id": node_id}))["node"] is None
+    stranger = GraphQLClient(http, token(settings, new_org(), "admin"))
+    assert (await stranger.data(NODE, {"id": endpoint_id}))["node"] is None
