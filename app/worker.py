@@ -1,5 +1,5 @@
-"""The billing worker: a loop that does whatever subscriptions have due, and a second loop that
-delivers outgoing webhooks.
+"""The billing worker: a loop that does whatever subscriptions have due, a second loop that
+delivers outgoing webhooks, and a third that reconciles with Stripe now and then.
 
 Run it as its own process (`billing worker`), as many as you like on as many machines, or inside
 the API process (`billing serve --with-worker`). Workers coordinate only through PostgreSQL
@@ -35,6 +35,7 @@ class BillingWorker:
         delivery_idle_seconds: float = 1.0,
         reconcile: Callable[[], Awaitable[int]] | None = None,
         reconcile_seconds: float = 600.0,
+        reconcile_delay_seconds: float = 60.0,
     ) -> None:
         self._subscriptions = subscriptions
         self._idle = idle_seconds
@@ -46,7 +47,7 @@ class BillingWorker:
         self._delivery_idle = delivery_idle_seconds
         self._reconcile = reconcile
         self._reconcile_every = reconcile_seconds
-        self._next_reconcile = 0.0
+        self._reconcile_delay = reconcile_delay_seconds
         self._stopping = asyncio.Event()
         self.handled = 0
         self.delivered = 0
@@ -57,23 +58,13 @@ class BillingWorker:
 
     async def run_once(self) -> int:
         """Bill what is due (and, every ``housekeeping_seconds``, run the housekeeping: purging
-        idempotency keys past their retention, sending refunds left unsent by dead requests;
-        every ``reconcile_seconds``, the reconciliation with Stripe)."""
+        idempotency keys past their retention, sending refunds left unsent by dead requests)."""
         now = time.monotonic()
         if self._housekeeping is not None and now >= self._next_housekeeping:
             self._next_housekeeping = now + self._housekeeping_every
             purged = await self._housekeeping()
             if purged:
                 log.info("housekeeping handled %d records", purged)
-        if (
-            self._reconcile is not None
-            and self._reconcile_every > 0
-            and now >= self._next_reconcile
-        ):
-            self._next_reconcile = now + self._reconcile_every
-            repaired = await self._reconcile()
-            if repaired:
-                log.info("reconciliation repaired %d records", repaired)
         handled = await self._subscriptions.process_due(limit=self._batch)
         self.handled += handled
         return handled
@@ -89,6 +80,7 @@ class BillingWorker:
     async def run(self) -> None:
         log.info("billing worker started")
         delivering = asyncio.create_task(self._deliver_loop(), name="webhook-deliveries")
+        reconciling = asyncio.create_task(self._reconcile_loop(), name="reconciliation")
         try:
             while not self._stopping.is_set():
                 try:
@@ -101,7 +93,7 @@ class BillingWorker:
                     await self._pause(self._idle)
         finally:
             self._stopping.set()
-            await delivering
+            await asyncio.gather(delivering, reconciling)
         log.info("billing worker stopped after %d steps", self.handled)
 
     async def _deliver_loop(self) -> None:
@@ -115,6 +107,26 @@ class BillingWorker:
                 sent = 0
             if sent == 0:
                 await self._pause(self._delivery_idle)
+
+    async def _reconcile_loop(self) -> None:
+        """The reconciliation with Stripe every ``reconcile_seconds``, the first one
+        ``reconcile_delay_seconds`` after start (a worker's start is busy enough, and a
+        restarted one need not read Stripe again at once); beside billing, not in its way."""
+        if self._reconcile is None or self._reconcile_every <= 0:
+            return
+        wait = min(self._reconcile_delay, self._reconcile_every)
+        while not self._stopping.is_set():
+            await self._pause(wait)
+            if self._stopping.is_set():
+                return
+            try:
+                repaired = await self._reconcile()
+            except Exception as exc:  # noqa: BLE001 - the next round tries again
+                log.error("reconciliation failed: %s", type(exc).__name__)
+            else:
+                if repaired:
+                    log.info("reconciliation repaired %d records", repaired)
+            wait = self._reconcile_every
 
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):

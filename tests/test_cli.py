@@ -369,6 +369,8 @@ def test_export_schema_prints_apollos_possible_types(tmp_path: Path) -> None:
         "Plan",
         "Refund",
         "Subscription",
+        "WebhookDelivery",
+        "WebhookEndpoint",
     ]
 
 

@@ -150,9 +150,10 @@ class WebhookSender:
         body = row["payload"].encode()
         secrets = [row["secret"]] + ([row["previous"]] if row["previous"] else [])
         host = f"[{address}]" if ":" in address else address
+        name = f"[{target.host}]" if ":" in target.host else target.host  # an IPv6 literal
         default = 443 if target.scheme == "https" else 80
         headers = {
-            "Host": target.host if target.port == default else f"{target.host}:{target.port}",
+            "Host": name if target.port == default else f"{name}:{target.port}",
             "Content-Type": "application/json",
             "User-Agent": _USER_AGENT,
             SIGNATURE_HEADER: sign(secrets, int(time.time()), body),

@@ -51,6 +51,14 @@ DATE_INPUTS: dict[str, tuple[str, str]] = {
         f'query($d: DateTime!) {{ ledger(customerId: "cus_{ANY_ID}", currency: "USD", to: $d) '
         "{ currency } }",
     ),
+    "Query.events(from)": (
+        "DateTime",
+        "query($d: DateTime!) { events(from: $d) { totalCount } }",
+    ),
+    "Query.events(to)": (
+        "DateTime",
+        "query($d: DateTime!) { events(to: $d) { totalCount } }",
+    ),
     "PaymentFilter.from": (
         "DateTime",
         "query($d: DateTime!) { payments(filter: {from: $d}) { totalCount } }",
