@@ -1,5 +1,5 @@
 """The ``billing`` command: serve, worker, migrate, token, api-key, export-schema, verify,
-demo."""
+reconcile, demo."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import signal
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from datetime import timedelta
 from typing import Any
 
 from app.core.auth import Role, mint_token
@@ -120,13 +121,12 @@ def _worker(settings: Settings, args: argparse.Namespace) -> None:
     async def run(runtime: Settings) -> None:
         async with Services.open(runtime) as services:
             worker = BillingWorker(
-                services.subscriptions,
-                idle_seconds=runtime.worker_idle_seconds,
-                batch=args.batch,
-                housekeeping=services.housekeeping,
+                services.subscriptions, batch=args.batch, **services.worker_options()
             )
             if args.once:
                 while await worker.run_once() > 0:
+                    pass
+                while await worker.deliver_once() > 0:
                     pass
                 log.info("billing worker handled %d subscriptions", worker.handled)
                 return
@@ -241,6 +241,34 @@ def _verify(settings: Settings, args: argparse.Namespace) -> int:
         return asyncio.run(run(runtime))
 
 
+def _reconcile(settings: Settings, args: argparse.Namespace) -> int:
+    if not settings.stripe_api_key:
+        raise SettingsError(
+            "billing reconcile needs STRIPE_API_KEY (and STRIPE_API_BASE for an emulator): it "
+            "reads payments and refunds from Stripe."
+        )
+    from app.services import Services
+
+    async def run(runtime: Settings) -> int:
+        async with Services.open(runtime) as services:
+            report = await services.reconcile(
+                org=args.org, settle=timedelta(seconds=args.settle_seconds)
+            )
+        for repair in report.repairs:
+            print(
+                f"repaired {repair.kind} {repair.object_id} ({repair.organization_id}): "
+                f"{repair.before} -> {repair.after}"
+            )
+        print(
+            f"{report.checked} checked with Stripe: {len(report.repairs)} repaired, "
+            f"{report.skipped} skipped, {report.unreachable} unreachable."
+        )
+        return 1 if report.unreachable else 0
+
+    with embedded_runtime(settings) as runtime:
+        return asyncio.run(run(runtime))
+
+
 def _demo(settings: Settings, args: argparse.Namespace) -> int:
     from app.demo import DemoOptions, DemoRefused, run_demo
 
@@ -347,6 +375,19 @@ def _parser() -> argparse.ArgumentParser:
         "verify", help="check every money invariant of the database; exit 1 on a violation"
     )
     verify.add_argument("--org", help="only this organization")
+    reconcile = commands.add_parser(
+        "reconcile",
+        help="read recent payments and refunds that are not final here from Stripe and record "
+        "what Stripe says (what a crash or a lost webhook left); exit 1 when Stripe was "
+        "unreachable",
+    )
+    reconcile.add_argument("--org", help="only this organization")
+    reconcile.add_argument(
+        "--settle-seconds",
+        type=int,
+        default=120,
+        help="leave records changed less than this long ago to the requests handling them",
+    )
 
     demo = commands.add_parser(
         "demo", help="fill a new organization with a year of billing (test clock; not production)"
@@ -423,6 +464,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _verify(settings, args)
         elif args.command == "api-key":
             return _api_key(settings, args)
+        elif args.command == "reconcile":
+            return _reconcile(settings, args)
         elif args.command == "demo":
             return _demo(settings, args)
     except SettingsError as exc:

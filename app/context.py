@@ -14,6 +14,7 @@ from app.core.auth import Principal, Role
 from app.core.errors import Forbidden, Unauthenticated
 from app.customers import CustomerLoaders
 from app.invoicing import InvoicePageKey, InvoicingLoaders
+from app.outgoing_webhooks import WebhookLoaders
 from app.payments import PaymentLoaders
 from app.services import Services
 from app.subscriptions import SubscriptionLoaders
@@ -61,6 +62,10 @@ class Loaders:
         usage = UsageLoaders(services.metrics, services.usage_rating, services.clock, org)
         self.metered_prices_by_plan = usage.metered_prices_by_plan
         self.current_usage_by_subscription = usage.current_usage_by_subscription
+        webhooks = WebhookLoaders(services.webhook_endpoints, org)
+        self.webhook_endpoint_by_id = webhooks.webhook_endpoint_by_id
+        self.attempts_by_delivery_id = webhooks.attempts_by_delivery_id
+        self.webhook_delivery_by_id = webhooks.webhook_delivery_by_id
 
 
 class Context:

@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from app.catalog import CouponService, PlanService, TaxRateService
 from app.core.clock import Clock
@@ -19,7 +20,9 @@ from app.invoicing import CreditNoteService, InvoiceBilling, InvoiceService, Inv
 from app.ledger import Ledger
 from app.live import LiveFeeds
 from app.organizations import OrganizationService
+from app.outgoing_webhooks import DeliveryPolicy, WebhookEndpoints, WebhookSender
 from app.payments import PaymentService, RefundService, StripeWebhooks
+from app.reconciliation import Reconciler, ReconcileReport
 from app.statistics import StatisticsService
 from app.stripe import StripeGateway
 from app.subscriptions import (
@@ -85,6 +88,9 @@ class Services:
     checkout: CheckoutQuotes
     identity: Authenticator
     audit: AuditLog
+    webhook_endpoints: WebhookEndpoints
+    webhook_sender: WebhookSender
+    reconciler: Reconciler
 
     async def housekeeping(
         self, *, org: str | None = None, older_than: timedelta = timedelta(minutes=2)
@@ -94,11 +100,38 @@ class Services:
         one retried them within ``older_than``: invoice charges
         (``InvoiceBilling.resume_abandoned``), payments marked in flight
         (``PaymentService.resume_interrupted``), refunds not sent
-        (``RefundService.send_unsent``). Returns how many records they handled."""
+        (``RefundService.send_unsent``); and write ``subscription.trial_will_end`` for trials
+        ending within 3 days. Returns how many records they handled."""
         handled = await self.idempotency.purge_expired() if org is None else 0
         handled += await self.invoice_billing.resume_abandoned(older_than=older_than, org=org)
         handled += await self.payments.resume_interrupted(older_than=older_than, org=org)
+        handled += await self.subscriptions.announce_trials_ending(org=org)
         return handled + await self.refunds.send_unsent(older_than=older_than, org=org)
+
+    async def reconcile(
+        self, *, org: str | None = None, settle: timedelta | None = None
+    ) -> ReconcileReport:
+        """Compare recent payments and refunds with Stripe and record what Stripe says
+        (``billing reconcile``, and the worker every RECONCILE_EVERY_SECONDS); then finish the
+        invoice charges dead requests left, which settles the subscriptions they bill."""
+        report = await self.reconciler.run(org=org, settle=settle)
+        older = timedelta(minutes=2) if settle is None else settle
+        await self.invoice_billing.resume_abandoned(older_than=older, org=org)
+        return report
+
+    async def _reconcile_count(self) -> int:
+        return len((await self.reconcile()).repairs)
+
+    def worker_options(self) -> dict[str, Any]:
+        """What a BillingWorker gets from the services and settings (``billing worker`` and
+        ``billing serve --with-worker`` build it the same way)."""
+        return {
+            "idle_seconds": self.settings.worker_idle_seconds,
+            "housekeeping": self.housekeeping,
+            "deliveries": self.webhook_sender.deliver_due,
+            "reconcile": self._reconcile_count,
+            "reconcile_seconds": self.settings.reconcile_every_seconds,
+        }
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -119,10 +152,14 @@ class Services:
             await events.start()
             services = cls.build(settings, db, stripe, events)
             try:
-                async with services.connections.heartbeat(), services.identity.api_keys.running():
+                async with (
+                    services.connections.heartbeat(),
+                    services.identity.api_keys.running(),
+                ):
                     yield services
             finally:
                 await services.identity.oidc.close()
+                await services.webhook_sender.close()
         finally:
             await events.stop()
             await stripe.close()
@@ -195,9 +232,27 @@ class Services:
                 min_refetch_seconds=settings.oidc_jwks_min_refetch_seconds,
             ),
         )
+        production = settings.production
         return cls(
             identity=identity,
             audit=AuditLog(db),
+            webhook_endpoints=WebhookEndpoints(db, production=production),
+            webhook_sender=WebhookSender(
+                db,
+                production=production,
+                policy=DeliveryPolicy(
+                    retry_base=timedelta(seconds=settings.webhook_retry_base_seconds),
+                    max_age=timedelta(seconds=settings.webhook_max_age_seconds),
+                    lease=timedelta(seconds=settings.webhook_lease_seconds),
+                    timeout_seconds=settings.webhook_timeout_seconds,
+                ),
+            ),
+            reconciler=Reconciler(
+                db,
+                payments=payments,
+                refunds=refunds,
+                window=timedelta(hours=settings.reconcile_window_hours),
+            ),
             settings=settings,
             db=db,
             stripe=stripe,

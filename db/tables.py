@@ -8,7 +8,7 @@ One module on purpose (over 500 lines): it mirrors the migrated schema as a whol
 from __future__ import annotations
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
 __all__ = [
     "api_keys",
@@ -37,6 +37,7 @@ __all__ = [
     "payments",
     "plans",
     "rate_limit_buckets",
+    "reconciliation_repairs",
     "refunds",
     "revenue_rollups",
     "revenue_totals",
@@ -51,6 +52,10 @@ __all__ = [
     "usage_hourly_uniques",
     "usage_late_periods",
     "usage_period_uniques",
+    "webhook_attempts",
+    "webhook_deliveries",
+    "webhook_endpoints",
+    "webhook_events",
     "websocket_connections",
 ]
 
@@ -525,6 +530,85 @@ stripe_events = sa.Table(
     sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("processed_at", sa.DateTime(timezone=True)),
     # 0012_stripe_event_failures.sql: why a 'failed' event can never be applied
+    sa.Column("error", sa.Text),
+    # 0021_stripe_event_replay.sql: the verified body of a failed event, for stripeEventReplay
+    sa.Column("payload", sa.Text),
+)
+
+# -- reconciliation with Stripe (db/migrations/0021_stripe_event_replay.sql) ---------------------
+
+reconciliation_repairs = sa.Table(
+    "reconciliation_repairs",
+    metadata,
+    sa.Column("organization_id", sa.Text, primary_key=True),
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("object_id", sa.Text, nullable=False),
+    sa.Column("status_before", sa.Text, nullable=False),
+    sa.Column("status_after", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# -- outgoing webhooks (db/migrations/0020_outgoing_webhooks.sql) -------------------------------
+
+webhook_endpoints = sa.Table(
+    "webhook_endpoints",
+    metadata,
+    sa.Column("organization_id", sa.Text, primary_key=True),
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("event_types", ARRAY(sa.Text), nullable=False),
+    sa.Column("enabled", sa.Boolean, nullable=False),
+    sa.Column("secret", sa.Text, nullable=False),
+    sa.Column("previous_secret", sa.Text),
+    sa.Column("previous_secret_expires_at", sa.DateTime(timezone=True)),
+    sa.Column("failing_since", sa.DateTime(timezone=True)),
+    sa.Column("last_success_at", sa.DateTime(timezone=True)),
+    sa.Column("disabled_reason", sa.Text),
+    *_timestamps(),
+)
+
+webhook_events = sa.Table(
+    "webhook_events",
+    metadata,
+    sa.Column("organization_id", sa.Text, primary_key=True),
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("type", sa.Text, nullable=False),
+    sa.Column("api_version", sa.Text, nullable=False),
+    sa.Column("object_id", sa.Text, nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("dedupe_key", sa.Text),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+webhook_deliveries = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    sa.Column("organization_id", sa.Text, primary_key=True),
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("endpoint_id", sa.Text, nullable=False),
+    sa.Column("event_id", sa.Text, nullable=False),
+    sa.Column("event_type", sa.Text, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("retry_from", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("last_status_code", sa.Integer),
+    sa.Column("last_error", sa.Text),
+    sa.Column("delivered_at", sa.DateTime(timezone=True)),
+    *_timestamps(),
+)
+
+webhook_attempts = sa.Table(
+    "webhook_attempts",
+    metadata,
+    sa.Column("organization_id", sa.Text, primary_key=True),
+    sa.Column("delivery_id", sa.Text, primary_key=True),
+    sa.Column("attempt", sa.Integer, primary_key=True),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("duration_ms", sa.Integer, nullable=False),
+    sa.Column("status_code", sa.Integer),
     sa.Column("error", sa.Text),
 )
 

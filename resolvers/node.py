@@ -10,7 +10,7 @@ from typing import Any
 from app.context import Context
 from app.core.auth import Role
 from app.core.ids import has_prefix
-from resolvers import customers, payments, refunds, subscriptions
+from resolvers import customers, outgoing_webhooks, payments, refunds, subscriptions
 from resolvers.catalog import plans
 from resolvers.invoicing import credit_notes, invoices
 
@@ -79,6 +79,8 @@ _BY_PREFIX: dict[str, Callable[[Context, str], Awaitable[Any]]] = {
     "inv": invoices.get,
     "cn": credit_notes.get,
     "sub": subscriptions.get,
+    "we": outgoing_webhooks.get_endpoint,
+    "whd": outgoing_webhooks.get_delivery,
 }
 
 

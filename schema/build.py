@@ -28,6 +28,7 @@ from schema.limits import max_mutations_rule
 from schema.live import Live, PerEventExecutor
 from schema.node import NodeQueries
 from schema.organizations import OrganizationMutations, OrganizationQueries
+from schema.outgoing_webhooks import WebhookMutations, WebhookQueries
 from schema.payments import PaymentMutations, PaymentQueries
 from schema.persisted import PersistedQueries, PersistedQueryLookup
 from schema.previews import PreviewQueries
@@ -65,6 +66,7 @@ class Query(
     PreviewQueries,
     EntitlementQueries,
     IdentityQueries,
+    WebhookQueries,
     NodeQueries,
 ):
     pass
@@ -86,6 +88,7 @@ class Mutation(
     SubscriptionMutations,
     UsageMutations,
     IdentityMutations,
+    WebhookMutations,
 ):
     pass
 

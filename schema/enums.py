@@ -12,6 +12,7 @@ from app.catalog import IntervalUnit, Tier
 from app.core.errors import ErrorCode
 from app.customers import TaxExempt
 from app.organizations import EndedSubscriptionInvoices, LateUsage, ProrationBehavior
+from app.outgoing_webhooks import EVENT_TYPES, DeliveryStatus, EventType
 from app.payments import CaptureMethod, PaymentStatus, RefundReason, RefundStatus
 from app.subscriptions import Status
 
@@ -28,6 +29,8 @@ __all__ = [
     "Status",
     "TaxExempt",
     "Tier",
+    "WebhookDeliveryStatus",
+    "WebhookEventType",
 ]
 
 # The domain enums themselves are registered (GraphQL names PlanTier, BillingInterval, ErrorCode),
@@ -239,3 +242,25 @@ expose(
         "(default).",
     },
 )
+
+expose(
+    EventType,
+    "WebhookEventType",
+    "The events other back ends can receive; the envelope's `type` is the dotted form "
+    "(`PAYMENT_SUCCEEDED` is `payment.succeeded`).",
+    dict(EVENT_TYPES),
+)
+
+expose(
+    DeliveryStatus,
+    "WebhookDeliveryStatus",
+    "Where the delivery of one event to one endpoint stands.",
+    {
+        DeliveryStatus.PENDING: "Not acknowledged yet: due, in flight, or waiting for a retry.",
+        DeliveryStatus.SUCCEEDED: "The endpoint answered 2xx.",
+        DeliveryStatus.FAILED: "Given up: retries failed for WEBHOOK_MAX_AGE (3 days), or the "
+        "endpoint is disabled. `webhookRedeliver` sends it again.",
+    },
+)
+WebhookDeliveryStatus = DeliveryStatus
+WebhookEventType = EventType

@@ -17,13 +17,15 @@ from schema.base import INPUT, Info
 from schema.errors import UserError, attempt
 from schema.pagination import (
     AFTER,
+    BEFORE,
     FIRST,
+    LAST,
     ORDER_BY,
     Connection,
     ListOrder,
-    decode_cursor,
-    page_size,
+    ordered,
     to_connection,
+    window,
 )
 from schema.permissions import AdminOnly
 
@@ -224,18 +226,21 @@ class IdentityQueries:
         ] = False,
         first: Annotated[int | None, strawberry.argument(description=FIRST)] = None,
         after: Annotated[str | None, strawberry.argument(description=AFTER)] = None,
+        last: Annotated[int | None, strawberry.argument(description=LAST)] = None,
+        before: Annotated[str | None, strawberry.argument(description=BEFORE)] = None,
         order_by: Annotated[ListOrder, strawberry.argument(description=ORDER_BY)] = (
             ListOrder.OLDEST_FIRST
         ),
     ) -> Connection[DomainApiKey]:
+        page = window(first, after, last, before)
         nodes, has_next, count = await resolve.api_keys(
             info.context,
             include_revoked=include_revoked,
-            first=page_size(first),
-            after=decode_cursor(after),
-            newest=order_by is ListOrder.NEWEST_FIRST,
+            first=page.size,
+            after=page.cursor,
+            newest=ordered({}, order_by, page)["newest_first"],
         )
-        return to_connection(nodes, has_next, count)
+        return to_connection(nodes, has_next, count, page)
 
     @strawberry.field(
         description="Who called which mutation, on what, and how it ended: every mutation "
@@ -263,21 +268,24 @@ class IdentityQueries:
         ] = None,
         first: Annotated[int | None, strawberry.argument(description=FIRST)] = None,
         after: Annotated[str | None, strawberry.argument(description=AFTER)] = None,
+        last: Annotated[int | None, strawberry.argument(description=LAST)] = None,
+        before: Annotated[str | None, strawberry.argument(description=BEFORE)] = None,
         order_by: Annotated[ListOrder, strawberry.argument(description=ORDER_BY)] = (
             ListOrder.OLDEST_FIRST
         ),
     ) -> Connection[DomainAuditEntry]:
+        page = window(first, after, last, before)
         nodes, has_next, count = await resolve.audit_log(
             info.context,
             since=from_,
             until=to,
             actor=actor,
             action=action,
-            first=page_size(first),
-            after=decode_cursor(after),
-            newest=order_by is ListOrder.NEWEST_FIRST,
+            first=page.size,
+            after=page.cursor,
+            newest=ordered({}, order_by, page)["newest_first"],
         )
-        return to_connection(nodes, has_next, count)
+        return to_connection(nodes, has_next, count, page)
 
 
 @strawberry.type

@@ -53,9 +53,10 @@ class NodeQueries:
         description="The object with this id, whatever its type (every object with an id is a "
         "Node: Plan, Customer, Payment, Refund, Invoice, InvoiceLine, CreditNote, "
         "CreditNoteLine, Subscription, Coupon, Discount, TaxRate, BillableMetric, "
-        "MeteredPrice, LedgerEntry, and the Organization by its id); null if it does not exist "
+        "MeteredPrice, LedgerEntry, WebhookEndpoint, WebhookDelivery, and the Organization by its "
+        "id); null if it does not exist "
         "or is not yours, exactly as the typed query or list would answer (catalog objects and "
-        "ledger entries: staff only; the organization: admins).",
+        "ledger entries: staff only; webhooks and the organization: admins).",
         permission_classes=[AnyRole],
         graphql_type=Node | None,
     )

@@ -29,6 +29,7 @@ __all__ = [
     "ordered",
     "page_size",
     "to_connection",
+    "to_keyed_connection",
     "window",
 ]
 
@@ -171,6 +172,27 @@ class Connection(Generic[T]):
     @strawberry.field(description="Number of objects matching the filter (all pages).")
     async def total_count(self) -> int:
         return await self.count()
+
+
+def to_keyed_connection(
+    keyed: Sequence[tuple[str, T]],
+    has_next: bool,
+    count: Callable[[], Awaitable[int]],
+    *,
+    has_previous: bool = False,
+) -> Connection[T]:
+    """A page of nodes whose keyset position is not their id: (key, node) pairs, in order."""
+    edges = [Edge(cursor=encode_cursor(key), node=node) for key, node in keyed]
+    return Connection(
+        edges=edges,
+        page_info=PageInfo(
+            has_next_page=has_next,
+            has_previous_page=has_previous,
+            start_cursor=edges[0].cursor if edges else None,
+            end_cursor=edges[-1].cursor if edges else None,
+        ),
+        count=count,
+    )
 
 
 def to_connection(

@@ -366,7 +366,15 @@ def test_export_schema_prints_apollos_possible_types(tmp_path: Path) -> None:
     # Every object with an id (tests/schema/test_node.py walks the schema for it).
     for kind in ("CreditNote", "Customer", "Invoice", "InvoiceLine", "Payment", "Plan"):
         assert kind in found
-    assert {"Refund", "Subscription", "Coupon", "TaxRate", "Organization"} <= set(found)
+    assert {
+        "Refund",
+        "Subscription",
+        "Coupon",
+        "TaxRate",
+        "Organization",
+        "WebhookEndpoint",
+        "WebhookDelivery",
+    } <= set(found)
 
 
 def test_worker_refuses_a_private_stripe_emulator(tmp_path: Path) -> None:

@@ -30,6 +30,9 @@ PREFIXES = {
     "event": "evt",
     "api_key": "key",
     "audit_entry": "aud",
+    "webhook_endpoint": "we",
+    "webhook_delivery": "whd",
+    "reconciliation_repair": "rcn",  # whd_<event body>_<endpoint body>: one per (event, endpoint)
 }
 
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"

@@ -87,6 +87,12 @@ class Settings:
     oidc_jwks_cache_seconds: int = 600
     oidc_jwks_max_stale_seconds: int = 3600
     oidc_jwks_min_refetch_seconds: int = 30
+    webhook_retry_base_seconds: int = 30
+    webhook_max_age_seconds: int = 3 * 86_400
+    webhook_lease_seconds: int = 60
+    webhook_timeout_seconds: int = 10
+    reconcile_every_seconds: int = 600
+    reconcile_window_hours: int = 72
 
     @property
     def test_clocks(self) -> bool:
@@ -467,6 +473,14 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         )
 
     persisted_file, persisted_only = _persisted_queries(env)
+    webhook_timeout = _int(env, "WEBHOOK_TIMEOUT_SECONDS", 10, 1, 60)
+    webhook_lease = _int(env, "WEBHOOK_LEASE_SECONDS", 60, 2, 3600)
+    if webhook_lease <= 2 * webhook_timeout:
+        raise SettingsError(
+            f"WEBHOOK_LEASE_SECONDS ({webhook_lease}) must be more than twice "
+            f"WEBHOOK_TIMEOUT_SECONDS ({webhook_timeout}): a worker delivers a claimed round "
+            "within two timeouts, and its claims must not lapse meanwhile."
+        )
 
     return Settings(
         env=mode,
@@ -510,6 +524,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         worker_idle_seconds=_int(env, "WORKER_IDLE_SECONDS", 5, 1, 3600),
         worker_concurrency=_int(env, "WORKER_CONCURRENCY", 4, 1, 64),
         idempotency_lease_seconds=_int(env, "IDEMPOTENCY_LEASE_SECONDS", 300, 1, 3600),
+        webhook_retry_base_seconds=_int(env, "WEBHOOK_RETRY_BASE_SECONDS", 30, 1, 3600),
+        webhook_max_age_seconds=_int(env, "WEBHOOK_MAX_AGE_SECONDS", 3 * 86_400, 60, 30 * 86_400),
+        webhook_lease_seconds=webhook_lease,
+        webhook_timeout_seconds=webhook_timeout,
+        reconcile_every_seconds=_int(env, "RECONCILE_EVERY_SECONDS", 600, 0, 86_400),
+        reconcile_window_hours=_int(env, "RECONCILE_WINDOW_HOURS", 72, 1, 24 * 90),
         embedded_worker=_choice(env, "BILLING_EMBEDDED_WORKER", "false", ("true", "false"))
         == "true",
         api_keys=api_keys,

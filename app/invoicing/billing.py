@@ -31,8 +31,16 @@ from app.core.errors import DomainError, ErrorCode, NotFound, ProviderUnreachabl
 from app.core.idempotency import Claim, IdempotencyKeys, Stored, validate_key
 from app.core.ids import new_id
 from app.core.pubsub import Event, publish
-from app.invoicing.model import PAYABLE, Invoice, InvoiceDraft, InvoiceStatus, LineInput
+from app.invoicing.model import (
+    PAYABLE,
+    Invoice,
+    InvoiceDraft,
+    InvoiceStatus,
+    LineInput,
+    invoice_view,
+)
 from app.invoicing.service import InvoiceService
+from app.outgoing_webhooks import emit
 from app.payments import Payment, PaymentDeclined, PaymentDraft, PaymentService, PaymentStatus
 from db.connection import Database
 from db.repositories.customers import CustomerRepository
@@ -415,6 +423,7 @@ class InvoiceBilling:
                 )
             await self._keys.complete(claim)
             paid = Invoice.from_row(row)
+            await emit(self._db, org, "invoice.paid", invoice_view(paid))
             await publish(
                 self._db,
                 Event(

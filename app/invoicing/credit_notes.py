@@ -46,9 +46,10 @@ from app.invoicing.math import (
     credited_tax,
     tax_line,
 )
-from app.invoicing.model import Invoice, InvoiceStatus, customer_snapshot
+from app.invoicing.model import Invoice, InvoiceStatus, customer_snapshot, invoice_view
 from app.invoicing.numbering import InvoiceSettingsService, Series
 from app.ledger import InvoicePosition, Ledger, Refs
+from app.outgoing_webhooks import api_view, emit
 from app.payments import RefundService
 from db.connection import Database, Row
 from db.repositories.invoicing.credit_notes import CreditNoteLineRepository, CreditNoteRepository
@@ -67,6 +68,10 @@ __all__ = [
 _MAX_LINES = 200
 _MAX_MEMO = 2000
 _CREDITABLE = (InvoiceStatus.OPEN.value, InvoiceStatus.PAID.value)
+
+
+# Kept internal in outgoing webhook events, as in the API.
+_NOTE_INTERNAL = frozenset({"customer_snapshot", "issuer_snapshot", "number_sequence"})
 
 
 class CreditNoteReason(enum.Enum):
@@ -487,8 +492,15 @@ class CreditNoteService:
                 {"invoice_id": invoice.id, "total": note.total.amount, "currency": note.currency},
             ),
         )
+        await emit(
+            self._db,
+            org,
+            "credit_note.created",
+            api_view(note, typename="CreditNote", hide=_NOTE_INTERNAL),
+        )
         if settled:
             changed = Invoice.from_row(updated)
+            await emit(self._db, org, "invoice.paid", invoice_view(changed))
             await publish(
                 self._db,
                 Event(

@@ -16,6 +16,7 @@ from app.core.ids import new_id
 from app.core.money import Money, row_money
 from app.customers import Address, Customer
 from app.invoicing.math import ComputedLine, InvoiceTotals, LineDraft, LineKind
+from app.outgoing_webhooks import api_view
 from db.connection import Row
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "InvoiceStatus",
     "LineInput",
     "customer_snapshot",
+    "invoice_view",
 ]
 
 MAX_LINES = 1000
@@ -265,6 +267,32 @@ class Invoice:
             amount_due=self.amount_due.amount,
             credit_to_balance=self.credit_to_balance.amount,
         )
+
+
+_INVOICE_INTERNAL = frozenset(
+    {
+        "customer_snapshot",
+        "issuer_snapshot",
+        "number_sequence",
+        "discount_id",
+        "last_payment_error_code",
+        "last_payment_error_message",
+        "reverse_charge",
+        "tax_name",
+        "tax_rate",
+        "tax_rate_id",
+    }
+)
+
+
+def invoice_view(invoice: Invoice) -> dict[str, Any]:
+    """The invoice as the API shows it, for outgoing webhook events."""
+    return api_view(
+        invoice,
+        typename="Invoice",
+        hide=_INVOICE_INTERNAL,
+        links={"payment_id": "payment", "coupon_id": "coupon"},
+    )
 
 
 def _address_lines(address: Address | None) -> list[str]:

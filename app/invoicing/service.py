@@ -49,9 +49,11 @@ from app.invoicing.model import (
     _total_values,
     _utc,
     customer_snapshot,
+    invoice_view,
 )
 from app.invoicing.numbering import InvoiceSettingsService, Series
 from app.ledger import Ledger, Refs
+from app.outgoing_webhooks import emit
 from db.connection import Database, Row
 from db.repositories.invoicing.invoices import InvoiceLineRepository, InvoiceRepository
 
@@ -277,6 +279,9 @@ class InvoiceService:
             assert updated is not None  # locked as a draft in this transaction
             invoice = Invoice.from_row(updated)
             await publish(self._db, _event(invoice))
+            await emit(self._db, org, "invoice.finalized", invoice_view(invoice))
+            if settled:
+                await emit(self._db, org, "invoice.paid", invoice_view(invoice))
         return invoice
 
     async def void(self, org: str, invoice_id: str, reason: str = "") -> Invoice:
@@ -300,6 +305,7 @@ class InvoiceService:
             invoice = Invoice.from_row(row)
             await self._ledger.invoice_voided(org, invoice.id)
             await publish(self._db, _event(invoice))
+            await emit(self._db, org, "invoice.voided", invoice_view(invoice))
         return invoice
 
     async def mark_uncollectible(self, org: str, invoice_id: str, reason: str = "") -> Invoice:

@@ -21,7 +21,7 @@ from app.payments.service import (
     PaymentService,
     PaymentStatus,
 )
-from app.payments.webhooks import StripeWebhooks, stripe_webhook_endpoint
+from app.payments.webhooks import ReceivedEvent, StripeWebhooks, stripe_webhook_endpoint
 
 __all__ = [
     "BreakdownDraft",
@@ -34,6 +34,7 @@ __all__ = [
     "PaymentPageKey",
     "PaymentService",
     "PaymentStatus",
+    "ReceivedEvent",
     "Refund",
     "RefundAudit",
     "RefundFailed",

@@ -36,6 +36,7 @@ from app.core.money import MAX_AMOUNT, Money, format_decimal, normalize_currency
 from app.core.pubsub import Event, publish
 from app.ledger import Ledger, Refs
 from app.organizations import OrganizationService
+from app.outgoing_webhooks import api_view, emit
 from app.payments.model import Payment
 from app.rollups import StatsRecorder
 from app.stripe import StripeGateway, StripeRefund
@@ -777,6 +778,11 @@ class RefundService:
         return refund
 
     async def _announce(self, row: Mapping[str, Any]) -> None:
+        """A refund changed status (in the transaction that changes it): the live event, and
+        for a refund that succeeded or failed, the outgoing webhook event."""
+        if row["status"] in (R.SUCCEEDED.value, R.FAILED.value):
+            view = api_view(Refund.from_row(row), typename="Refund")
+            await emit(self._db, row["organization_id"], f"refund.{row['status']}", view)
         await publish(
             self._db,
             Event(

@@ -33,6 +33,7 @@ from app.core.money import MAX_AMOUNT, Money, format_decimal, normalize_currency
 from app.core.pubsub import Event, publish
 from app.customers import CustomerService
 from app.ledger import Ledger, Refs
+from app.outgoing_webhooks import api_view, emit
 from app.payments.model import (
     _ALLOWED,
     _OUTCOMES,
@@ -104,6 +105,14 @@ def _summary(row: Mapping[str, Any]) -> CurrencySummary:
         succeeded=Money(int(row["succeeded"]), row["currency"]),
         refunded=Money(int(row["refunded"]), row["currency"]),
     )
+
+
+# Statuses other back ends hear about (outgoing webhooks), each when a payment reaches it.
+_EVENT_OF = {
+    S.SUCCEEDED.value: "payment.succeeded",
+    S.FAILED.value: "payment.failed",
+    S.REQUIRES_ACTION.value: "payment.requires_action",
+}
 
 
 class PaymentService:
@@ -449,6 +458,11 @@ class PaymentService:
         row = await self._reconcile(org, started, lease)
         return Payment.from_row(row)
 
+    async def status_at_stripe(self, intent_id: str) -> PaymentStatus:
+        """Our status for the PaymentIntent as Stripe has it now: a read, nothing recorded
+        (reconciliation compares it with ours before calling ``refresh``)."""
+        return _status_of(await self._stripe.retrieve_payment_intent(intent_id))
+
     async def resume_interrupted(
         self,
         *,
@@ -633,6 +647,10 @@ class PaymentService:
         """A payment changed status (in the transaction that changes it): the statistics
         count it, and money received is posted to the ledger, against the invoice it pays."""
         await self._stats.payment_changed(before, after)
+        event = _EVENT_OF.get(after["status"])
+        if event is not None and (before is None or before["status"] != after["status"]):
+            view = api_view(Payment.from_row(after), typename="Payment")
+            await emit(self._db, after["organization_id"], event, view)
         became = after["status"] == S.SUCCEEDED.value
         if became and (before is None or before["status"] != S.SUCCEEDED.value):
             org = after["organization_id"]

@@ -22,7 +22,7 @@ import logging
 import re
 import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import asyncpg
 import stripe
@@ -30,15 +30,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from app.core.auth import Principal, Role, valid_org
-from app.core.errors import DomainError, ErrorCode, ProviderUnreachable
+from app.core.errors import DomainError, ErrorCode, NotFound, ProviderUnreachable
 from app.core.ids import has_prefix
 from app.payments.refunds import RefundService
 from app.payments.service import PaymentService
-from db.connection import Database
+from db.connection import Database, Row
 from db.repositories.stripe.events import StripeEventRepository
 
 __all__ = [
     "BadWebhook",
+    "ReceivedEvent",
     "StripeEvent",
     "StripeWebhooks",
     "UnusableEvent",
@@ -95,6 +96,33 @@ class StripeEvent:
     type: str
     org: str | None  # metadata.billing_organization; None: not one of ours
     target: tuple[str, str] | None  # ("payment", pay_…) or ("refund", re_…); None: nothing to do
+
+
+@dataclass(frozen=True)
+class ReceivedEvent:
+    """A Stripe event as recorded here (``stripeEvents``)."""
+
+    id: str
+    type: str
+    state: str  # processing | processed | failed
+    attempts: int
+    received_at: datetime
+    processed_at: datetime | None
+    error: str | None
+    replayable: bool
+
+    @classmethod
+    def from_row(cls, row: Row) -> ReceivedEvent:
+        return cls(
+            id=row["event_id"],
+            type=row["type"],
+            state=row["state"],
+            attempts=row["attempts"],
+            received_at=row["received_at"],
+            processed_at=row["processed_at"],
+            error=row["error"],
+            replayable=row["state"] == "failed" and row["payload"] is not None,
+        )
 
 
 @dataclass(frozen=True)
@@ -234,12 +262,61 @@ class StripeWebhooks:
         try:
             event = parse_event(text)
         except UnusableEvent as exc:
-            return await self._failed(exc.org, exc.event_id, exc.event_type, exc.reason)
+            return await self._failed(exc.org, exc.event_id, exc.event_type, exc.reason, text)
         if event.org is None or event.target is None:
             return WebhookOutcome(event.id, False, f"ignored {event.type}")
-        return await self.apply(event)
+        return await self.apply(event, text)
 
-    async def apply(self, event: StripeEvent) -> WebhookOutcome:
+    async def page(
+        self,
+        org: str,
+        state: str | None,
+        *,
+        first: int,
+        after: tuple[datetime, str] | None,
+        oldest: bool = False,
+    ) -> tuple[list[ReceivedEvent], bool]:
+        """The organization's received Stripe events (``state`` ``failed``: those that could
+        not be applied), latest first (or oldest first)."""
+        rows, more = await self._events.page(org, state, first=first, after=after, oldest=oldest)
+        return [ReceivedEvent.from_row(row) for row in rows], more
+
+    async def count(self, org: str, state: str | None) -> int:
+        return await self._events.count(org, state)
+
+    async def replay(self, org: str, event_id: str) -> ReceivedEvent:
+        """Apply again an event recorded as failed, from the body kept when it failed (after
+        the cause is fixed). Still failing, it stays failed with the new reason; a transient
+        failure is a PAYMENT_PROVIDER_ERROR to retry."""
+        row = await self._events.get(org, event_id) if _EVENT_ID.fullmatch(event_id) else None
+        if row is None:
+            raise NotFound("StripeEvent", ("input", "eventId"))
+        if row["state"] != "failed" or row["payload"] is None:
+            raise DomainError(
+                ErrorCode.INVALID_STATE,
+                "Only a failed event whose body was kept can be replayed; this one is "
+                f"{row['state']}.",
+                field=("input", "eventId"),
+            )
+        try:
+            event = parse_event(row["payload"])
+        except UnusableEvent as exc:
+            await self._failed(org, event_id, exc.event_type, exc.reason, row["payload"])
+        else:
+            if event.org != org or event.target is None:
+                await self._failed(
+                    org, event_id, event.type, "The event names no object of this organization."
+                )
+            else:
+                try:
+                    await self.apply(event, row["payload"])
+                except _Transient:
+                    raise ProviderUnreachable("read this event's object") from None
+        again = await self._events.get(org, event_id)
+        assert again is not None
+        return ReceivedEvent.from_row(again)
+
+    async def apply(self, event: StripeEvent, text: str | None = None) -> WebhookOutcome:
         assert event.org is not None
         assert event.target is not None
         org, (kind, object_id) = event.org, event.target
@@ -266,7 +343,7 @@ class StripeWebhooks:
                     object_id,
                 )
                 reason = f"Unexpected {type(exc).__name__} while refreshing {kind} {object_id}."
-            return await self._failed(org, event.id, event.type, reason)
+            return await self._failed(org, event.id, event.type, reason, text)
         except BaseException:
             await self._events.release(org, event.id)
             raise
@@ -274,10 +351,10 @@ class StripeWebhooks:
         return WebhookOutcome(event.id, True, f"refreshed {kind} {object_id}")
 
     async def _failed(
-        self, org: str, event_id: str, event_type: str, reason: str
+        self, org: str, event_id: str, event_type: str, reason: str, text: str | None = None
     ) -> WebhookOutcome:
         log.warning("stripe webhook %s not applicable: %s", event_id, reason)
-        await self._events.failed(org, event_id, event_type, reason)
+        await self._events.failed(org, event_id, event_type, reason, text)
         return WebhookOutcome(event_id, False, f"failed: {reason}")
 
 

@@ -23,6 +23,7 @@ from app.organizations import (
     CustomerPolicy,
     OrganizationService,
 )
+from app.outgoing_webhooks import api_view, emit
 from app.rollups import StatsRecorder
 from app.subscriptions.billing import BillLine, ChargeOutcome, SubscriptionBilling
 from app.subscriptions.model import Status, Subscription
@@ -59,6 +60,16 @@ class SubscriptionDraft:
     quantity: int = 1
     trial_days: int | None = None
     start_at: datetime | None = None
+
+
+# What a change tells other back ends (outgoing webhooks); any other change is an update.
+_EVENT_OF = {
+    Status.CANCELED.value: "subscription.canceled",
+    Status.INCOMPLETE_EXPIRED.value: "subscription.canceled",
+    Status.PAST_DUE.value: "subscription.past_due",
+}
+# Kept internal in events, as in the API.
+_INTERNAL = frozenset({"billing_anchor", "period_index", "updated_at"})
 
 
 def _event(row: Row) -> Event:
@@ -187,11 +198,27 @@ class SubscriptionBase:
             if updated is not None:
                 await self._changed(updated)
 
-    async def _changed(self, row: Row) -> None:
+    async def _changed(self, row: Row, *, created: bool = False) -> None:
         """Every change of a subscription ends here, inside its transaction: the statistics
-        record it, then the live event is queued (sent on commit)."""
+        record it, then the live event is queued (sent on commit), and the outgoing webhook
+        event is written to the outbox."""
         await self._stats.subscription_changed(row["organization_id"], row["id"])
         await publish(self._db, _event(row))
+        await self._emit(
+            row,
+            "subscription.created"
+            if created
+            else _EVENT_OF.get(row["status"], "subscription.updated"),
+        )
+
+    async def _emit(self, row: Row, event_type: str, *, dedupe_key: str | None = None) -> None:
+        view = api_view(
+            Subscription.from_row(row),
+            typename="Subscription",
+            hide=_INTERNAL,
+            links={"customer_id": "customer", "plan_id": "plan"},
+        )
+        await emit(self._db, row["organization_id"], event_type, view, dedupe_key=dedupe_key)
 
     def _period_line(self, sub: Subscription, index: int) -> BillLine:
         start, end = period_bounds(sub.billing_anchor, sub.interval, sub.interval_count, index)

@@ -6,7 +6,7 @@ open invoices closed). See app/subscriptions/service.py for the rules.
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from app.core.errors import DomainError, ErrorCode, ProviderUnreachable
@@ -28,6 +28,9 @@ from db.connection import Row
 
 __all__ = ["Renewals"]
 
+# How long before a trial ends `subscription.trial_will_end` is written (as Stripe does).
+TRIAL_NOTICE = timedelta(days=3)
+
 
 class Renewals(SubscriptionBase):
     async def advance_clock(self, org: str, to: datetime) -> tuple[datetime, int]:
@@ -48,7 +51,22 @@ class Renewals(SubscriptionBase):
                 break  # leased by a worker elsewhere; it will finish the step
             steps += handled
         now = await self._clock.advance(org, target)
+        await self.announce_trials_ending(org=org)
         return now, steps
+
+    async def announce_trials_ending(
+        self, *, org: str | None = None, within: timedelta = TRIAL_NOTICE, limit: int = 500
+    ) -> int:
+        """Write ``subscription.trial_will_end`` once for each trial ending within ``within``
+        of its organization's clock (the housekeeping runs it; so does a test clock advance).
+        Returns how many were written."""
+        written = 0
+        for row in await self._subs.trials_ending(within=within, org=org, limit=limit):
+            key = f"trial_will_end:{row['id']}:{row['trial_end'].astimezone(UTC):%Y%m%d%H%M%S}"
+            async with self._db.transaction():
+                await self._emit(row, "subscription.trial_will_end", dedupe_key=key)
+            written += 1
+        return written
 
     async def process_due(self, *, org: str | None = None, limit: int = 100) -> int:
         """Handle up to ``limit`` subscriptions with something due; return how many. Each one is

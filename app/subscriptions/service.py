@@ -147,8 +147,9 @@ class SubscriptionService(Previews):
             )
             if trial_days > 0:
                 await self._keys.complete(claim)
-                await self._changed(row)
+                await self._changed(row, created=True)
                 return Subscription.from_row(row)
+            await self._emit(row, "subscription.created")
             # Counted as incomplete from now (no live event: nothing to show until it is paid).
             await self._stats.subscription_changed(org, row["id"])
         # Without a trial the first period is charged at once; the row exists (incomplete)

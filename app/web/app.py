@@ -24,7 +24,7 @@ from app.web.dashboard import dashboard_page
 from app.web.document_routes import credit_note_pdf_route, invoice_pdf_route
 from app.web.graphiql import graphiql_asset
 from app.web.graphql_view import BillingGraphQL
-from app.web.metrics import Metrics, metrics_endpoint
+from app.web.metrics import DatabaseFigures, Metrics, metrics_endpoint
 from app.web.request_log import RequestLog
 from app.web.usage_routes import MAX_USAGE_BODY_BYTES, usage_events_route
 from app.worker import BillingWorker
@@ -105,11 +105,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             gc.freeze()
             worker = None
             if settings.embedded_worker:
-                worker = BillingWorker(
-                    services.subscriptions,
-                    idle_seconds=settings.worker_idle_seconds,
-                    housekeeping=services.housekeeping,
-                )
+                worker = BillingWorker(services.subscriptions, **services.worker_options())
                 task = asyncio.create_task(worker.run(), name="billing-worker")
             try:
                 yield
@@ -150,7 +146,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         routes=[
             Route("/health", health),
             Route("/ready", ready),
-            Route("/metrics", metrics_endpoint(registry)),
+            Route("/metrics", metrics_endpoint(registry, DatabaseFigures(registry))),
             Route("/", home),
             Route("/dashboard", dashboard_page),
             Route("/graphiql/assets/{name}", graphiql_asset),

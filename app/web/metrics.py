@@ -13,6 +13,7 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
 )
@@ -21,7 +22,9 @@ from starlette.responses import Response
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["Metrics", "metrics_endpoint", "route_template"]
+from app.services import Services
+
+__all__ = ["DatabaseFigures", "Metrics", "metrics_endpoint", "route_template"]
 
 
 class Metrics:
@@ -74,8 +77,71 @@ def route_template(scope: Scope) -> str:
     return "unmatched"
 
 
-def metrics_endpoint(registry: CollectorRegistry) -> Callable[[Request], Awaitable[Response]]:
+class DatabaseFigures:
+    """Figures shared by every process, read from the database at each scrape: the outgoing
+    webhook backlog, the last hour's delivery attempts and latency per endpoint, and the
+    reconciliation repairs (any process may answer the scrape; they are the same)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.backlog = Gauge(
+            "billing_webhook_backlog",
+            "Outgoing webhook deliveries not acknowledged yet",
+            ["endpoint"],
+            registry=registry,
+        )
+        self.backlog_age = Gauge(
+            "billing_webhook_backlog_age_seconds",
+            "Age of the oldest pending delivery",
+            ["endpoint"],
+            registry=registry,
+        )
+        self.attempts = Gauge(
+            "billing_webhook_attempts_last_hour",
+            "Delivery attempts in the last hour",
+            ["endpoint", "outcome"],
+            registry=registry,
+        )
+        self.latency = Gauge(
+            "billing_webhook_attempt_latency_seconds_last_hour",
+            "Mean time to an answer of the last hour's attempts",
+            ["endpoint"],
+            registry=registry,
+        )
+        self.repairs = Gauge(
+            "billing_reconciliation_repairs",
+            "Records reconciliation brought in line with Stripe, so far",
+            ["kind"],
+            registry=registry,
+        )
+
+    async def refresh(self, services: Services) -> None:
+        backlog, attempts = await services.webhook_endpoints.figures()
+        repairs = await services.reconciler.totals()
+        for gauge in (self.backlog, self.backlog_age, self.attempts, self.latency, self.repairs):
+            gauge.clear()
+        for row in backlog:
+            self.backlog.labels(row["endpoint_id"]).set(row["pending"])
+            self.backlog_age.labels(row["endpoint_id"]).set(row["oldest_seconds"])
+        durations: dict[str, tuple[float, int]] = {}
+        for row in attempts:
+            self.attempts.labels(row["endpoint_id"], row["outcome"]).set(row["attempts"])
+            total, count = durations.get(row["endpoint_id"], (0.0, 0))
+            durations[row["endpoint_id"]] = (
+                total + row["seconds"] * row["attempts"],
+                count + row["attempts"],
+            )
+        for endpoint, (total, count) in durations.items():
+            self.latency.labels(endpoint).set(total / count)
+        for kind in ("payment", "refund"):
+            self.repairs.labels(kind).set(repairs.get(kind, 0))
+
+
+def metrics_endpoint(
+    registry: CollectorRegistry, figures: DatabaseFigures | None = None
+) -> Callable[[Request], Awaitable[Response]]:
     async def metrics(request: Request) -> Response:
+        if figures is not None:
+            await figures.refresh(request.app.state.services)
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     return metrics

@@ -7,6 +7,7 @@ caller). Keep entries short: a document, its variables from the `World`, and the
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -71,6 +72,8 @@ class Case:
     # A subscription that sends only on events: makes one (without writing anything) once
     # subscribed; called again until the first message arrives.
     trigger: Trigger | None = None
+    # Writes what no GraphQL operation makes (after ``prepare``), through the app's services.
+    seed: Trigger | None = None
 
 
 PLAN_ID = "query($id: ID!) { plan(id: $id) { id name } }"
@@ -1026,6 +1029,146 @@ CASES.update(
             lambda w: {"input": {"id": _take(w, "key"), "gracePeriodSeconds": 60}},
             allowed=frozenset({ADMIN}),
             prepare=_api_key_pool,
+        ),
+    }
+)
+
+# -- outgoing webhooks and received Stripe events ---------------------------------------------
+
+ENDPOINT_OUT = "{ endpoint { id url } errors { code } }"
+SECRET_OUT = "{ endpoint { id } secret errors { code } }"
+_ENDPOINT_CREATE = _mutation("webhookEndpointCreate", "WebhookEndpointCreateInput", SECRET_OUT)
+
+
+async def _endpoint(world: World, clients: dict[str, GraphQLClient]) -> None:
+    variables = {"input": {"url": "http://127.0.0.1:9/hooks", "eventTypes": ["PAYMENT_SUCCEEDED"]}}
+    made = (await clients[ADMIN].data(_ENDPOINT_CREATE, variables))["webhookEndpointCreate"]
+    world.extra["endpoint"] = made["endpoint"]["id"]
+
+
+async def _delivered(world: World, clients: dict[str, GraphQLClient]) -> None:
+    """An endpoint, then a paid payment: one delivery of its payment.succeeded."""
+    await _endpoint(world, clients)
+    await _paid(world, clients)
+
+
+async def _find_delivery(world: World, services: Any) -> None:
+    world.extra["delivery"] = await services.db.fetch_val(
+        "SELECT id FROM webhook_deliveries WHERE organization_id = :org",
+        {"org": world.org},
+    )
+
+
+async def _failed_stripe_event(world: World, services: Any) -> None:
+    """A Stripe event about the owner's payment recorded as failed, with its body."""
+    event_id = f"evt_matrix{uuid.uuid4().hex}"
+    body = json.dumps(
+        {
+            "id": event_id,
+            "type": "payment_intent.succeeded",
+            "data": {
+                "object": {
+                    "metadata": {
+                        "billing_organization": world.org,
+                        "billing_payment_id": world.extra["payment"],
+                    }
+                }
+            },
+        }
+    )
+    await services.db.execute(
+        "INSERT INTO stripe_events (organization_id, event_id, type, state, error, payload) "
+        "VALUES (:org, :id, 'payment_intent.succeeded', 'failed', 'matrix', :body)",
+        {"org": world.org, "id": event_id, "body": body},
+    )
+    world.extra["stripe_event"] = event_id
+
+
+CASES.update(
+    {
+        "Query.webhookEndpoints": Case(
+            "{ webhookEndpoints { edges { node { id url eventTypes } } totalCount } }",
+            allowed=frozenset({ADMIN}),
+            prepare=_endpoint,
+            expect=lambda w: w.extra["endpoint"],
+        ),
+        "Query.webhookDeliveries": Case(
+            "query($id: ID) { webhookDeliveries(endpointId: $id) { edges { node { id eventId "
+            "eventType status log { attempt } } } } }",
+            lambda w: {"id": w.extra["endpoint"]},
+            allowed=frozenset({ADMIN}),
+            prepare=_delivered,
+            seed=_find_delivery,
+            expect=lambda w: w.extra["delivery"],
+        ),
+        "Query.events": Case(
+            "{ events(type: PAYMENT_SUCCEEDED) { edges { node { id type objectId envelope } } } }",
+            allowed=STAFF,
+            prepare=_paid,
+            expect=lambda w: w.extra["payment"],
+        ),
+        "Query.stripeEvents": Case(
+            "{ stripeEvents(status: FAILED) { edges { node { id type status error replayable } } "
+            "totalCount } }",
+            allowed=frozenset({ADMIN}),
+            prepare=_paid,
+            seed=_failed_stripe_event,
+            expect=lambda w: w.extra["stripe_event"],
+        ),
+        "Mutation.webhookEndpointCreate": Case(
+            _ENDPOINT_CREATE,
+            lambda w: {
+                "input": {"url": "http://127.0.0.1:9/created", "eventTypes": ["INVOICE_PAID"]}
+            },
+            allowed=frozenset({ADMIN}),
+            creates=True,
+        ),
+        "Mutation.webhookEndpointUpdate": Case(
+            _mutation("webhookEndpointUpdate", "WebhookEndpointUpdateInput", ENDPOINT_OUT),
+            lambda w: {"input": {"endpointId": w.extra["endpoint"], "enabled": False}},
+            allowed=frozenset({ADMIN}),
+            prepare=_endpoint,
+            expect=lambda w: w.extra["endpoint"],
+        ),
+        "Mutation.webhookEndpointRotateSecret": Case(
+            _mutation(
+                "webhookEndpointRotateSecret", "WebhookEndpointRotateSecretInput", SECRET_OUT
+            ),
+            lambda w: {"input": {"endpointId": w.extra["endpoint"], "graceHours": 1}},
+            allowed=frozenset({ADMIN}),
+            prepare=_endpoint,
+            expect=lambda w: w.extra["endpoint"],
+        ),
+        "Mutation.webhookEndpointDelete": Case(
+            _mutation("webhookEndpointDelete", "WebhookEndpointDeleteInput", ENDPOINT_OUT),
+            lambda w: {"input": {"endpointId": w.extra["endpoint"]}},
+            allowed=frozenset({ADMIN}),
+            prepare=_endpoint,
+            expect=lambda w: w.extra["endpoint"],
+        ),
+        "Mutation.webhookRedeliver": Case(
+            _mutation(
+                "webhookRedeliver",
+                "WebhookRedeliverInput",
+                "{ delivery { id status } errors { code } }",
+            ),
+            lambda w: {"input": {"deliveryId": w.extra["delivery"]}},
+            allowed=frozenset({ADMIN}),
+            prepare=_delivered,
+            seed=_find_delivery,
+            expect=lambda w: w.extra["delivery"],
+        ),
+        "Mutation.stripeEventReplay": Case(
+            _mutation(
+                "stripeEventReplay",
+                "StripeEventReplayInput",
+                "{ event { id status } errors { code } }",
+            ),
+            lambda w: {"input": {"eventId": w.extra["stripe_event"]}},
+            allowed=frozenset({ADMIN}),
+            prepare=_paid,
+            seed=_failed_stripe_event,
+            expect=lambda w: w.extra["stripe_event"],
         ),
     }
 )

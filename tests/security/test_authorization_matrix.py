@@ -158,6 +158,8 @@ async def test_only_the_right_callers_get_data(
             OWNER: GraphQLClient(http, owner_token),
         }
         await case.prepare(world, clients)
+    if case.seed is not None:
+        await case.seed(world, app_services)
     before = await snapshot(app_services, org)
     action = name.partition(".")[2]
     audited_before = {e[0] for e in await audit_entries(app_services, org, action)}

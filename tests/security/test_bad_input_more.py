@@ -66,6 +66,14 @@ DATE_INPUTS: dict[str, tuple[str, str]] = {
         'mutation($d: DateTime!) { usageRecord(input: {metric: "m", idempotencyKey: "k", '
         "timestamp: $d}) { errors { code } } }",
     ),
+    "Query.events(from)": (
+        "DateTime",
+        "query($d: DateTime!) { events(from: $d) { totalCount } }",
+    ),
+    "Query.events(to)": (
+        "DateTime",
+        "query($d: DateTime!) { events(to: $d) { totalCount } }",
+    ),
     "PaymentFilter.from": (
         "DateTime",
         "query($d: DateTime!) { payments(filter: {from: $d}) { totalCount } }",

@@ -4,7 +4,7 @@ transient failure."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from db.connection import Database, Row
 
@@ -25,15 +25,17 @@ RETURNING attempts
 # Record an event that cannot be applied: a new row, the end of this delivery's claim, or one
 # more failed delivery of an event that failed before. A processed event stays processed.
 _FAILED = """
-INSERT INTO stripe_events AS e (organization_id, event_id, type, state, error)
-VALUES (:org, :event_id, :type, 'failed', :error)
+INSERT INTO stripe_events AS e (organization_id, event_id, type, state, error, payload)
+VALUES (:org, :event_id, :type, 'failed', :error, :payload)
 ON CONFLICT (organization_id, event_id) DO UPDATE
     SET state = 'failed', error = EXCLUDED.error, lease_until = NULL,
+        payload = COALESCE(EXCLUDED.payload, e.payload),
         attempts = e.attempts + CASE WHEN e.state = 'failed' THEN 1 ELSE 0 END
     WHERE e.state <> 'processed'
 """
 
 _MAX_ERROR = 1000
+_MAX_PAYLOAD = 256 * 1024  # a larger body is not kept (nor is it one Stripe sends)
 
 
 class StripeEventRepository:
@@ -55,12 +57,57 @@ class StripeEventRepository:
             {"org": org, "event_id": event_id},
         )
 
-    async def failed(self, org: str, event_id: str, event_type: str, error: str) -> None:
+    async def failed(
+        self, org: str, event_id: str, event_type: str, error: str, payload: str | None = None
+    ) -> None:
         """Record that the event can never be applied, and why (``org`` is '' when the event
-        names no valid organization)."""
+        names no valid organization), with its verified body for a later replay."""
         await self._db.execute(
             _FAILED,
-            {"org": org, "event_id": event_id, "type": event_type, "error": error[:_MAX_ERROR]},
+            {
+                "org": org,
+                "event_id": event_id,
+                "type": event_type,
+                "error": error[:_MAX_ERROR],
+                "payload": payload if payload is None or len(payload) <= _MAX_PAYLOAD else None,
+            },
+        )
+
+    async def page(
+        self,
+        org: str,
+        state: str | None,
+        *,
+        first: int,
+        after: tuple[datetime, str] | None,
+        oldest: bool = False,
+    ) -> tuple[Sequence[Row], bool]:
+        """One organization's events, latest received first, or oldest first (keyset on
+        received_at, id)."""
+        beyond, order = (">", "ASC") if oldest else ("<", "DESC")
+        rows = await self._db.fetch_all(
+            "SELECT * FROM stripe_events WHERE organization_id = :org "
+            "AND (CAST(:state AS text) IS NULL OR state = :state) "
+            "AND (CAST(:at AS timestamptz) IS NULL "
+            f"OR (received_at, event_id) {beyond} (:at, :key)) "
+            f"ORDER BY received_at {order}, event_id {order} LIMIT :limit",
+            {
+                "org": org,
+                "state": state,
+                "at": after[0] if after else None,
+                "key": after[1] if after else "",
+                "limit": first + 1,
+            },
+        )
+        return rows[:first], len(rows) > first
+
+    async def count(self, org: str, state: str | None) -> int:
+        return int(
+            await self._db.fetch_val(
+                "SELECT count(*) FROM stripe_events WHERE organization_id = :org "
+                "AND (CAST(:state AS text) IS NULL OR state = :state)",
+                {"org": org, "state": state},
+            )
         )
 
     async def release(self, org: str, event_id: str) -> None:

@@ -185,6 +185,26 @@ class SubscriptionRepository(TableRepository):
         )
         return value
 
+    async def trials_ending(
+        self, *, within: timedelta, org: str | None, limit: int
+    ) -> Sequence[Row]:
+        """Trialing subscriptions (of ``org``, or all) whose trial ends within ``within`` of
+        their organization's clock and whose ``subscription.trial_will_end`` event for that
+        trial end is not written yet."""
+        return await self._db.fetch_all(
+            "SELECT s.* FROM subscriptions s WHERE s.status = 'trialing' "
+            "AND (CAST(:org AS text) IS NULL OR s.organization_id = :org) "
+            "AND s.trial_end > organization_clock(s.organization_id) "
+            "AND s.trial_end <= organization_clock(s.organization_id) "
+            "    + CAST(:within AS interval) "
+            "AND NOT EXISTS (SELECT 1 FROM webhook_events e "
+            "    WHERE e.organization_id = s.organization_id "
+            "    AND e.dedupe_key = 'trial_will_end:' || s.id || ':' || "
+            "        to_char(s.trial_end AT TIME ZONE 'UTC', 'YYYYMMDDHH24MISS')) "
+            "ORDER BY s.trial_end LIMIT :limit",
+            {"org": org, "within": within, "limit": limit},
+        )
+
     async def add_pending_lines(self, rows: Sequence[Mapping[str, Any]]) -> None:
         if rows:
             await self._db.execute(sa.insert(_pending).values(list(rows)))

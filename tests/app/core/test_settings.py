@@ -52,6 +52,11 @@ def test_development_defaults(tmp_path: Path) -> None:
             {"WS_MAX_SUBSCRIPTIONS_PER_CONNECTION": "0"},
             "WS_MAX_SUBSCRIPTIONS_PER_CONNECTION must be between 1 and 1000",
         ),
+        (
+            {"WEBHOOK_LEASE_SECONDS": "20", "WEBHOOK_TIMEOUT_SECONDS": "10"},
+            "WEBHOOK_LEASE_SECONDS (20) must be more than twice WEBHOOK_TIMEOUT_SECONDS (10)",
+        ),
+        ({"WEBHOOK_MAX_AGE_SECONDS": "5"}, "WEBHOOK_MAX_AGE_SECONDS must be between 60"),
     ],
 )
 def test_invalid_settings_have_clear_messages(
