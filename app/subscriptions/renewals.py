@@ -20,7 +20,7 @@ from app.subscriptions.base import (
     _pending_line,
     log,
 )
-from app.subscriptions.billing import BillLine, ChargeOutcome
+from app.subscriptions.billing import UNSETTLED, BillLine, ChargeOutcome
 from app.subscriptions.model import Status, Subscription
 from app.subscriptions.periods import period_bounds
 from app.subscriptions.proration import cancellation_credit
@@ -86,7 +86,14 @@ class Renewals(SubscriptionBase):
                 if row is None:
                     return
                 handled += 1
-                await self._step(row)
+                try:
+                    await self._step(row)
+                except DomainError as exc:
+                    if exc.code not in UNSETTLED:
+                        raise
+                    # Its charge is in flight elsewhere (another request or a worker whose
+                    # lease ran out): its own lease keeps it aside until then; go on.
+                    log.info("subscription %s: left for later (%s)", row["id"], exc.code.value)
 
         lanes = max(1, min(self._concurrency, limit))
         if lanes == 1:
