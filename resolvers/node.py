@@ -56,6 +56,32 @@ async def _metered_price(ctx: Context, node_id: str) -> Any:
     return None if found is None else found[0]
 
 
+async def _api_key(ctx: Context, node_id: str) -> Any:
+    if ctx.require_principal().role is not Role.ADMIN:
+        return None  # admins manage keys; nobody else sees them (as `apiKeys`)
+    return await ctx.services.identity.api_keys.by_id(ctx.org, node_id)
+
+
+async def _audit_entry(ctx: Context, node_id: str) -> Any:
+    if ctx.require_principal().role is not Role.ADMIN:
+        return None  # as `auditLog`: admins only
+    return await ctx.services.audit.by_id(ctx.org, node_id)
+
+
+async def _event(ctx: Context, node_id: str) -> Any:
+    """`evt_…`: an event written for other back ends (our id), else a Stripe event received
+    (Stripe's id): as `events` (admins and services) and `stripeEvents` (admins)."""
+    role = ctx.require_principal().role
+    if has_prefix(node_id, "evt"):
+        if role not in (Role.ADMIN, Role.SERVICE):
+            return None
+        (found,) = await ctx.services.webhook_endpoints.events.by_ids(ctx.org, [node_id])
+        return found
+    if role is not Role.ADMIN:
+        return None
+    return await ctx.services.webhooks.received(ctx.org, node_id)
+
+
 def _checked(prefix: str, getter: Callable[[Context, str], Awaitable[Any]]) -> Any:
     async def get(ctx: Context, node_id: str) -> Any:
         return await getter(ctx, node_id) if has_prefix(node_id, prefix) else None
@@ -69,6 +95,9 @@ _BY_PREFIX: dict[str, Callable[[Context, str], Awaitable[Any]]] = {
     "di": _checked("di", _discount),
     "le": _checked("le", _ledger_entry),
     "mp": _checked("mp", _metered_price),
+    "key": _checked("key", _api_key),
+    "evt": _event,
+    "aud": _checked("aud", _audit_entry),
     "coup": lambda ctx, i: _staff_only(ctx, ctx.services.coupons.read, i, "coup"),
     "txr": lambda ctx, i: _staff_only(ctx, ctx.services.tax_rates.read, i, "txr"),
     "bm": lambda ctx, i: _staff_only(ctx, ctx.services.metrics.read, i, "bm"),

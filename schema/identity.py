@@ -15,6 +15,7 @@ from app.identity import AuditEntry as DomainAuditEntry
 from resolvers import identity as resolve
 from schema.base import INPUT, Info
 from schema.errors import UserError, attempt
+from schema.node import Node, serves
 from schema.pagination import (
     AFTER,
     BEFORE,
@@ -97,8 +98,10 @@ class AuditOutcome(enum.Enum):
     description="An organization API key for a back end. The key itself is shown once, by "
     "`apiKeyCreate` or `apiKeyRoll`; only its SHA-256 is stored."
 )
-class ApiKey:
+class ApiKey(Node):
     id: strawberry.ID = strawberry.field(description="Opaque id, `key_…`.")
+
+    is_type_of = serves(DomainApiKey)
     prefix: str = strawberry.field(
         description="The key's first 20 characters (`bk_live_…` / `bk_test_…`), to recognize "
         "it; the audit log names keys by it."
@@ -130,8 +133,10 @@ class ApiKey:
 
 
 @strawberry.type(description="One mutation call: who made it, on what, and how it ended.")
-class AuditEntry:
+class AuditEntry(Node):
     id: strawberry.ID = strawberry.field(description="Opaque id, `aud_…` (sorts by time).")
+
+    is_type_of = serves(DomainAuditEntry)
     occurred_at: datetime = strawberry.field(description="When the call ended (UTC).")
     actor: str = strawberry.field(
         description="Who: a token's `sub`, an OIDC token's `sub` or an API key's prefix."

@@ -145,8 +145,10 @@ class WebhookDelivery(Node):
 
 
 @strawberry.type(description="An event as sent to endpoints (the outbox, kept for catching up).")
-class WebhookEvent:
+class WebhookEvent(Node):
     id: strawberry.ID = strawberry.field(description="Opaque id, `evt_…`, sortable by time.")
+
+    is_type_of = serves(DomainEvent)
     api_version: str = strawberry.field(description="The envelope's version.")
     object_id: strawberry.ID = strawberry.field(description="The object it is about.")
     created_at: datetime = strawberry.field(description="When the change committed (UTC).")
@@ -164,8 +166,10 @@ class WebhookEvent:
 
 
 @strawberry.type(description="A Stripe event received at /webhooks/stripe.")
-class StripeEvent:
+class StripeEvent(Node):
     id: strawberry.ID = strawberry.field(description="Stripe's event id, `evt_…`.")
+
+    is_type_of = serves(ReceivedEvent)
     type: str = strawberry.field(
         description="Stripe's event type, e.g. `payment_intent.succeeded`."
     )

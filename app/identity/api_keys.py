@@ -437,5 +437,10 @@ class ApiKeys:
         found = await self._keys.page(org, filters, first=first, after=after)
         return [ApiKey.from_row(row) for row in found.rows], found.has_next
 
+    async def by_id(self, org: str, key_id: str) -> ApiKey | None:
+        """A key by id (revoked ones included), for `node`."""
+        (row,) = await self._keys.by_ids(org, [key_id])
+        return None if row is None else ApiKey.from_row(row)
+
     async def count(self, org: str, *, include_revoked: bool) -> int:
         return await self._keys.count(org, {"include_revoked": include_revoked})

@@ -70,6 +70,11 @@ class AuditLog:
         self._entries = AuditLogRepository(db)
         self.failures = 0
 
+    async def by_id(self, org: str, entry_id: str) -> AuditEntry | None:
+        """An entry by id, for `node`."""
+        (row,) = await self._entries.by_ids(org, [entry_id])
+        return None if row is None else AuditEntry.from_row(row)
+
     async def record(
         self,
         principal: Principal,

@@ -284,6 +284,13 @@ class StripeWebhooks:
     async def count(self, org: str, state: str | None) -> int:
         return await self._events.count(org, state)
 
+    async def received(self, org: str, event_id: str) -> ReceivedEvent | None:
+        """One received event by Stripe's id, for `node`."""
+        if not _EVENT_ID.fullmatch(event_id):
+            return None
+        row = await self._events.get(org, event_id)
+        return None if row is None else ReceivedEvent.from_row(row)
+
     async def replay(self, org: str, event_id: str) -> ReceivedEvent:
         """Apply again an event recorded as failed, from the body kept when it failed (after
         the cause is fixed). Still failing, it stays failed with the new reason; a transient

@@ -244,3 +244,21 @@ async def test_lines_entries_and_the_organization_are_nodes_for_whom_may_see_the
     assert (await other.data(PARTS, {"ids": ids}))["nodes"] == [None, None, None]
     stranger = admin.as_(token(settings, new_org(), "admin"))
     assert (await stranger.data(PARTS, {"ids": ids}))["nodes"] == [None, None, None]
+
+
+async def test_keys_and_audit_entries_are_nodes_for_admins(
+    admin: GraphQLClient, settings: Settings, org: str
+) -> None:
+    made = await admin.data(
+        'mutation { apiKeyCreate(input: {name: "node", role: SERVICE}) '
+        "{ apiKey { id } errors { code } } }"
+    )
+    key_id = made["apiKeyCreate"]["apiKey"]["id"]
+    entry_id = (await admin.data("{ auditLog(last: 1) { edges { node { id } } } }"))["auditLog"][
+        "edges"
+    ][0]["node"]["id"]
+    query = "query($ids: [ID!]!) { nodes(ids: $ids) { __typename id } }"
+    found = (await admin.data(query, {"ids": [key_id, entry_id]}))["nodes"]
+    assert [n["__typename"] for n in found] == ["ApiKey", "AuditEntry"]
+    service = admin.as_(token(settings, org, "service"))
+    assert (await service.data(query, {"ids": [key_id, entry_id]}))["nodes"] == [None, None]
