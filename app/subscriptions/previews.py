@@ -14,6 +14,7 @@ notified (NOTIFY is sent at commit), no number is used up (the counter rolls bac
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import uuid
 from collections.abc import Awaitable, Callable
@@ -140,16 +141,27 @@ class Previews(PlanChanges, PauseCancel):
 
     async def dry_run(self, work: Callable[[Previews, IssueOnly], Awaitable[T]]) -> T:
         """Run ``work`` on a copy of this service whose billing never charges, in a
-        transaction that is rolled back whatever happens; its result (or its error)."""
+        transaction that is rolled back whatever happens; its result (or its error).
+
+        The dry run is a task of its own, shielded: a caller cancelled meanwhile (GraphQL
+        cancels a query's other fields when one fails) must not interrupt it between BEGIN and
+        ROLLBACK, which would leave its connection in a transaction, out of the pool."""
         billing = IssueOnly(self._billing)
         clone = copy.copy(self)
         clone._billing = billing
-        try:
-            async with self._db.transaction():
-                raise _Discard(await work(clone, billing))
-        except _Discard as done:
-            result: T = done.value
-            return result
+
+        async def rolled_back() -> T:
+            try:
+                async with self._db.transaction():
+                    raise _Discard(await work(clone, billing))
+            except _Discard as done:
+                result: T = done.value
+                return result
+
+        running = asyncio.ensure_future(rolled_back())
+        # Its outcome is read even when nobody awaits it any more (no "never retrieved").
+        running.add_done_callback(lambda done: done.cancelled() or done.exception())
+        return await asyncio.shield(running)
 
     async def snapshot(self, org: str, invoice_id: str | None) -> InvoicePreview | None:
         if invoice_id is None:
