@@ -105,6 +105,7 @@ class Services:
         handled = await self.idempotency.purge_expired() if org is None else 0
         handled += await self.invoice_billing.resume_abandoned(older_than=older_than, org=org)
         handled += await self.payments.resume_interrupted(older_than=older_than, org=org)
+        handled += await self.payments.cancel_orphans(older_than=older_than, org=org)
         handled += await self.subscriptions.announce_trials_ending(org=org)
         return handled + await self.refunds.send_unsent(older_than=older_than, org=org)
 

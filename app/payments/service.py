@@ -491,6 +491,29 @@ class PaymentService:
             log.info("recorded %d payments left in flight by interrupted requests", recorded)
         return recorded
 
+    async def cancel_orphans(
+        self, *, older_than: timedelta = timedelta(minutes=2), org: str | None = None
+    ) -> int:
+        """Cancel the PaymentIntents invoice charges created and never confirmed nor linked
+        to their invoice (the request died in between; the invoice's next charge makes its
+        own): the worker's housekeeping. Returns how many were canceled."""
+        canceled = 0
+        rows = await self._payments.orphaned_invoice_charges(
+            older_than=older_than, limit=100, org=org
+        )
+        for row in rows:
+            owner = row["organization_id"]
+            system = Principal(subject="housekeeping", org=owner, role=Role.SERVICE)
+            try:
+                await self.cancel(owner, system, row["id"], idempotency_key=f"orphan-{row['id']}")
+            except ProviderUnreachable:
+                break
+            except DomainError as exc:
+                log.warning("payment %s: orphan not canceled (%s)", row["id"], exc.message)
+                continue
+            canceled += 1
+        return canceled
+
     # -- the operation protocol --------------------------------------------------------------
 
     async def _start(

@@ -188,6 +188,24 @@ class PaymentRepository(TableRepository):
         )
         return await self._db.fetch_all(query)
 
+    async def orphaned_invoice_charges(
+        self, *, older_than: timedelta, limit: int, org: str | None = None
+    ) -> Sequence[Row]:
+        """Payments an invoice charge created and never confirmed nor linked to its invoice
+        (the request died in between), older than ``older_than``."""
+        query = (
+            "SELECT p.organization_id, p.id FROM payments p "
+            "LEFT JOIN invoices i ON i.organization_id = p.organization_id "
+            "AND i.id = p.metadata->>'invoice_id' "
+            "WHERE p.status = 'requires_confirmation' AND p.operation IS NULL "
+            "AND p.metadata ? 'invoice_charge' "
+            "AND (i.id IS NULL OR i.payment_id IS DISTINCT FROM p.id) "
+            "AND p.updated_at < now() - CAST(:older AS interval) "
+            "AND (CAST(:org AS text) IS NULL OR p.organization_id = :org) "
+            "ORDER BY p.updated_at LIMIT :limit"
+        )
+        return await self._db.fetch_all(query, {"older": older_than, "org": org, "limit": limit})
+
     async def add_refunded(self, org: str, payment_id: str, delta: int) -> None:
         """Move the refunded total; the table's CHECK keeps it within what was captured."""
         await self._db.execute(

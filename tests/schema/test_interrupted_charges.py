@@ -153,3 +153,42 @@ async def test_the_housekeeping_records_a_payment_confirmed_by_a_dead_request(
     assert (recorded["status"], recorded["amountCaptured"]["amount"]) == ("SUCCEEDED", "10000")
     assert await app_services.payments.resume_interrupted(org=org, older_than=timedelta(0)) == 0
     assert await verify(app_services.db, org) == []
+
+
+async def test_a_payment_made_for_a_charge_that_died_before_linking_it_is_canceled(
+    admin: GraphQLClient,
+    org: str,
+    app_services: Any,
+    customer_factory: Callable[..., Any],
+    invoice_factory: Callable[..., Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    customer = await customer_factory()
+    await with_card(admin, customer, "pm_card_visa")
+    invoice = await invoice_factory(
+        customer=customer, lines=[{"description": "Setup", "unitAmount": 4200}], finalize=True
+    )
+    rows = app_services.invoice_billing._rows
+
+    async def die_before_linking(*args: Any, **kwargs: Any) -> None:
+        raise Crash
+
+    monkeypatch.setattr(rows, "set_payment", die_before_linking)
+    died = await admin(PAY, {"input": {"invoiceId": invoice["id"], "idempotencyKey": "k-2"}})
+    assert died["data"] is None
+    monkeypatch.undo()
+    orphan = await app_services.db.fetch_val(
+        "SELECT id FROM payments WHERE organization_id = :org AND status = 'requires_confirmation'",
+        {"org": org},
+    )
+    assert orphan is not None
+    await expire_leases(app_services, org)
+    await app_services.db.execute(
+        "UPDATE invoices SET payment_lease_until = now() - interval '10 minutes' "
+        "WHERE organization_id = :org AND payment_lease_token IS NOT NULL",
+        {"org": org},
+    )
+    await app_services.housekeeping(org=org, older_than=timedelta(0))
+    paid = (await admin.data(INVOICE, {"id": invoice["id"]}))["invoice"]
+    assert paid["status"] == "PAID"
+    assert (await admin.data(PAYMENT, {"id": orphan}))["payment"]["status"] == "CANCELED"
