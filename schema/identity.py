@@ -24,7 +24,7 @@ from schema.pagination import (
     ORDER_BY,
     Connection,
     ListOrder,
-    ordered,
+    newest_first,
     to_connection,
     window,
 )
@@ -243,7 +243,7 @@ class IdentityQueries:
             include_revoked=include_revoked,
             first=page.size,
             after=page.cursor,
-            newest=ordered({}, order_by, page)["newest_first"],
+            newest=newest_first(order_by, page),
         )
         return to_connection(nodes, has_next, count, page)
 
@@ -288,7 +288,7 @@ class IdentityQueries:
             action=action,
             first=page.size,
             after=page.cursor,
-            newest=ordered({}, order_by, page)["newest_first"],
+            newest=newest_first(order_by, page),
         )
         return to_connection(nodes, has_next, count, page)
 

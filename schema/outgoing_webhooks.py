@@ -32,9 +32,8 @@ from schema.pagination import (
     ORDER_BY,
     Connection,
     ListOrder,
-    decode_cursor,
+    newest_first,
     ordered,
-    page_size,
     to_connection,
     to_keyed_connection,
     window,
@@ -285,13 +284,13 @@ def _stripe_cursor(event: ReceivedEvent) -> str:
     return f"{micros}-{event.id}"
 
 
-def _stripe_after(after: str | None) -> tuple[datetime, str] | None:
-    key = decode_cursor(after)
+def _stripe_position(key: str | None) -> tuple[datetime, str] | None:
+    """The (received at, event id) a decoded stripeEvents cursor names."""
     if key is None:
         return None
     micros, _, event_id = key.partition("-")
     if not micros.isdigit() or not event_id:
-        raise PublicError("The `after` cursor is not one this API issued.")
+        raise PublicError("The cursor is not one this API issued.")
     return datetime.fromtimestamp(int(micros) / 1_000_000, UTC), event_id
 
 
@@ -332,7 +331,7 @@ class WebhookQueries:
             info.context,
             first=page.size,
             after=page.cursor,
-            newest=ordered({}, order_by, page)["newest_first"],
+            newest=newest_first(order_by, page),
         )
         return to_connection(nodes, more, count, page)
 
@@ -434,24 +433,22 @@ class WebhookQueries:
         last: Annotated[int | None, strawberry.argument(description=LAST)] = None,
         before: Annotated[str | None, strawberry.argument(description=BEFORE)] = None,
     ) -> Connection[ReceivedEvent]:
-        backward = last is not None or before is not None
-        if backward and (first is not None or after is not None):
-            raise PublicError("Page with `first`/`after` or with `last`/`before`, not both.")
+        page = window(first, after, last, before)
         nodes, more, count = await resolve.stripe_events_page(
             info.context,
             status.value if status is not None else None,
-            first=page_size(last, "last") if backward else page_size(first),
-            after=_stripe_after(before if backward else after),
-            oldest=backward,  # latest first; a backward page reads the other way
+            first=page.size,
+            after=_stripe_position(page.cursor),
+            oldest=page.backward,  # latest first; a backward page reads the other way
         )
-        if backward:
+        if page.backward:
             nodes = list(reversed(nodes))
         keyed = [(_stripe_cursor(n), n) for n in nodes]
         return to_keyed_connection(
             keyed,
-            (before is not None) if backward else more,
+            page.bounded if page.backward else more,
             count,
-            has_previous=more if backward else after is not None,
+            has_previous=more if page.backward else page.bounded,
         )
 
 

@@ -26,6 +26,7 @@ __all__ = [
     "PageInfo",
     "Window",
     "decode_cursor",
+    "newest_first",
     "ordered",
     "page_size",
     "to_connection",
@@ -88,15 +89,18 @@ def window(
     return Window(page_size(last, "last"), decode_cursor(before, "before"), backward=True)
 
 
+def newest_first(order: ListOrder, page: Window | None = None) -> bool:
+    """Whether a page is read newest first: the list's order, or the opposite one to read a
+    backward page."""
+    newest = order is ListOrder.NEWEST_FIRST
+    return not newest if page is not None and page.backward else newest
+
+
 def ordered(
     filters: Mapping[str, Any], order: ListOrder, page: Window | None = None
 ) -> dict[str, Any]:
-    """``filters`` with the order a repository's ``page`` reads (``newest_first``): the
-    list's, or the opposite one to read a backward page."""
-    newest = order is ListOrder.NEWEST_FIRST
-    if page is not None and page.backward:
-        newest = not newest
-    return {**filters, "newest_first": newest}
+    """``filters`` with the order a repository's ``page`` reads (``newest_first``)."""
+    return {**filters, "newest_first": newest_first(order, page)}
 
 
 class HasId(Protocol):

@@ -10,7 +10,6 @@ from typing import Annotated
 
 import strawberry
 
-from app.catalog import TaxRate
 from app.invoicing import InvoiceLine as DomainInvoiceLine
 from app.subscriptions import ChangePreview, CheckoutItem, CheckoutQuote
 from app.subscriptions import InvoicePreview as DomainInvoicePreview
@@ -21,7 +20,7 @@ from schema.catalog.plans import Plan
 from schema.customers import AddressInput
 from schema.enums import Status
 from schema.errors import UserError, attempt
-from schema.invoicing.invoices import InvoiceLine, InvoiceTax
+from schema.invoicing.invoices import InvoiceLine, InvoiceTax, invoice_tax
 from schema.money import Money
 from schema.permissions import AnyRole
 from schema.subscriptions import (
@@ -65,22 +64,9 @@ class InvoicePreview:
         if preview is None:
             return None
         invoice = preview.invoice
-        tax = None
-        if invoice.reverse_charge:
-            tax = InvoiceTax(
-                name=invoice.tax_name or "Reverse charge",
-                percentage="0",
-                inclusive=False,
-                reverse_charge=True,
-            )
-        elif invoice.tax_name is not None and invoice.tax_rate is not None:
-            rate = TaxRate(invoice.tax_name, invoice.tax_rate, invoice.tax_inclusive)
-            tax = InvoiceTax(
-                name=rate.name,
-                percentage=rate.percent,
-                inclusive=rate.inclusive,
-                reverse_charge=False,
-            )
+        tax = invoice_tax(
+            invoice.tax_name, invoice.tax_rate, invoice.tax_inclusive, invoice.reverse_charge
+        )
         lines: list[DomainInvoiceLine] = preview.lines
         return cls(
             customer_id=strawberry.ID(invoice.customer_id),

@@ -109,6 +109,22 @@ class InvoiceTax:
     )
 
 
+def invoice_tax(
+    name: str | None, rate: int | None, inclusive: bool, reverse_charge: bool
+) -> InvoiceTax | None:
+    """The tax an invoice (or its preview) carries, as the API shows it."""
+    if reverse_charge:
+        return InvoiceTax(
+            name=name or "Reverse charge", percentage="0", inclusive=False, reverse_charge=True
+        )
+    if name is None or rate is None:
+        return None
+    terms = TaxRate(name, rate, inclusive)
+    return InvoiceTax(
+        name=terms.name, percentage=terms.percent, inclusive=terms.inclusive, reverse_charge=False
+    )
+
+
 @strawberry.type(description="Why the last charge of an invoice failed.")
 class InvoicePaymentError:
     code: str | None = strawberry.field(
@@ -197,19 +213,7 @@ class Invoice(Node):
 
     @strawberry.field(description="The tax applied; null when none (no rate, or exempt).")
     def tax(self) -> InvoiceTax | None:
-        if self.reverse_charge:
-            return InvoiceTax(
-                name=self.tax_name or "Reverse charge",
-                percentage="0",
-                inclusive=False,
-                reverse_charge=True,
-            )
-        if self.tax_name is None or self.tax_rate is None:
-            return None
-        rate = TaxRate(self.tax_name, self.tax_rate, self.tax_inclusive)
-        return InvoiceTax(
-            name=rate.name, percentage=rate.percent, inclusive=rate.inclusive, reverse_charge=False
-        )
+        return invoice_tax(self.tax_name, self.tax_rate, self.tax_inclusive, self.reverse_charge)
 
     @strawberry.field(
         description="The coupon whose discount it carries, if any.", graphql_type=Coupon | None
