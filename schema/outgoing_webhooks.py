@@ -284,13 +284,13 @@ def _stripe_cursor(event: ReceivedEvent) -> str:
     return f"{micros}-{event.id}"
 
 
-def _stripe_position(key: str | None) -> tuple[datetime, str] | None:
+def _stripe_position(key: str | None, name: str) -> tuple[datetime, str] | None:
     """The (received at, event id) a decoded stripeEvents cursor names."""
     if key is None:
         return None
     micros, _, event_id = key.partition("-")
     if not micros.isdigit() or not event_id:
-        raise PublicError("The cursor is not one this API issued.")
+        raise PublicError(f"The `{name}` cursor is not one this API issued.")
     return datetime.fromtimestamp(int(micros) / 1_000_000, UTC), event_id
 
 
@@ -438,7 +438,7 @@ class WebhookQueries:
             info.context,
             status.value if status is not None else None,
             first=page.size,
-            after=_stripe_position(page.cursor),
+            after=_stripe_position(page.cursor, "before" if page.backward else "after"),
             oldest=page.backward,  # latest first; a backward page reads the other way
         )
         if page.backward:
