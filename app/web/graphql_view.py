@@ -80,9 +80,14 @@ def _encodable(text: str) -> None:
         ) from None
 
 
+def _not_json(name: str) -> Any:
+    raise InvalidJSON(f"{name} is not a JSON value.")
+
+
 def decode_strict_json(data: str | bytes) -> dict[str, Any]:
     """A JSON object in UTF-8, without NUL characters (PostgreSQL text cannot store them),
-    lone surrogates, numbers of thousands of digits or nesting past ``MAX_JSON_DEPTH``."""
+    lone surrogates, NaN or Infinity (not JSON, though Python's parser takes them), numbers of
+    thousands of digits or nesting past ``MAX_JSON_DEPTH``."""
     if isinstance(data, bytes):
         try:
             data = data.decode("utf-8")
@@ -91,9 +96,11 @@ def decode_strict_json(data: str | bytes) -> dict[str, Any]:
     if "\x00" in data or "\\u0000" in data.lower():
         raise InvalidJSON("The request contains a NUL character, which is not allowed.")
     try:
-        value = json.loads(data)
+        value = json.loads(data, parse_constant=_not_json)
     except RecursionError:
         raise InvalidJSON(f"JSON is nested deeper than {MAX_JSON_DEPTH} levels.") from None
+    except InvalidJSON:
+        raise
     except json.JSONDecodeError as exc:
         raise InvalidJSON(f"Unable to parse the JSON: {exc.msg} at character {exc.pos}.") from None
     except ValueError:  # e.g. an integer literal of more than 4,300 digits

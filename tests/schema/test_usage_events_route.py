@@ -59,7 +59,7 @@ async def test_arrays_and_json_lines_with_results_per_event(
     sub = await _subscription(admin, plan_factory, customer_factory)
     headers = {"authorization": f"Bearer {token(settings, org, 'service')}"}
 
-    # 2,500 events (three transactions of at most 1,000), one malformed, one refused.
+    # 2,500 events (one transaction), one malformed, one refused.
     events: list[Any] = _events(sub["id"], range(2500))
     events[7] = "not an object"
     events[8]["properties"] = {"n": "many"}
@@ -116,3 +116,49 @@ async def test_who_may_send_and_what_is_refused(
     response = await http.post("/usage/events", json=padded, headers=staff)
     assert len(response.request.content) > settings.max_body_bytes
     assert response.json()["accepted"] == 1000
+
+
+async def test_strict_json_and_exact_large_integers(
+    admin: GraphQLClient,
+    http: httpx.AsyncClient,
+    app_services: Any,
+    settings: Settings,
+    org: str,
+    plan_factory: Callable[..., Any],
+    customer_factory: Callable[..., Any],
+) -> None:
+    """The body is strict JSON (what PostgreSQL can store), and integers past 64 bits in
+    properties are kept exactly (the fast decoder would read them as floats)."""
+    sub = await _subscription(admin, plan_factory, customer_factory)
+    headers = {"authorization": f"Bearer {token(settings, org, 'service')}"}
+    one = json.dumps(_events(sub["id"], range(1)))
+    for body in (
+        one.replace('"k0"', '"k\\u0000"'),  # NUL: PostgreSQL text cannot hold it
+        one.replace('"k0"', '"k\\ud800"'),  # a lone surrogate
+        one.replace('"n": 2', '"n": NaN'),
+        one.replace('"n": 2', '"n": Infinity'),
+        one.replace('"n": 2', '"n": 1e999'),
+        "[" * 5000 + "]" * 5000,
+        '{"idempotencyKey": "k0"}\n[1, 2',  # a line that is not JSON
+    ):
+        response = await http.post("/usage/events", content=body.encode(), headers=headers)
+        assert (response.status_code, response.json()["code"]) == (400, "BAD_REQUEST"), body[:80]
+    # Nothing was stored by the refused bodies.
+    usage = (await admin.data(CURRENT_USAGE, {"id": sub["id"]}))["subscription"]["currentUsage"]
+    assert usage[0]["quantity"] == "0"
+
+    # 2**64 + 1 and a 30-digit id: stored as written, not as the nearest float. The same body
+    # with a 19-digit run elsewhere (a key) also goes through the exact decoder.
+    huge = [2**64 + 1, 123456789012345678901234567891]
+    events = _events(sub["id"], range(100, 102))
+    events[0]["properties"]["account"] = huge[0]
+    events[1]["properties"]["account"] = huge[1]
+    events[1]["idempotencyKey"] = "k" + "9" * 19
+    response = await http.post("/usage/events", content=json.dumps(events), headers=headers)
+    assert response.json()["accepted"] == 2, response.text
+    stored = await app_services.db.fetch_all(
+        "SELECT properties->>'account' AS account FROM usage_events "
+        "WHERE organization_id = :org ORDER BY idempotency_key",
+        {"org": org},
+    )
+    assert sorted(r["account"] for r in stored) == sorted(str(n) for n in huge)

@@ -42,6 +42,14 @@ QUERY = '{"query": "{ serviceInfo { name } }"}'
             "Unable to parse the JSON: Expecting ',' delimiter at character 37.",
         ),
         ('{"query": "\\u0000"}', "The request contains a NUL character, which is not allowed."),
+        (
+            '{"query": "{ serviceInfo { name } }", "variables": {"n": NaN}}',
+            "NaN is not a JSON value.",
+        ),
+        (
+            '{"query": "{ serviceInfo { name } }", "variables": {"n": [-Infinity]}}',
+            "-Infinity is not a JSON value.",
+        ),
     ],
     ids=[
         "string",
@@ -54,6 +62,8 @@ QUERY = '{"query": "{ serviceInfo { name } }"}'
         "lone-surrogate-key",
         "truncated",
         "nul",
+        "nan",
+        "infinity",
     ],
 )
 async def test_bodies_that_are_not_a_strict_json_object_are_400(

@@ -92,7 +92,7 @@ WITH input AS (
     ON CONFLICT DO NOTHING
     RETURNING 1
 )
-SELECT idempotency_key FROM inserted
+SELECT idempotency_key FROM input EXCEPT SELECT idempotency_key FROM inserted
 """
 
 # Shared locks per subscription for ingestion, exclusive for rating (UsageChargeRepository):
@@ -219,8 +219,9 @@ class UsageEventRepository:
             await conn.execute(_LOCK_SHARED, org, sorted(set(subscription_ids)))
 
     async def insert(self, org: str, events: Sequence[EventRow]) -> set[str]:
-        """Insert ``events`` (sorted by idempotency key) with their aggregates; the keys that
-        were new (the others are duplicates of stored events)."""
+        """Insert ``events`` (sorted by idempotency key, each key once) with their aggregates;
+        the keys that were stored already (duplicates, not inserted again). Usually none: the
+        answer is the exceptions, not a row per event."""
         if not events:
             return set()
         columns: list[list[Any]] = [[] for _ in range(11)]
