@@ -9,6 +9,10 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+import pytest
+
+pytestmark = pytest.mark.once
+
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "stats_queries.py"
 
 

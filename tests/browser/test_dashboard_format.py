@@ -28,7 +28,7 @@ from tests.live_support import serving
 from tests.stats_support import ADVANCE, SET_CARD, SUBSCRIBE
 from tests.support import GraphQLClient, new_org, token
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.once]
 
 __all__ = ["browser_available"]  # the fixture, shared with test_dashboard.py
 

@@ -19,7 +19,7 @@ from tests.conftest import CREATE_PLAN
 from tests.live_support import serving
 from tests.support import GraphQLClient, new_org, token
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.once]
 
 QUERY = "{ plans(first: 5) { edges { node { code name } } } }"
 

@@ -36,7 +36,7 @@ from tests.conftest import CREATE_CUSTOMER, CREATE_PLAN
 from tests.live_support import serving
 from tests.support import GraphQLClient, new_org, token
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.once]
 
 SET_CARD = """mutation($input: CustomerSetDefaultPaymentMethodInput!) {
   customerSetDefaultPaymentMethod(input: $input) {

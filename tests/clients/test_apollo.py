@@ -27,7 +27,7 @@ from tests.conftest import CONFIRM_PAYMENT, CREATE_CUSTOMER, CREATE_PAYMENT
 from tests.live_support import serving
 from tests.support import GraphQLClient, new_org, token
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.once]
 
 PROJECT = REPO / "tests" / "clients" / "apollo"
 

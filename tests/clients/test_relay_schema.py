@@ -9,9 +9,12 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
 from graphql import GraphQLObjectType, build_schema, get_named_type, is_non_null_type
 
 from tests.clients.node_support import REPO, installed, require_node
+
+pytestmark = pytest.mark.once
 
 
 def _documents(sdl: str) -> tuple[list[str], list[str], list[str]]:

@@ -154,11 +154,13 @@ async def test_strict_json_and_exact_large_integers(
     events[0]["properties"]["account"] = huge[0]
     events[1]["properties"]["account"] = huge[1]
     events[1]["idempotencyKey"] = "k" + "9" * 19
+    events[1]["timestamp"] = "2027-06-01T09:08:07.654321+02:00"  # stored to the microsecond
     response = await http.post("/usage/events", content=json.dumps(events), headers=headers)
     assert response.json()["accepted"] == 2, response.text
     stored = await app_services.db.fetch_all(
-        "SELECT properties->>'account' AS account FROM usage_events "
+        "SELECT properties->>'account' AS account, occurred_at FROM usage_events "
         "WHERE organization_id = :org ORDER BY idempotency_key",
         {"org": org},
     )
     assert sorted(r["account"] for r in stored) == sorted(str(n) for n in huge)
+    assert datetime(2027, 6, 1, 7, 8, 7, 654321, tzinfo=UTC) in [r["occurred_at"] for r in stored]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -39,11 +39,14 @@ class EventRow:
 
 _INSERT = """
 WITH input AS (
-    SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-                         $7::text[]::numeric[], $8::text[], $9::jsonb[], $10::timestamptz[],
-                         $11::bool[], $12::timestamptz[])
+    SELECT id, idempotency_key, subscription_id, customer_id, metric_id, value, unique_key,
+           properties, timestamptz 'epoch' + occurred_us * interval '1 microsecond' AS occurred_at,
+           counted, timestamptz 'epoch' + period_us * interval '1 microsecond' AS period_start
+    FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                $7::text[]::numeric[], $8::text[], $9::jsonb[], $10::int8[], $11::bool[],
+                $12::int8[])
         AS e(id, idempotency_key, subscription_id, customer_id, metric_id, value, unique_key,
-             properties, occurred_at, counted, period_start)
+             properties, occurred_us, counted, period_us)
 ), inserted AS (
     INSERT INTO usage_events (organization_id, id, idempotency_key, subscription_id,
                               customer_id, metric_id, value, unique_key, properties,
@@ -101,6 +104,15 @@ _LOCK_SHARED = """
 SELECT pg_advisory_xact_lock_shared(hashtextextended('usage:' || $1 || ':' || s, 0))
 FROM unnest($2::text[]) AS s ORDER BY s
 """
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _micros(at: datetime) -> int:
+    """Microseconds since 1970-01-01 UTC, exactly."""
+    return (at - _EPOCH) // _MICROSECOND
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +237,9 @@ class UsageEventRepository:
         if not events:
             return set()
         columns: list[list[Any]] = [[] for _ in range(11)]
+        # Times as integer microseconds since 1970 (exact in a float64 too, up to year 2255):
+        # asyncpg encodes a timestamptz through three datetime operations, an int8 directly.
+        micros: dict[datetime, int] = {}
         for e in events:
             columns[0].append(e.id)
             columns[1].append(e.idempotency_key)
@@ -234,9 +249,16 @@ class UsageEventRepository:
             columns[5].append(str(e.value))  # as text: asyncpg encodes numeric 3x slower
             columns[6].append(e.unique_key)
             columns[7].append(e.properties)
-            columns[8].append(e.occurred_at)
+            columns[8].append(_micros(e.occurred_at))
             columns[9].append(e.counted)
-            columns[10].append(e.period_start)
+            period = e.period_start
+            if period is None:
+                columns[10].append(None)
+            else:
+                found = micros.get(period)
+                if found is None:
+                    found = micros[period] = _micros(period)
+                columns[10].append(found)
         async with self._db.raw_connection() as conn:
             self._db.record(_INSERT)
             rows = await conn.fetch(_INSERT, org, *columns)
