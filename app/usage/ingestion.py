@@ -108,8 +108,8 @@ def _decimal(value: Any, what: str, field: str) -> Decimal:
 def _properties_json(properties: Mapping[str, Any]) -> str:
     """An event's properties as compact JSON text, at most ``MAX_PROPERTIES_BYTES``.
 
-    orjson first (ten times faster); it refuses what is not plain JSON and integers past 64
-    bits, which the standard library's strict encoder then writes exactly (or refuses too).
+    orjson first (several times faster); it refuses what is not plain JSON and integers past
+    64 bits, which the standard library's strict encoder then writes exactly (or refuses too).
     orjson would write NaN as null: properties come decoded from JSON, whose parsers here
     (the GraphQL view's and ``POST /usage/events``') refuse NaN and Infinity."""
     try:
