@@ -54,6 +54,7 @@ class Settings:
     workers: int = 1
     log_level: str = "info"
     trusted_proxies: tuple[str, ...] = ()
+    cors_origins: tuple[str, ...] = ()
     graphql_max_depth: int = 10
     graphql_max_aliases: int = 30
     graphql_max_tokens: int = 2000
@@ -239,6 +240,39 @@ def _networks(env: Mapping[str, str], name: str) -> tuple[str, ...]:
                 f"(e.g. 10.0.0.5,10.1.0.0/16), got {entry!r}."
             ) from None
         found.append(str(network) if "/" in entry else str(network.network_address))
+    return tuple(found)
+
+
+def _origins(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """Comma-separated web origins (``https://app.example.com``, ``http://localhost:5173``) or
+    ``*``: scheme, host and port only, as browsers send them in ``Origin``."""
+    found = []
+    for entry in (part.strip() for part in env.get(name, "").split(",")):
+        if not entry:
+            continue
+        if entry == "*":
+            found.append(entry)
+            continue
+        parts = urlsplit(entry)
+        try:
+            parts.port  # noqa: B018 - raises ValueError for a port out of range
+        except ValueError:
+            parts = parts._replace(scheme="")
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or parts.path
+            or parts.query
+            or parts.fragment
+            or parts.username
+            or entry != entry.lower()
+        ):
+            raise SettingsError(
+                f"{name} lists web origins separated by commas, each a lowercase scheme, host "
+                f"and optional port with no path (e.g. https://app.example.com,"
+                f"http://localhost:5173), or *; got {entry!r}."
+            )
+        found.append(entry)
     return tuple(found)
 
 
@@ -501,6 +535,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         workers=_int(env, "WEB_CONCURRENCY", 1, 1, 64),
         log_level=env.get("LOG_LEVEL", "info").lower(),
         trusted_proxies=_networks(env, "TRUSTED_PROXIES"),
+        cors_origins=_origins(env, "CORS_ORIGINS"),
         graphql_max_depth=_int(env, "GRAPHQL_MAX_DEPTH", 10, 2, 50),
         graphql_max_aliases=_int(env, "GRAPHQL_MAX_ALIASES", 30, 1, 1000),
         graphql_max_tokens=_int(env, "GRAPHQL_MAX_TOKENS", 2000, 100, 100_000),

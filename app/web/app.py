@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
@@ -142,9 +143,27 @@ def create_app(settings: Settings | None = None) -> Starlette:
         max_message_bytes=settings.max_body_bytes,
     )
     registry = CollectorRegistry()
+    # Browsers on the origins in CORS_ORIGINS may call the API (none by default). Sign-in is a
+    # bearer token, never a cookie, so no credentials are allowed; the preflight is answered
+    # here, before body limits and rate limits.
+    cors = (
+        [
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(settings.cors_origins),
+                allow_methods=["GET", "POST"],
+                allow_headers=["*"],  # whatever the client asks for: origins are the gate
+                expose_headers=["x-request-id", "retry-after"],
+                max_age=600,
+            )
+        ]
+        if settings.cors_origins
+        else []
+    )
     return Starlette(
         middleware=[
             Middleware(RequestLog),
+            *cors,
             Middleware(Metrics, registry=registry),
             Middleware(
                 BodySizeLimit,

@@ -266,3 +266,40 @@ def test_bad_issuer_entries_have_clear_messages(tmp_path: Path, entry: str, mess
         load_settings({"BILLING_HOME": str(tmp_path), "OIDC_ISSUERS_FILE": str(path)})
     assert message in str(info.value)
     assert str(info.value).startswith("OIDC_ISSUERS_FILE issuer 1")
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("", ()),
+        ("https://app.example.com", ("https://app.example.com",)),
+        (
+            " https://app.example.com , http://localhost:5173 ",
+            ("https://app.example.com", "http://localhost:5173"),
+        ),
+        ("*", ("*",)),
+    ],
+)
+def test_cors_origins(tmp_path: Path, value: str, expected: tuple[str, ...]) -> None:
+    assert load_settings({"BILLING_HOME": str(tmp_path)}).cors_origins == ()
+    env = {"BILLING_HOME": str(tmp_path), "CORS_ORIGINS": value}
+    assert load_settings(env).cors_origins == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "app.example.com",  # no scheme
+        "https://app.example.com/",  # a path: browsers send none
+        "https://app.example.com/portal",
+        "ftp://app.example.com",
+        "https://App.example.com",  # browsers send it in lowercase
+        "https://user@app.example.com",
+        "https://app.example.com:99999",
+        "https://",
+    ],
+)
+def test_cors_origins_must_be_origins(tmp_path: Path, value: str) -> None:
+    with pytest.raises(SettingsError) as info:
+        load_settings({"BILLING_HOME": str(tmp_path), "CORS_ORIGINS": value})
+    assert f"got {value!r}" in str(info.value)
