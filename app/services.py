@@ -20,7 +20,12 @@ from app.invoicing import CreditNoteService, InvoiceBilling, InvoiceService, Inv
 from app.ledger import Ledger
 from app.live import LiveFeeds
 from app.organizations import OrganizationService
-from app.outgoing_webhooks import DeliveryPolicy, WebhookEndpoints, WebhookSender
+from app.outgoing_webhooks import (
+    DeliveryPolicy,
+    WebhookEndpoints,
+    WebhookRetention,
+    WebhookSender,
+)
 from app.payments import PaymentService, RefundService, StripeWebhooks
 from app.reconciliation import Reconciler, ReconcileReport
 from app.statistics import StatisticsService
@@ -90,6 +95,7 @@ class Services:
     audit: AuditLog
     webhook_endpoints: WebhookEndpoints
     webhook_sender: WebhookSender
+    webhook_retention: WebhookRetention
     reconciler: Reconciler
 
     async def housekeeping(
@@ -100,9 +106,13 @@ class Services:
         one retried them within ``older_than``: invoice charges
         (``InvoiceBilling.resume_abandoned``), payments marked in flight
         (``PaymentService.resume_interrupted``), refunds not sent
-        (``RefundService.send_unsent``); and write ``subscription.trial_will_end`` for trials
-        ending within 3 days. Returns how many records they handled."""
-        handled = await self.idempotency.purge_expired() if org is None else 0
+        (``RefundService.send_unsent``); write ``subscription.trial_will_end`` for trials
+        ending within 3 days; and delete webhook events past their retention. Returns how many
+        records they handled."""
+        handled = 0
+        if org is None:
+            handled += await self.idempotency.purge_expired()
+            handled += await self.webhook_retention.purge()
         handled += await self.invoice_billing.resume_abandoned(older_than=older_than, org=org)
         handled += await self.payments.resume_interrupted(older_than=older_than, org=org)
         handled += await self.payments.cancel_orphans(older_than=older_than, org=org)
@@ -248,6 +258,7 @@ class Services:
                     timeout_seconds=settings.webhook_timeout_seconds,
                 ),
             ),
+            webhook_retention=WebhookRetention(db, days=settings.webhook_retention_days),
             reconciler=Reconciler(
                 db,
                 payments=payments,

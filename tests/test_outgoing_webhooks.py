@@ -430,3 +430,80 @@ async def test_endpoints_and_deliveries_are_nodes_for_admins_only(
         assert (await service.data(NODE, {"id": node_id}))["node"] is None
     stranger = GraphQLClient(http, token(settings, new_org(), "admin"))
     assert (await stranger.data(NODE, {"id": endpoint_id}))["node"] is None
+
+
+async def test_events_past_the_retention_go_with_their_deliveries_unless_one_is_pending(
+    admin: GraphQLClient,
+    org: str,
+    app_services: Any,
+    sender: WebhookSender,
+    payment_factory: Callable[..., Any],
+) -> None:
+    db = app_services.db
+    async with receiving(Receiver()) as receiver:
+        _, secret = await endpoint(admin, receiver.url)
+        receiver.secrets.append(secret)
+        for _ in range(3):
+            await payment_factory(confirm=True)
+        await drain(sender, org)
+    await payment_factory(confirm=True)  # its delivery stays pending: the receiver is gone
+    events = [
+        r["id"]
+        for r in await db.fetch_all(
+            "SELECT id FROM webhook_events WHERE organization_id = :org ORDER BY id", {"org": org}
+        )
+    ]
+    assert len(events) == 4
+    old_done, recent_done, old_pending = events[:2], events[2], events[3]
+    await db.execute(
+        "UPDATE webhook_events SET created_at = now() - interval '31 days' "
+        "WHERE organization_id = :org AND id = ANY(:ids)",
+        {"org": org, "ids": [*old_done, old_pending]},
+    )
+    statuses = {
+        r["event_id"]: r["status"]
+        for r in await db.fetch_all(
+            "SELECT event_id, status FROM webhook_deliveries WHERE organization_id = :org",
+            {"org": org},
+        )
+    }
+    assert [statuses[e] for e in events] == ["succeeded"] * 3 + ["pending"]
+
+    assert app_services.settings.webhook_retention_days == 30
+    assert await app_services.webhook_retention.purge() >= 2
+    left = await db.fetch_all(
+        "SELECT e.id, count(d.id) AS deliveries, count(a.attempt) AS attempts "
+        "FROM webhook_events e LEFT JOIN webhook_deliveries d "
+        "  ON d.organization_id = e.organization_id AND d.event_id = e.id "
+        "LEFT JOIN webhook_attempts a "
+        "  ON a.organization_id = d.organization_id AND a.delivery_id = d.id "
+        "WHERE e.organization_id = :org GROUP BY e.id ORDER BY e.id",
+        {"org": org},
+    )
+    assert [(r["id"], r["deliveries"]) for r in left] == [(recent_done, 1), (old_pending, 1)]
+    orphans = await db.fetch_val(
+        "SELECT count(*) FROM webhook_attempts a WHERE a.organization_id = :org AND NOT EXISTS "
+        "(SELECT 1 FROM webhook_deliveries d WHERE d.organization_id = a.organization_id "
+        " AND d.id = a.delivery_id)",
+        {"org": org},
+    )
+    assert orphans == 0
+    # Nothing more to do: a second pass deletes none of this organization's events.
+    await app_services.webhook_retention.purge()
+    assert (
+        await db.fetch_val(
+            "SELECT count(*) FROM webhook_events WHERE organization_id = :org", {"org": org}
+        )
+        == 2
+    )
+    # Once the pending delivery ends (here: given up), its old event goes on the next pass.
+    await db.execute(
+        "UPDATE webhook_deliveries SET status = 'failed' WHERE organization_id = :org "
+        "AND event_id = :id",
+        {"org": org, "id": old_pending},
+    )
+    await app_services.webhook_retention.purge()
+    remaining = await db.fetch_all(
+        "SELECT id FROM webhook_events WHERE organization_id = :org", {"org": org}
+    )
+    assert [r["id"] for r in remaining] == [recent_done]

@@ -90,6 +90,7 @@ class Settings:
     oidc_jwks_min_refetch_seconds: int = 30
     webhook_retry_base_seconds: int = 30
     webhook_max_age_seconds: int = 3 * 86_400
+    webhook_retention_days: int = 30
     webhook_lease_seconds: int = 60
     webhook_timeout_seconds: int = 10
     reconcile_every_seconds: int = 600
@@ -509,6 +510,14 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     persisted_file, persisted_only = _persisted_queries(env)
     webhook_timeout = _int(env, "WEBHOOK_TIMEOUT_SECONDS", 10, 1, 60)
     webhook_lease = _int(env, "WEBHOOK_LEASE_SECONDS", 60, 2, 3600)
+    webhook_max_age = _int(env, "WEBHOOK_MAX_AGE_SECONDS", 3 * 86_400, 60, 30 * 86_400)
+    webhook_retention = _int(env, "WEBHOOK_RETENTION_DAYS", 30, 1, 3650)
+    if webhook_retention * 86_400 <= webhook_max_age:
+        raise SettingsError(
+            f"WEBHOOK_RETENTION_DAYS ({webhook_retention}) must be longer than "
+            f"WEBHOOK_MAX_AGE_SECONDS ({webhook_max_age} s): an event is kept at least as long "
+            "as its deliveries are retried."
+        )
     if webhook_lease <= 2 * webhook_timeout:
         raise SettingsError(
             f"WEBHOOK_LEASE_SECONDS ({webhook_lease}) must be more than twice "
@@ -560,7 +569,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         worker_concurrency=_int(env, "WORKER_CONCURRENCY", 4, 1, 64),
         idempotency_lease_seconds=_int(env, "IDEMPOTENCY_LEASE_SECONDS", 300, 1, 3600),
         webhook_retry_base_seconds=_int(env, "WEBHOOK_RETRY_BASE_SECONDS", 30, 1, 3600),
-        webhook_max_age_seconds=_int(env, "WEBHOOK_MAX_AGE_SECONDS", 3 * 86_400, 60, 30 * 86_400),
+        webhook_max_age_seconds=webhook_max_age,
+        webhook_retention_days=webhook_retention,
         webhook_lease_seconds=webhook_lease,
         webhook_timeout_seconds=webhook_timeout,
         reconcile_every_seconds=_int(env, "RECONCILE_EVERY_SECONDS", 600, 0, 86_400),

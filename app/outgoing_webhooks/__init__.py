@@ -16,6 +16,7 @@ from app.outgoing_webhooks.model import (
     WebhookEvent,
 )
 from app.outgoing_webhooks.outbox import emit
+from app.outgoing_webhooks.retention import WebhookRetention
 from app.outgoing_webhooks.signing import (
     EVENT_ID_HEADER,
     EVENT_TYPE_HEADER,
@@ -42,6 +43,7 @@ __all__ = [
     "WebhookEndpoints",
     "WebhookEvent",
     "WebhookLoaders",
+    "WebhookRetention",
     "WebhookSender",
     "api_view",
     "backoff",

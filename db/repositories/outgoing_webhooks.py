@@ -39,6 +39,29 @@ FROM event JOIN webhook_endpoints w
     ON w.organization_id = event.organization_id AND w.enabled AND event.type = ANY(w.event_types)
 """
 
+# Old events whose deliveries are all finished; SKIP LOCKED so workers purge side by side. The
+# deliveries go in the same statement (their attempts by ON DELETE CASCADE); the foreign key
+# from deliveries to events is checked at the statement's end, when both are gone.
+_PURGE = """
+WITH doomed AS (
+    SELECT e.organization_id, e.id FROM webhook_events e
+    WHERE e.created_at < :before
+      AND NOT EXISTS (
+          SELECT 1 FROM webhook_deliveries d
+          WHERE d.organization_id = e.organization_id AND d.event_id = e.id
+            AND d.status = 'pending')
+    ORDER BY e.created_at
+    LIMIT :limit
+    FOR UPDATE OF e SKIP LOCKED
+), deliveries AS (
+    DELETE FROM webhook_deliveries d USING doomed
+    WHERE d.organization_id = doomed.organization_id AND d.event_id = doomed.id
+)
+DELETE FROM webhook_events e USING doomed
+WHERE e.organization_id = doomed.organization_id AND e.id = doomed.id
+RETURNING e.id
+"""
+
 # Due deliveries, each claimed by moving next_attempt_at one lease ahead: a worker killed in
 # the middle of a delivery leaves it due again when the lease ends. SKIP LOCKED lets any
 # number of workers claim side by side.
@@ -116,6 +139,11 @@ class WebhookEventRepository(TableRepository):
 
     async def record(self, values: Mapping[str, Any]) -> None:
         await self._db.execute(_RECORD, dict(values))
+
+    async def purge_before(self, before: datetime, *, limit: int = 1_000) -> int:
+        """Delete up to ``limit`` events (oldest first) created before ``before`` with no
+        delivery still pending, with their deliveries and attempts; returns how many events."""
+        return len(await self._db.fetch_all(_PURGE, {"before": before, "limit": limit}))
 
     def conditions(self, org: str, filters: Filters) -> list[sa.ColumnElement[bool]]:
         where = [self._c.organization_id == org]

@@ -303,3 +303,15 @@ def test_cors_origins_must_be_origins(tmp_path: Path, value: str) -> None:
     with pytest.raises(SettingsError) as info:
         load_settings({"BILLING_HOME": str(tmp_path), "CORS_ORIGINS": value})
     assert f"got {value!r}" in str(info.value)
+
+
+def test_webhook_retention_outlasts_the_retries(tmp_path: Path) -> None:
+    base = {"BILLING_HOME": str(tmp_path)}
+    assert load_settings(base).webhook_retention_days == 30
+    assert load_settings({**base, "WEBHOOK_RETENTION_DAYS": "4"}).webhook_retention_days == 4
+    with pytest.raises(SettingsError) as info:
+        load_settings({**base, "WEBHOOK_RETENTION_DAYS": "3"})  # retries last 3 days
+    assert str(info.value) == (
+        "WEBHOOK_RETENTION_DAYS (3) must be longer than WEBHOOK_MAX_AGE_SECONDS (259200 s): an "
+        "event is kept at least as long as its deliveries are retried."
+    )
