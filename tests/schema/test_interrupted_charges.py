@@ -48,9 +48,16 @@ async def expire_leases(app_services: Any, org: str) -> None:
 
 
 async def intents_of(settings: Settings, customer: dict[str, Any]) -> list[str]:
-    """The statuses of the customer's PaymentIntents at Stripe, oldest first."""
-    found = await stripe_get(settings, "/v1/payment_intents?limit=100")
-    mine = [i for i in found["data"] if i["customer"] == customer["stripeCustomerId"]]
+    """The statuses of the customer's PaymentIntents at Stripe, oldest first (every page: the
+    emulator is shared by the whole run and lists oldest first)."""
+    mine: list[dict[str, Any]] = []
+    after = ""
+    while True:
+        found = await stripe_get(settings, f"/v1/payment_intents?limit=100{after}")
+        mine += [i for i in found["data"] if i["customer"] == customer["stripeCustomerId"]]
+        if not found["has_more"] or not found["data"]:
+            break
+        after = f"&starting_after={found['data'][-1]['id']}"
     return [i["status"] for i in sorted(mine, key=lambda i: i["created"])]
 
 
