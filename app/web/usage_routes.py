@@ -13,13 +13,13 @@ Same bearer tokens as the API (admin or service); a request costs ``10 + events 
 of the caller's rate-limit budget, so a producer is limited by requests more than by events.
 
 The body is decoded with orjson (strict JSON: no NaN, no lone surrogates); a body with a run of
-19 or more digits goes through the standard library instead, whose integers are exact (orjson
-reads integers past 64 bits as floats, which would change a large id in ``properties``).
+19 or more digits goes through the API's strict decoder instead (``app/web/strict_json.py``, the
+standard library's parser, whose integers are exact: orjson reads integers past 64 bits as
+floats, which would change a large id in ``properties``).
 """
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,6 +32,7 @@ from app.core.errors import DomainError, Unauthenticated
 from app.services import Services
 from app.usage import EventResult, EventStatus, UsageEventInput
 from app.web.document_routes import bearer_principal, throttled
+from app.web.strict_json import loads_strict
 
 __all__ = ["MAX_EVENTS", "MAX_USAGE_BODY_BYTES", "usage_events_route"]
 
@@ -51,24 +52,12 @@ _DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
 _LONG_RUN = b"0" * 19
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _exact_loads(text: bytes) -> Any:
-    found = json.loads(text, parse_constant=_reject_constant)
-    # The standard library lets lone surrogates (\\ud800) through, which UTF-8 and PostgreSQL
-    # cannot hold: encoding raises UnicodeEncodeError (a ValueError) for them.
-    json.dumps(found, ensure_ascii=False).encode("utf-8")
-    return found
-
-
 def _parse(body: bytes) -> list[Any]:
     """The events of a JSON array or of JSON lines; ValueError when neither (or when a string
     holds NUL, which PostgreSQL text cannot store)."""
     if b"\\u0000" in body:
         raise ValueError("NUL")
-    loads = _exact_loads if _LONG_RUN in body.translate(_DIGITS_AS_ZERO) else orjson.loads
+    loads = loads_strict if _LONG_RUN in body.translate(_DIGITS_AS_ZERO) else orjson.loads
     if body.lstrip()[:1] == b"[":
         found = loads(body)
         if not isinstance(found, list):
